@@ -1,0 +1,249 @@
+"""Command line: ``m3dgan data|train|translate|evaluate|tasks``.
+
+Expected errors (bad input, missing data, bad config, damaged checkpoint) print one line
+``error: ...`` and exit with status 2; anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from m3dgan.errors import M3DGANError
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="build, fetch or list data sets")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    b = dsub.add_parser("build", help="build a built-in data set offline from installed material")
+    b.add_argument("name", help="digits | edges2emoji")
+    b.add_argument(
+        "--force", action="store_true", help="rebuild even if a valid cached build exists"
+    )
+    b.add_argument(
+        "--limit", type=int, default=None, help="cap source items, for quick small builds"
+    )
+    b.add_argument("--seed", type=int, default=0)
+    f = dsub.add_parser("fetch", help="download a published data set (needs internet)")
+    f.add_argument("name", help="edges2shoes | night2day")
+    f.add_argument("--url", default=None, help="mirror URL of the .tar.gz archive")
+    f.add_argument("--sha256", default=None, help="expected sha256 of the archive")
+    f.add_argument("--image-size", type=int, default=128)
+    f.add_argument("--force", action="store_true")
+    dsub.add_parser("list", help="list data sets and where they are")
+
+
+def _add_train(sub) -> None:
+    from m3dgan.core.objectives import OBJECTIVES
+    from m3dgan.tasks import TASKS
+
+    p = sub.add_parser("train", help="train (or resume) a run")
+    p.add_argument(
+        "--task", choices=list(TASKS), help="task to train (default: from --config, else digits)"
+    )
+    p.add_argument("--out", required=True, type=Path, help="run folder (config, logs, checkpoints)")
+    p.add_argument(
+        "--objective", choices=list(OBJECTIVES), help="training objective (default: full)"
+    )
+    p.add_argument("--steps", type=int, help="total training steps")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument(
+        "--config", type=Path, help="YAML config file (see RUN_DIR/config.yaml of any run)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=1e-4 (repeatable)",
+    )
+    p.add_argument("--data", type=Path, help="data folder to use instead of the task's default")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_translate(sub) -> None:
+    p = sub.add_parser("translate", help="translate an input file with a trained run")
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or checkpoint file")
+    p.add_argument("--input", required=True, type=Path, nargs="+", help="source file(s)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--reference", type=Path, nargs="+", help="reference file(s) that set the domain"
+    )
+    g.add_argument(
+        "--samples", type=int, default=None, help="number of random-z outputs per input (default 4)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed for random z (repeatable outputs)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--device", default="auto")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="compute the task's metrics on its test split")
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or checkpoint file")
+    p.add_argument("--out", required=True, type=Path, help="metrics JSON file to write")
+    p.add_argument(
+        "--inputs", type=int, default=100, help="test inputs for diversity (BicycleGAN: 100)"
+    )
+    p.add_argument(
+        "--samples", type=int, default=20, help="random z per input for diversity (BicycleGAN: 20)"
+    )
+    p.add_argument("--data", type=Path, help="data folder to use instead of the task's default")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="m3dgan", description="M3D-GAN: multi-modal multi-domain translation"
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_data(sub)
+    _add_train(sub)
+    _add_translate(sub)
+    _add_evaluate(sub)
+    sub.add_parser("tasks", help="list tasks and objectives")
+    return parser
+
+
+def cmd_data(args) -> int:
+    from m3dgan import paths
+    from m3dgan.data import build, fetch
+
+    if args.data_cmd == "build":
+        root = build.build_dataset(args.name, limit=args.limit, force=args.force, seed=args.seed)
+        print(f"data set {args.name!r} ready at {root}")
+    elif args.data_cmd == "fetch":
+        root = fetch.fetch(
+            args.name,
+            url=args.url,
+            expected_sha256=args.sha256,
+            image_size=args.image_size,
+            force=args.force,
+        )
+        print(f"data set {args.name!r} ready at {root}")
+    else:
+        from m3dgan.data.store import read_manifest
+
+        folder = paths.datasets_dir()
+        names = (
+            sorted(p.name for p in folder.iterdir() if (p / "manifest.json").is_file())
+            if folder.is_dir()
+            else []
+        )
+        print(f"built-in: {', '.join(build.BUILDERS)}   fetchable: {', '.join(build.FETCHABLE)}")
+        for name in names:
+            m = read_manifest(folder / name)
+            print(f"  {name:14s} {m.image_size}px  splits {m.splits}  at {folder / name}")
+        if not names:
+            print(f"  nothing built yet in {folder}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from m3dgan.config import Config, apply_overrides, load_config
+    from m3dgan.train import config_for_task, train
+
+    if args.resume:
+        cfg = None
+        if args.steps:
+            cfg = load_config(args.out / "config.yaml")
+            cfg.train.steps = args.steps
+    else:
+        base = load_config(args.config) if args.config else Config()
+        cfg = config_for_task(args.task or base.task, args.objective or base.objective, base)
+        if args.steps is not None:
+            cfg.train.steps = args.steps
+        if args.batch_size is not None:
+            cfg.train.batch_size = args.batch_size
+        if args.device:
+            cfg.train.device = args.device
+        cfg = apply_overrides(cfg, args.overrides)
+    last = train(
+        cfg,
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        data_root=_data_root(args.data),
+    )
+    print(f"checkpoint: {last}")
+    print(f"next: m3dgan evaluate --checkpoint {args.out} --out {args.out / 'metrics.json'}")
+    return 0
+
+
+def _data_root(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    from m3dgan.data.build import ensure_dataset
+
+    return ensure_dataset(path)
+
+
+def cmd_translate(args) -> int:
+    from m3dgan.infer import Translator
+
+    tr = Translator.from_checkpoint(args.checkpoint, device=args.device)
+    samples = args.samples if args.samples is not None else 4
+    if samples < 1:
+        raise M3DGANError("--samples must be at least 1")
+    for path in args.input:
+        written = tr.translate_file(
+            path, args.out, references=args.reference, samples=samples, seed=args.seed
+        )
+        print(f"{path} -> {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from m3dgan.evaluate import evaluate
+
+    metrics = evaluate(
+        args.checkpoint,
+        inputs=args.inputs,
+        samples=args.samples,
+        device=args.device,
+        data_root=_data_root(args.data),
+        seed=args.seed,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from m3dgan.core.objectives import OBJECTIVES
+    from m3dgan.tasks import TASKS
+
+    for task in TASKS.values():
+        print(
+            f"{task.name:12s} {task.source}->{task.target}  metrics: {', '.join(task.metrics)}\n    {task.description}"
+        )
+    print(f"objectives: {', '.join(OBJECTIVES)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {
+        "data": cmd_data,
+        "train": cmd_train,
+        "translate": cmd_translate,
+        "evaluate": cmd_evaluate,
+        "tasks": cmd_tasks,
+    }[args.cmd]
+    try:
+        return handler(args)
+    except M3DGANError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

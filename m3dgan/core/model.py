@@ -1,0 +1,119 @@
+"""M3DGAN: modality subnets wired around the universal attention module (paper Fig. 3).
+
+    S ─ M_in(source) ─────────────────────────┐
+                                              ├─ M_out (G) ─ T̂
+    R ─ M_in(target) ─ Enc_r ─ e ─ UTL ─ z ───┘
+                        └── or e ~ N(0, I) at test time
+
+The class holds the generator side (prenets, E_att, G) and the conditional discriminators; the
+training step (``core.step``) decides which parts an objective uses.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from m3dgan.config import ModelConfig
+from m3dgan.core.attention import Posterior, UniversalAttention
+from m3dgan.core.objectives import Objective
+from m3dgan.modalities import ModalitySpec, get_modality
+
+
+class M3DGAN(nn.Module):
+    def __init__(
+        self, source: ModalitySpec, target: ModalitySpec, objective: Objective, cfg: ModelConfig
+    ) -> None:
+        super().__init__()
+        self.source_spec, self.target_spec, self.objective, self.cfg = (
+            source,
+            target,
+            objective,
+            cfg,
+        )
+        src_mod, tgt_mod = get_modality(source.kind), get_modality(target.kind)
+        self.target_modality = tgt_mod
+        self.source_prenet = src_mod.build_prenet(source, cfg)
+        if objective.uses_z:
+            self.reference_prenet = tgt_mod.build_prenet(target, cfg)
+            self.attention: UniversalAttention | None = UniversalAttention(
+                tgt_mod.prenet_channels(cfg),
+                target.size,
+                cfg.nz,
+                use_tokens=objective.tokens,
+                num_tokens=cfg.num_tokens,
+                heads=cfg.token_heads,
+                domain_dim=cfg.domain_dim,
+                channels=cfg.ref_channels,
+                gru_units=cfg.ref_gru,
+            )
+            z_dim = self.attention.domain_dim
+        else:
+            self.reference_prenet, self.attention, z_dim = None, None, 0
+        self.z_dim = z_dim
+        self.generator = tgt_mod.build_generator(
+            source, target, src_mod.prenet_channels(cfg), z_dim, cfg
+        )
+        self.disc_enc = tgt_mod.build_discriminator(source, target, cfg)
+        # BicycleGAN's finding: one discriminator per branch trains better than a shared one
+        self.disc_rand = (
+            tgt_mod.build_discriminator(source, target, cfg) if objective.random_branch else None
+        )
+
+    # -- the generator side -------------------------------------------------------------------
+    def encode(self, reference: torch.Tensor) -> Posterior:
+        """q(e | R) from a reference sample of the target modality."""
+        if self.attention is None:
+            raise RuntimeError(f"objective {self.objective.name!r} has no reference encoder")
+        return self.attention.encode(self.reference_prenet(reference))
+
+    def embed(self, e: torch.Tensor) -> torch.Tensor:
+        """Gaussian reference embedding → domain embedding z (through the token layer if any)."""
+        return self.attention.embed(e)
+
+    def sample_e(
+        self, n: int, generator: torch.Generator | None = None, device=None
+    ) -> torch.Tensor:
+        device = device or next(self.parameters()).device
+        return torch.randn(n, self.cfg.nz, generator=generator, device=device)
+
+    def generate(self, source: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        return self.generator(self.source_prenet(source), z)
+
+    @torch.no_grad()
+    def translate(
+        self,
+        source: torch.Tensor,
+        *,
+        reference: torch.Tensor | None = None,
+        e: torch.Tensor | None = None,
+        token_weights: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Inference: the domain comes from a reference (posterior mean), an explicit e, explicit
+        token weights, or, by default, e ~ N(0, I)."""
+        if self.attention is None:
+            return self.generate(source, None)
+        if token_weights is not None:
+            if self.attention.tokens is None:
+                raise ValueError(f"objective {self.objective.name!r} has no token layer to weight")
+            z = self.attention.tokens.from_weights(token_weights)
+        else:
+            if reference is not None:
+                e = self.encode(reference).mu
+            elif e is None:
+                e = self.sample_e(len(source), generator, source.device)
+            z = self.embed(e)
+        if len(z) == 1 and len(source) > 1:
+            z = z.expand(len(source), -1)
+        return self.generate(source, z)
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        skip = {id(p) for p in self.discriminator_parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        params = list(self.disc_enc.parameters())
+        if self.disc_rand is not None:
+            params += list(self.disc_rand.parameters())
+        return params

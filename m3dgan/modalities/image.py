@@ -1,0 +1,201 @@
+"""Image modality subnets (paper §4, Fig. 5).
+
+- prenet: 2-layer conv2d [32, 32];
+- generator: ``gen_blocks`` residual conv2d blocks down and as many residual deconv2d blocks up
+  (paper: 6 + 6), U-Net skips between them, a final deconv2d to the target's channels, tanh.
+  A block halves the resolution only while the feature map is even and at least 8 px, so
+  32×32, 64×64, 128×128 and any multiple of 16 work with the same six blocks (the rest keep
+  the resolution). The domain embedding z modulates every block (FiLM after instance norm,
+  i.e. adaptive instance norm), so z reaches all scales — BicycleGAN injects z at all layers
+  for the same reason: a generator fed z at one place learns to ignore it.
+- discriminator: conditional PatchGAN on concat(S resized to T's size, T).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from m3dgan.config import ModelConfig
+from m3dgan.modalities.base import Modality, ModalitySpec
+
+
+class ImagePrenet(nn.Module):
+    def __init__(self, in_channels: int, channels: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for ch in channels:
+            layers += [nn.Conv2d(prev, ch, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            prev = ch
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class FiLM(nn.Module):
+    """Instance norm whose per-channel scale and shift come from z (AdaIN)."""
+
+    def __init__(self, channels: int, z_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.to_scale_shift = nn.Linear(z_dim, 2 * channels) if z_dim > 0 else None
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        h = self.norm(x) * self.weight + self.bias
+        if self.to_scale_shift is not None and z is not None:
+            scale, shift = self.to_scale_shift(z)[:, :, None, None].chunk(2, dim=1)
+            h = h * (1 + scale) + shift
+        return h
+
+
+class ResidualDown(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, z_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+        self.film1 = FiLM(cout, z_dim)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.film2 = FiLM(cout, z_dim)
+        self.skip = (
+            nn.Conv2d(cin, cout, 1, stride=stride)
+            if (cin != cout or stride != 1)
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        h = F.leaky_relu(self.film1(self.conv1(x), z), 0.2)
+        h = self.film2(self.conv2(h), z)
+        return F.leaky_relu(h + self.skip(x), 0.2)
+
+
+class ResidualUp(nn.Module):
+    def __init__(self, cin: int, cskip: int, cout: int, stride: int, z_dim: int) -> None:
+        super().__init__()
+        self.up = (
+            nn.ConvTranspose2d(cin, cin, 4, stride=2, padding=1) if stride == 2 else nn.Identity()
+        )
+        self.conv1 = nn.Conv2d(cin + cskip, cout, 3, padding=1)
+        self.film1 = FiLM(cout, z_dim)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.film2 = FiLM(cout, z_dim)
+        self.skip = nn.Conv2d(cin + cskip, cout, 1)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        x = torch.cat([self.up(x), skip], dim=1)
+        h = F.relu(self.film1(self.conv1(x), z))
+        h = self.film2(self.conv2(h), z)
+        return F.relu(h + self.skip(x))
+
+
+def downsample_plan(size: int, blocks: int) -> list[int]:
+    """Stride of each down block: 2 while the map is even and ≥ 8 px, else 1."""
+    strides = []
+    for _ in range(blocks):
+        if size % 2 == 0 and size >= 8:
+            strides.append(2)
+            size //= 2
+        else:
+            strides.append(1)
+    return strides
+
+
+class ImageGenerator(nn.Module):
+    def __init__(
+        self, in_channels: int, out_channels: int, size: int, z_dim: int, cfg: ModelConfig
+    ) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        strides = downsample_plan(size, cfg.gen_blocks)
+        widths = [min(cfg.gen_channels * 2**i, cfg.gen_max_channels) for i in range(cfg.gen_blocks)]
+        self.down = nn.ModuleList()
+        prev = in_channels
+        skips = []
+        for width, stride in zip(widths, strides, strict=True):
+            skips.append(prev)
+            self.down.append(ResidualDown(prev, width, stride, z_dim))
+            prev = width
+        self.up = nn.ModuleList()
+        for i in reversed(range(cfg.gen_blocks)):
+            out = skips[i] if i > 0 else widths[0]
+            self.up.append(ResidualUp(prev, skips[i], out, strides[i], z_dim))
+            prev = out
+        # "a final deconv2d outputs RGB": a stride-1 transposed conv to the target's channels
+        self.to_output = nn.ConvTranspose2d(prev, out_channels, 3, padding=1)
+
+    def forward(self, source: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        h = source
+        skips = []
+        for block in self.down:
+            skips.append(h)
+            h = block(h, z)
+        for block in self.up:
+            h = block(h, skips.pop(), z)
+        return torch.tanh(self.to_output(h))
+
+
+class ImageDiscriminator(nn.Module):
+    """Conditional PatchGAN D(S, T): each output cell judges one receptive-field patch."""
+
+    def __init__(
+        self, source_channels: int, target_channels: int, size: int, cfg: ModelConfig
+    ) -> None:
+        super().__init__()
+        self.size = size
+        ch = cfg.disc_channels
+        layers: list[nn.Module] = [
+            nn.Conv2d(source_channels + target_channels, ch, 4, 2, 1),
+            nn.LeakyReLU(0.2, True),
+        ]
+        prev = ch
+        for i in range(1, cfg.disc_layers):
+            stride = 2 if size // 2 ** (i + 1) >= 4 else 1
+            width = min(ch * 2**i, 512)
+            layers += [
+                nn.Conv2d(prev, width, 4, stride, 1),
+                nn.InstanceNorm2d(width),
+                nn.LeakyReLU(0.2, True),
+            ]
+            prev = width
+        layers.append(nn.Conv2d(prev, 1, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if source.shape[-2:] != target.shape[-2:]:
+            source = F.interpolate(
+                source, size=target.shape[-2:], mode="bilinear", align_corners=False
+            )
+        return self.net(torch.cat([source, target], dim=1))
+
+
+class ImageModality(Modality):
+    kind = "image"
+
+    def build_prenet(self, spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
+        return ImagePrenet(spec.channels, cfg.prenet_channels)
+
+    def prenet_channels(self, cfg: ModelConfig) -> int:
+        return cfg.prenet_channels[-1]
+
+    def build_generator(
+        self,
+        source: ModalitySpec,
+        target: ModalitySpec,
+        source_channels: int,
+        z_dim: int,
+        cfg: ModelConfig,
+    ) -> nn.Module:
+        if source.kind != "image" or source.size != target.size:
+            raise ValueError("the image generator translates images of one size; resize the source")
+        return ImageGenerator(source_channels, target.channels, target.size, z_dim, cfg)
+
+    def build_discriminator(
+        self, source: ModalitySpec, target: ModalitySpec, cfg: ModelConfig
+    ) -> nn.Module:
+        return ImageDiscriminator(source.channels, target.channels, target.size, cfg)
+
+    def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(fake, real)

@@ -1,0 +1,1 @@
+"""Visual output: image grids for TensorBoard and sample folders."""

@@ -1,0 +1,63 @@
+"""The task registry. Adding a task = adding one ``Task`` entry (and its data builder)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from m3dgan.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    source: str  # modality kind of S
+    target: str  # modality kind of T
+    dataset: str  # data set name understood by ``m3dgan.data.build.ensure_dataset``
+    metrics: tuple[str, ...]  # realism | diversity | reference
+    description: str = ""
+    defaults: dict = field(default_factory=dict)  # config overrides, "section.key" -> value
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task(
+            "digits",
+            "image",
+            "image",
+            "digits",
+            ("realism", "diversity"),
+            "printed digits (many fonts, random colours, 32×32) → real handwritten MNIST digits",
+        ),
+        Task(
+            "edges2emoji",
+            "image",
+            "image",
+            "edges2emoji",
+            ("diversity", "reference"),
+            "edge maps → colour emoji (Google / Twitter artwork, 64×64); the vendor is the domain",
+        ),
+        Task(
+            "edges2shoes",
+            "image",
+            "image",
+            "edges2shoes",
+            ("diversity",),
+            "pix2pix edges2shoes (fetch with `m3dgan data fetch edges2shoes`)",
+        ),
+        Task(
+            "night2day",
+            "image",
+            "image",
+            "night2day",
+            ("diversity",),
+            "pix2pix night2day (fetch with `m3dgan data fetch night2day`)",
+        ),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; available: {', '.join(TASKS)}")
+    return TASKS[name]

@@ -1,0 +1,305 @@
+"""The training loop: data, model, optimizers, logging, checkpoints, resume.
+
+Run folder layout::
+
+    RUN_DIR/config.yaml        the full config of the run (edit a copy to start a variant)
+    RUN_DIR/log.jsonl          one line of losses per ``log_every`` steps (loss curves)
+    RUN_DIR/tb/                TensorBoard scalars and sample grids
+    RUN_DIR/samples/           sample grids as PNG
+    RUN_DIR/checkpoints/       safetensors + JSON sidecars (see ``m3dgan.checkpoint``)
+
+Batches are a pure function of (seed, step): a resumed run sees exactly the batches an
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from m3dgan import checkpoint as ckpt
+from m3dgan.config import Config, config_from_dict, load_config
+from m3dgan.core.model import M3DGAN
+from m3dgan.core.objectives import get_objective
+from m3dgan.core.step import TrainStep
+from m3dgan.data.store import Manifest, load_split, read_manifest, to_float
+from m3dgan.errors import ConfigError
+from m3dgan.modalities import ModalitySpec
+from m3dgan.report.grid import make_grid, save_image
+from m3dgan.tasks import get_task
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def specs_from_manifest(task_name: str, manifest: Manifest) -> tuple[ModalitySpec, ModalitySpec]:
+    task = get_task(task_name)
+    return (
+        ModalitySpec(task.source, manifest.source_channels, manifest.image_size),
+        ModalitySpec(task.target, manifest.target_channels, manifest.image_size),
+    )
+
+
+def build_model(cfg: Config, manifest: Manifest) -> M3DGAN:
+    source, target = specs_from_manifest(cfg.task, manifest)
+    return M3DGAN(source, target, get_objective(cfg.objective), cfg.model)
+
+
+def batch_indices(
+    n: int, batch_size: int, step: int, seed: int, rank: int = 0, world: int = 1
+) -> torch.Tensor:
+    """Indices of the global batch for ``step`` (a fresh permutation each epoch), this rank's share."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, pos = divmod(step, per_epoch)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=gen)
+    idx = perm[pos * batch_size : (pos + 1) * batch_size]
+    return idx[rank::world]
+
+
+def dataset_root(task_name: str) -> Path:
+    from m3dgan.data.build import ensure_dataset
+
+    return ensure_dataset(get_task(task_name).dataset)
+
+
+@dataclass
+class RunState:
+    model: M3DGAN
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    noise: torch.Generator
+    step: int = 0
+
+
+def make_optimizers(model: M3DGAN, cfg: Config, device: torch.device):
+    kw = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2)}
+    fused = device.type in ("cuda", "cpu")  # one kernel per step instead of one per tensor
+    opt_g = torch.optim.Adam(model.generator_parameters(), fused=fused, **kw)
+    opt_d = torch.optim.Adam(model.discriminator_parameters(), fused=fused, **kw)
+    return opt_g, opt_d
+
+
+def save(run_dir: Path, state: RunState, cfg: Config, manifest: Manifest) -> Path:
+    meta = {
+        "config": cfg.to_dict(),
+        "task": cfg.task,
+        "dataset": manifest.name,
+        "source": vars(state.model.source_spec),
+        "target": vars(state.model.target_spec),
+        "domains": manifest.domains,
+        "classes_count": len(manifest.classes),
+    }
+    return ckpt.save_checkpoint(
+        run_dir,
+        state.step,
+        state.model,
+        optimizers={"g": state.opt_g, "d": state.opt_d},
+        rng={"noise": state.noise.get_state(), "torch": torch.get_rng_state()},
+        meta=meta,
+        keep=cfg.train.keep_checkpoints,
+    )
+
+
+def restore(state: RunState, checkpoint: ckpt.Checkpoint) -> None:
+    state.model.load_state_dict(checkpoint.model_state())
+    state.opt_g.load_state_dict(checkpoint.optimizer_state("g"))
+    state.opt_d.load_state_dict(checkpoint.optimizer_state("d"))
+    state.noise.set_state(checkpoint.rng_state("noise"))
+    torch.set_rng_state(checkpoint.rng_state("torch"))
+    state.step = checkpoint.step
+
+
+class _StopRequest:
+    """SIGTERM / Ctrl-C ask the loop to checkpoint and stop instead of dying mid-step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, object] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def prepare_run(run_dir: Path, cfg: Config | None, resume: bool) -> Config:
+    """Write or read RUN_DIR/config.yaml; refuse to overwrite a run by accident."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.yaml"
+    has_checkpoints = bool(ckpt.list_checkpoints(ckpt.checkpoint_dir(run_dir)))
+    if resume:
+        if not config_path.is_file():
+            raise ConfigError(f"{run_dir}: nothing to resume (no config.yaml)")
+        saved = load_config(config_path)
+        if cfg is not None and cfg.train.steps != saved.train.steps:
+            saved.train.steps = cfg.train.steps  # resuming may extend a run
+            saved.save(config_path)
+        return saved
+    if has_checkpoints:
+        raise ConfigError(
+            f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
+        )
+    assert cfg is not None
+    cfg.save(config_path)
+    return cfg
+
+
+def train(
+    cfg: Config | None,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    data_root: Path | None = None,
+) -> Path:
+    """Train (or resume) a run; returns the path of the last checkpoint."""
+    run_dir = Path(run_dir)
+    cfg = prepare_run(run_dir, cfg, resume)
+    get_objective(cfg.objective)
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    root = data_root or dataset_root(cfg.task)
+    manifest = read_manifest(root)
+    train_split, test_split = load_split(root, "train"), load_split(root, "test")
+
+    torch.manual_seed(tc.seed)
+    model = build_model(cfg, manifest).to(device)
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt_g, opt_d = make_optimizers(model, cfg, device)
+    noise = torch.Generator(device=device).manual_seed(tc.seed + 1)
+    state = RunState(model, opt_g, opt_d, noise)
+    if resume and ckpt.list_checkpoints(ckpt.checkpoint_dir(run_dir)):
+        restore(state, ckpt.load_latest(run_dir))
+    amp_dtype = torch.bfloat16 if tc.amp else None
+    step_fn = TrainStep(model, opt_g, opt_d, cfg.loss, autocast_dtype=amp_dtype, generator=noise)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tb"))
+    fixed = _fixed_samples(test_split, device)
+    n = len(train_split["source"])
+    bar = tqdm(
+        total=tc.steps,
+        initial=state.step,
+        disable=not progress,
+        desc=f"{cfg.task}/{cfg.objective}",
+        unit="step",
+        dynamic_ncols=True,
+    )
+    last_path = None
+    images_seen, t0 = 0, time.perf_counter()
+    with _StopRequest() as stop, open(run_dir / "log.jsonl", "a") as log:
+        model.train()
+        while state.step < tc.steps and not stop.requested:
+            idx = batch_indices(n, tc.batch_size, state.step, tc.seed)
+            source = _to_device(train_split["source"][idx], device, tc.channels_last)
+            target = _to_device(train_split["target"][idx], device, tc.channels_last)
+            logs = step_fn(source, target)
+            state.step += 1
+            images_seen += len(idx)
+            bar.update(1)
+            if state.step % tc.log_every == 0 or state.step == tc.steps:
+                rate = images_seen / (time.perf_counter() - t0)
+                logs["images_per_s"] = rate
+                bar.set_postfix(
+                    {
+                        k: f"{v:.3g}"
+                        for k, v in logs.items()
+                        if k in ("loss_D", "loss_G", "rec", "lat")
+                    }
+                )
+                for key, value in logs.items():
+                    writer.add_scalar(f"train/{key}", value, state.step)
+                log.write(json.dumps({"step": state.step, **logs}) + "\n")
+                log.flush()
+            if state.step % tc.sample_every == 0 or state.step == tc.steps:
+                grid = sample_grid(model, fixed)
+                save_image(grid, run_dir / "samples" / f"step_{state.step:08d}.png")
+                writer.add_image("samples", grid, state.step)
+                model.train()
+            if state.step % tc.checkpoint_every == 0 or state.step == tc.steps:
+                last_path = save(run_dir, state, cfg, manifest)
+        if stop.requested:
+            last_path = save(run_dir, state, cfg, manifest)
+            bar.write(
+                f"stopped at step {state.step}; checkpoint saved to {last_path}. Resume with --resume."
+            )
+    bar.close()
+    writer.close()
+    return last_path or ckpt.resolve(run_dir)
+
+
+def _to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = to_float(images.to(device, non_blocking=True))
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _fixed_samples(
+    split: dict[str, torch.Tensor], device: torch.device, n: int = 6
+) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1234)
+    idx = torch.randperm(len(split["source"]), generator=gen)[:n]
+    refs = torch.randperm(len(split["source"]), generator=gen)[:3]
+    return {
+        "source": to_float(split["source"][idx]).to(device),
+        "target": to_float(split["target"][idx]).to(device),
+        "references": to_float(split["target"][refs]).to(device),
+        "e": torch.randn(3, 8, generator=gen),
+    }
+
+
+@torch.no_grad()
+def sample_grid(model: M3DGAN, fixed: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Rows: one test source each. Columns: source, ground truth, G(S, z_r(ground truth)),
+    G(S, z_r(reference k)) for 3 fixed references, G(S, e_k) for 3 fixed random codes."""
+    model.eval()
+    src, tgt = fixed["source"], fixed["target"]
+    columns = [src, tgt]
+    if model.attention is None:
+        columns.append(model.translate(src))
+    else:
+        columns.append(model.translate(src, reference=tgt))
+        for ref in fixed["references"]:
+            columns.append(model.translate(src, reference=ref[None]))
+        e = fixed["e"][:, : model.cfg.nz].to(src.device)
+        if e.shape[1] < model.cfg.nz:
+            e = torch.nn.functional.pad(e, (0, model.cfg.nz - e.shape[1]))
+        for k in range(len(e)):
+            columns.append(model.translate(src, e=e[k : k + 1]))
+    rows = [[col[i] for col in columns] for i in range(len(src))]
+    return make_grid(rows)
+
+
+def config_for_task(task_name: str, objective: str, base: Config | None = None) -> Config:
+    cfg = base or Config()
+    data = cfg.to_dict()
+    data["task"], data["objective"] = task_name, objective
+    for key, value in get_task(task_name).defaults.items():
+        section, leaf = key.split(".")
+        data[section][leaf] = value
+    return config_from_dict(data)

