@@ -41,6 +41,8 @@ class LossConfig:
     lambda_1: float = 1.0  # weight of L_VAE-GAN in L_all (eq. 8)
     lambda_2: float = 1.0  # weight of L_lat-GAN
     lambda_3: float = 1.0  # weight of the distance regularization
+    dist_form: str = "hinge"  # hinge (bounded, default) | mode-seeking (MSGAN's 1/(ratio+ε))
+    dist_tau: float = 0.2  # hinge: ratio of output to code distance above which L_dist is 0
 
 
 @dataclass
@@ -57,7 +59,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # mixed precision (bf16 on CPU, fp16/bf16 on CUDA)
-    channels_last: bool = True
+    channels_last: bool = False  # NHWC layout: faster on CUDA (tensor cores), slower on CPU here
     compile: bool = False  # torch.compile the generator and discriminators
 
 

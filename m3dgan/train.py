@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
 import signal
 import time
 from dataclasses import dataclass
@@ -251,7 +252,26 @@ def train(
             )
     bar.close()
     writer.close()
+    _write_stats(run_dir, images_seen, time.perf_counter() - t0, state.step, device)
     return last_path or ckpt.resolve(run_dir)
+
+
+def _write_stats(
+    run_dir: Path, images: int, seconds: float, step: int, device: torch.device
+) -> None:
+    """Throughput and peak memory of this session of the run (benchmarks read this file)."""
+    stats = {
+        "step": step,
+        "images": images,
+        "seconds": round(seconds, 2),
+        "images_per_s": images / seconds if seconds > 0 else None,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        stats["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    (run_dir / "train_stats.json").write_text(json.dumps(stats, indent=1))
 
 
 def _to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:

@@ -49,8 +49,22 @@ def distance_regularization(
     out_b: torch.Tensor,
     z_a: torch.Tensor,
     z_b: torch.Tensor,
+    form: str = "hinge",
+    tau: float = 0.2,
     eps: float = 1e-5,
 ) -> torch.Tensor:
-    """Loss that *maximises* the distance ratio (eq. 7) in the mode-seeking form 1 / (ratio + ε):
-    bounded below, steep when the generator collapses, flat once outputs differ."""
-    return (1.0 / (distance_ratio(out_a, out_b, z_a, z_b) + eps)).mean()
+    """A loss whose minimum *maximises* the distance ratio of eq. 7.
+
+    - ``"hinge"`` (default): mean(relu(τ − ratio)) — a constant push while outputs for different
+      codes are closer than τ, nothing once they are; bounded, so it cannot swamp the other terms
+      (the clamped form of DSGAN, Yang et al. 2019);
+    - ``"mode-seeking"``: mean(1 / (ratio + ε)), MSGAN's form (Mao et al. 2019). Its gradient
+      grows as 1/ratio², which on a generator that starts out ignoring z (ratio ≈ 0.02) is ~2500×
+      the reconstruction term's and, in our runs, collapsed training within 50 steps.
+    """
+    ratio = distance_ratio(out_a, out_b, z_a, z_b)
+    if form == "hinge":
+        return F.relu(tau - ratio).mean()
+    if form == "mode-seeking":
+        return (1.0 / (ratio + eps)).mean()
+    raise ValueError(f"unknown distance form {form!r}; choose hinge or mode-seeking")

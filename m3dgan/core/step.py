@@ -7,7 +7,7 @@ term (eq. 7) compares G(S, z_s) with G(S, z_r) for the *same* S. Per iteration:
 2. random branch:  e_s ~ N(0, I),     z_s = UTL(e_s), T̂_sam = G(S, z_s)   (eq. 5–6)
 3. D update: D_enc on (S, T) vs (S, T̂_enc), D_rand on (S, T) vs (S, T̂_sam)
 4. G update: λ1·[GAN + λ_rec·rec + λ_kl·KL] + λ2·[GAN + λ_lat·|e_s − μ(Enc_r(T̂_sam))|]
-             + λ3·1/(ratio + ε)                                               (eq. 8)
+             + λ3·relu(τ − ratio)                                     (eq. 8)
    The latent-regression term reaches G (and the token layer) but not Enc_r: its parameters are
    frozen for that forward pass, otherwise G and Enc_r learn to hide the code between them.
 """
@@ -105,8 +105,15 @@ class TrainStep:
                 total = total + lc.lambda_2 * (g_gan_rand + lc.lambda_lat * lat)
                 logs.update(G_gan_rand=g_gan_rand.item(), lat=lat.item())
             if obj.distance:
+                # the encoded output is the anchor: were it not detached, Enc_r could satisfy the
+                # term by pushing e_r off the prior (huge KL) instead of G learning to use z
                 dist = losses.distance_regularization(
-                    fake_rand.float(), fake_enc.float(), e_s, e_r.detach()
+                    fake_rand.float(),
+                    fake_enc.detach().float(),
+                    e_s,
+                    e_r.detach(),
+                    form=lc.dist_form,
+                    tau=lc.dist_tau,
                 )
                 total = total + lc.lambda_3 * dist
                 logs["dist"] = dist.item()

@@ -1,0 +1,170 @@
+"""Reproduce the paper's ablation (Table 3) on the built-in data: every objective, one budget.
+
+Each (task, objective) trains in its own process (so peak memory is per run) with the same
+steps, batch size and seed, then ``m3dgan evaluate`` scores it. Writes ``results.json`` and
+``results.md`` (a markdown table) into ``--out`` and prints the table.
+
+    python bench/ablation.py --out bench/results/ablation                 # defaults below
+    python bench/ablation.py --tasks digits --objectives pix2pix,full --steps 200   # a quick look
+
+Columns: realism = digit-classifier accuracy on translated test digits (paper Table 2a/3);
+real = the same classifier on held-out real MNIST; div(z) / div(r) = diversity with random z /
+random references (BicycleGAN protocol: 100 inputs × 20 samples); ref acc = vendor-classifier
+accuracy on edges2emoji outputs made with references of each vendor (swap = reference vendor
+differs from the source's own); img/s = training images per second; peak MB = peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ALL = ["pix2pix", "cvae-gan", "bicycle", "vae", "vae+lat", "full", "full-noatt"]
+DEFAULT = {"digits": ALL, "edges2emoji": ["pix2pix", "bicycle", "full"]}
+COLUMNS = [
+    ("realism", "realism", "{:.1%}"),
+    ("realism_real", "real", "{:.1%}"),
+    ("diversity_z", "div(z)", "{:.4f}"),
+    ("diversity_ref", "div(r)", "{:.4f}"),
+    ("diversity_real", "div(real)", "{:.4f}"),
+    ("reference_accuracy", "ref acc", "{:.1%}"),
+    ("reference_accuracy_swap", "ref acc (swap)", "{:.1%}"),
+    ("images_per_s", "img/s", "{:.1f}"),
+    ("peak_rss_mb", "peak MB", "{:.0f}"),
+]
+
+
+def run(cmd: list[str], log: Path) -> None:
+    with open(log, "a") as handle:
+        handle.write("$ " + " ".join(cmd) + "\n")
+        handle.flush()
+        proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"command failed ({proc.returncode}), see {log}: {' '.join(cmd)}")
+
+
+def bench_one(task: str, objective: str, args) -> dict:
+    run_dir = args.out / "runs" / f"{task}-{objective}"
+    log = args.out / "logs" / f"{task}-{objective}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    m3dgan = [sys.executable, "-m", "m3dgan"]
+    if not (run_dir / "train_stats.json").is_file():
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        steps = args.steps[task]
+        run(
+            m3dgan
+            + [
+                "train",
+                "--task",
+                task,
+                "--objective",
+                objective,
+                "--out",
+                str(run_dir),
+                "--steps",
+                str(steps),
+                "--batch-size",
+                str(args.batch_size[task]),
+                "--no-progress",
+                "--set",
+                f"train.seed={args.seed}",
+                "--set",
+                f"train.checkpoint_every={steps}",
+                "--set",
+                f"train.sample_every={max(steps // 4, 1)}",
+            ],
+            log,
+        )
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        run(
+            m3dgan
+            + [
+                "evaluate",
+                "--checkpoint",
+                str(run_dir),
+                "--out",
+                str(metrics_path),
+                "--inputs",
+                str(args.inputs),
+                "--samples",
+                str(args.samples),
+            ],
+            log,
+        )
+    result = json.loads(metrics_path.read_text())
+    result.update(json.loads((run_dir / "train_stats.json").read_text()))
+    result["steps"], result["batch_size"] = args.steps[task], args.batch_size[task]
+    return result
+
+
+def table(results: list[dict]) -> str:
+    head = ["task", "objective"] + [c[1] for c in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r["task"], r["objective"]]
+        for key, _, fmt in COLUMNS:
+            value = r.get(key)
+            cell = "–" if value is None else fmt.format(value)
+            if key.startswith("diversity") and r.get(key + "_se") is not None and value is not None:
+                cell += f" ±{r[key + '_se']:.4f}"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_per_task(text: str, cast=int) -> dict[str, int]:
+    """``800`` (all tasks) or ``digits=800,edges2emoji=600``."""
+    if "=" not in text:
+        return {t: cast(text) for t in DEFAULT}
+    return {k: cast(v) for k, v in (item.split("=") for item in text.split(","))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--out", type=Path, default=Path("bench/results/ablation"))
+    p.add_argument("--tasks", default="digits,edges2emoji")
+    p.add_argument(
+        "--objectives", default=None, help="comma list; default: all on digits, 3 on edges2emoji"
+    )
+    p.add_argument("--steps", default="digits=800,edges2emoji=600", type=parse_per_task)
+    p.add_argument("--batch-size", default="digits=16,edges2emoji=8", type=parse_per_task)
+    p.add_argument("--inputs", type=int, default=100)
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    started = time.time()
+    for task in args.tasks.split(","):
+        objectives = args.objectives.split(",") if args.objectives else DEFAULT[task]
+        for objective in objectives:
+            t0 = time.time()
+            results.append(bench_one(task, objective, args))
+            print(
+                f"[{time.time() - started:6.0f}s] {task}/{objective} done in {time.time() - t0:.0f}s",
+                flush=True,
+            )
+            (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    md = table(results)
+    meta = (
+        f"steps {args.steps}, batch {args.batch_size}, seed {args.seed}, "
+        f"{os.cpu_count()} CPU threads, diversity distance: {results[0].get('distance', '–')}"
+    )
+    (args.out / "results.md").write_text(md + "\n\n" + meta + "\n")
+    print(md)
+    print(meta)
+
+
+if __name__ == "__main__":
+    main()
