@@ -5,6 +5,10 @@ steps, batch size and seed, then ``m3dgan evaluate`` scores it. Writes ``results
 ``results.md`` (a markdown table) into ``--out`` and prints the table.
 
     python bench/ablation.py --out bench/results/ablation                 # defaults below
+    # two lanes on a 2-core machine, one thread each, sharing one --out:
+    OMP_NUM_THREADS=1 python bench/ablation.py --tasks edges2emoji &
+    OMP_NUM_THREADS=1 python bench/ablation.py --tasks digits
+    python bench/ablation.py --report-only
     python bench/ablation.py --tasks digits --objectives pix2pix,full --steps 200   # a quick look
 
 Columns: realism = digit-classifier accuracy on translated test digits (paper Table 2a/3);
@@ -24,9 +28,13 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ALL = ["pix2pix", "cvae-gan", "bicycle", "vae", "vae+lat", "full", "full-noatt"]
 DEFAULT = {"digits": ALL, "edges2emoji": ["pix2pix", "bicycle", "full"]}
 COLUMNS = [
+    ("steps", "steps", "{}"),
+    ("batch_size", "batch", "{}"),
     ("realism", "realism", "{:.1%}"),
     ("realism_real", "real", "{:.1%}"),
     ("diversity_z", "div(z)", "{:.4f}"),
@@ -100,10 +108,7 @@ def bench_one(task: str, objective: str, args) -> dict:
             ],
             log,
         )
-    result = json.loads(metrics_path.read_text())
-    result.update(json.loads((run_dir / "train_stats.json").read_text()))
-    result["steps"], result["batch_size"] = args.steps[task], args.batch_size[task]
-    return result
+    return json.loads(metrics_path.read_text())
 
 
 def table(results: list[dict]) -> str:
@@ -128,6 +133,35 @@ def parse_per_task(text: str, cast=int) -> dict[str, int]:
     return {k: cast(v) for k, v in (item.split("=") for item in text.split(","))}
 
 
+def collect(out: Path) -> list[dict]:
+    """Every finished run under ``out/runs`` (so several lanes can share one ``--out``)."""
+    results = []
+    for task in DEFAULT:
+        for objective in ALL:
+            run_dir = out / "runs" / f"{task}-{objective}"
+            if (run_dir / "metrics.json").is_file() and (run_dir / "train_stats.json").is_file():
+                result = json.loads((run_dir / "metrics.json").read_text())
+                result.update(json.loads((run_dir / "train_stats.json").read_text()))
+                train_cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
+                result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
+                results.append(result)
+    return results
+
+
+def write_report(out: Path) -> str:
+    results = collect(out)
+    if not results:
+        return "no finished runs"
+    md = table(results)
+    meta = (
+        f"{len(results)} runs; diversity distance: {results[0].get('distance', '–')}; "
+        f"threads per run: {sorted({r.get('threads') for r in results})}"
+    )
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(md + "\n\n" + meta + "\n")
+    return md + "\n\n" + meta
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -137,33 +171,29 @@ def main() -> None:
     p.add_argument(
         "--objectives", default=None, help="comma list; default: all on digits, 3 on edges2emoji"
     )
-    p.add_argument("--steps", default="digits=800,edges2emoji=600", type=parse_per_task)
+    p.add_argument("--steps", default="digits=1000,edges2emoji=800", type=parse_per_task)
     p.add_argument("--batch-size", default="digits=16,edges2emoji=8", type=parse_per_task)
     p.add_argument("--inputs", type=int, default=100)
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--report-only", action="store_true", help="only rebuild the table from finished runs"
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results = []
     started = time.time()
-    for task in args.tasks.split(","):
-        objectives = args.objectives.split(",") if args.objectives else DEFAULT[task]
-        for objective in objectives:
-            t0 = time.time()
-            results.append(bench_one(task, objective, args))
-            print(
-                f"[{time.time() - started:6.0f}s] {task}/{objective} done in {time.time() - t0:.0f}s",
-                flush=True,
-            )
-            (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    md = table(results)
-    meta = (
-        f"steps {args.steps}, batch {args.batch_size}, seed {args.seed}, "
-        f"{os.cpu_count()} CPU threads, diversity distance: {results[0].get('distance', '–')}"
-    )
-    (args.out / "results.md").write_text(md + "\n\n" + meta + "\n")
-    print(md)
-    print(meta)
+    if not args.report_only:
+        for task in args.tasks.split(","):
+            objectives = args.objectives.split(",") if args.objectives else DEFAULT[task]
+            for objective in objectives:
+                t0 = time.time()
+                bench_one(task, objective, args)
+                print(
+                    f"[{time.time() - started:6.0f}s] {task}/{objective} done in {time.time() - t0:.0f}s",
+                    flush=True,
+                )
+    print(write_report(args.out))
+    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ class LossConfig:
     lambda_2: float = 1.0  # weight of L_lat-GAN
     lambda_3: float = 1.0  # weight of the distance regularization
     dist_form: str = "hinge"  # hinge (bounded, default) | mode-seeking (MSGAN's 1/(ratio+ε))
-    dist_tau: float = 0.2  # hinge: ratio of output to code distance above which L_dist is 0
+    dist_tau: float = 0.1  # hinge: ratio of output to code distance above which L_dist is 0
 
 
 @dataclass

@@ -74,15 +74,22 @@ def set_args(overrides: list[str] = TINY_OVERRIDES) -> list[str]:
 
 
 @pytest.fixture
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """M3DGAN_HOME in a temporary folder; the real npm material stays reachable if present."""
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """M3DGAN_HOME in a temporary folder; the real npm material stays reachable if present.
+
+    Also runs the test on one intra-op thread: these models are so small that a second thread
+    only adds synchronisation, and on a shared 2-core machine torch's spinning worker threads
+    make tiny models 10-50x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     home = tmp_path / "m3dgan_home"
     monkeypatch.setenv("M3DGAN_HOME", str(home))
     if REAL_NPM is not None:
         monkeypatch.setenv("M3DGAN_NPM_MODULES", str(REAL_NPM))
     else:
         monkeypatch.setenv("M3DGAN_NPM_MODULES", str(tmp_path / "no_npm"))
-    return home
+    yield home
+    torch.set_num_threads(threads)
 
 
 def synthetic_split(n: int, seed: int, size: int = SIZE) -> dict[str, torch.Tensor]:

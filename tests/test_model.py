@@ -119,7 +119,7 @@ def test_downsample_plan_halves_only_even_maps_of_at_least_8() -> None:
     assert downsample_plan(32, 6) == [2, 2, 2, 1, 1, 1]
     assert downsample_plan(48, 6) == [2, 2, 2, 1, 1, 1]  # 48 -> 24 -> 12 -> 6
     assert downsample_plan(128, 6) == [2, 2, 2, 2, 2, 1]
-    assert downsample_plan(20, 3) == [2, 1, 1]  # 20 -> 10 (odd half 5 is never reached)
+    assert downsample_plan(20, 3) == [2, 2, 1]  # 20 -> 10 -> 5, odd: kept
 
 
 def test_image_generator_refuses_sources_of_another_size() -> None:
