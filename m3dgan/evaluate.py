@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from m3dgan.data.store import load_split, read_manifest, to_float
+from m3dgan.errors import DataError
 from m3dgan.infer import Translator
 from m3dgan.metrics import diversity as div
 from m3dgan.metrics.judge import JudgeNet, load_or_train_judge, predict
@@ -38,26 +39,30 @@ def _batched(fn, *tensors: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     )
 
 
+def _judge_kind(manifest) -> str | None:
+    """The class judge where classes are few enough to learn (digits), else the domain judge."""
+    if 2 <= len(manifest.classes) <= 100:
+        return "class"
+    if len(manifest.domains) >= 2:
+        return "domain"
+    return None
+
+
+def _pixel_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).abs().flatten(1).mean(1)
+
+
 def _distance(root: Path, device: torch.device, progress: bool) -> tuple[div.DistanceFn, str]:
     lpips = div.lpips_distance_fn(device)
     if lpips is not None:
         return lpips, "lpips-alex"
     manifest = read_manifest(root)
-    kind = (
-        "class"
-        if manifest.classes and len(manifest.classes) <= 100
-        else "domain"
-        if manifest.domains
-        else None
-    )
+    kind = _judge_kind(manifest)
     if kind is None:
-        return (
-            lambda a, b: (a - b).abs().flatten(1).mean(1)
-        ), "pixel-l1 (no judge: data set has no labels)"
+        return _pixel_l1, "pixel-l1 (no judge: the data set has no labels)"
     judge = load_or_train_judge(kind, root, device=device, progress=progress)
-    return div.judge_distance_fn(
-        judge
-    ), f"judge-features ({manifest.name} {kind} judge; LPIPS weights absent)"
+    name = f"judge-features ({manifest.name} {kind} judge; LPIPS weights absent)"
+    return div.judge_distance_fn(judge), name
 
 
 @torch.no_grad()
@@ -139,11 +144,8 @@ def reference_accuracy(
     swap_hits = swap_total = 0
     src_all = to_float(test["source"][:n])
     for d in range(len(manifest.domains)):
-        refs = []
-        for i in range(n):
-            pool = torch.nonzero((domains == d) & (labels != labels[i])).flatten()
-            refs.append(pool[torch.randint(0, len(pool), (1,), generator=pick)])
-        ref = to_float(test["target"][torch.cat(refs)])
+        refs = [_pick_reference(domains, labels, i, d, pick) for i in range(n)]
+        ref = to_float(test["target"][torch.tensor(refs)])
         outs = _batched(
             lambda s, r: tr.model.translate(s.to(tr.device), reference=r.to(tr.device)).cpu(),
             src_all,
@@ -164,3 +166,16 @@ def reference_accuracy(
     for d, name in enumerate(manifest.domains):
         result[f"reference_accuracy_{name}"] = float(correct[d])
     return result
+
+
+def _pick_reference(
+    domains: torch.Tensor, labels: torch.Tensor, i: int, d: int, pick: torch.Generator
+) -> int:
+    """A random test item of domain ``d`` showing other content than item ``i`` (another emoji);
+    any other item of domain ``d`` where the data set has no content labels."""
+    index = torch.arange(len(domains))
+    for pool in ((domains == d) & (labels != labels[i]), (domains == d) & (index != i)):
+        candidates = torch.nonzero(pool).flatten()
+        if len(candidates):
+            return int(candidates[torch.randint(0, len(candidates), (1,), generator=pick)])
+    raise DataError(f"the test split has no reference of domain {d} for item {i}")

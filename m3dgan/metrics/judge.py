@@ -403,19 +403,21 @@ def _train_and_score(
         )
     num_classes = _num_classes(names, train_y, test_y)
     start = time.perf_counter()
-    judge = train_judge(
-        train_x,
-        train_y,
-        num_classes,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        seed=recipe.seed,
-        augment=recipe.augment,
-        widths=recipe.widths,
-        progress=progress,
-        device=device,
-    )
+    # callers may hold torch.no_grad() (evaluation code); training needs gradients regardless
+    with torch.enable_grad():
+        judge = train_judge(
+            train_x,
+            train_y,
+            num_classes,
+            epochs=recipe.epochs,
+            batch_size=recipe.batch_size,
+            lr=recipe.lr,
+            seed=recipe.seed,
+            augment=recipe.augment,
+            widths=recipe.widths,
+            progress=progress,
+            device=device,
+        )
     seconds = time.perf_counter() - start
     acc = float((predict(judge, test_x) == test_y).float().mean()) if len(test_x) else None
     meta = {
