@@ -171,7 +171,7 @@ def main() -> None:
     p.add_argument(
         "--objectives", default=None, help="comma list; default: all on digits, 3 on edges2emoji"
     )
-    p.add_argument("--steps", default="digits=1000,edges2emoji=800", type=parse_per_task)
+    p.add_argument("--steps", default="digits=700,edges2emoji=500", type=parse_per_task)
     p.add_argument("--batch-size", default="digits=16,edges2emoji=8", type=parse_per_task)
     p.add_argument("--inputs", type=int, default=100)
     p.add_argument("--samples", type=int, default=20)

@@ -92,7 +92,10 @@ class Translator:
             w = token_weights.to(self.device)
             return self.model.translate(source.expand(len(w), -1, -1, -1), token_weights=w)
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(seed if seed is not None else torch.seed())
+        if seed is None:
+            gen.seed()  # fresh randomness without touching the global RNG
+        else:
+            gen.manual_seed(seed)
         return self.model.translate(source.expand(samples, -1, -1, -1), generator=gen)
 
     def translate_file(

@@ -117,8 +117,8 @@ def save(run_dir: Path, state: RunState, cfg: Config, manifest: Manifest) -> Pat
 
 def restore(state: RunState, checkpoint: ckpt.Checkpoint) -> None:
     state.model.load_state_dict(checkpoint.model_state())
-    state.opt_g.load_state_dict(checkpoint.optimizer_state("g"))
-    state.opt_d.load_state_dict(checkpoint.optimizer_state("d"))
+    checkpoint.restore_optimizer("g", state.opt_g)
+    checkpoint.restore_optimizer("d", state.opt_d)
     state.noise.set_state(checkpoint.rng_state("noise"))
     torch.set_rng_state(checkpoint.rng_state("torch"))
     state.step = checkpoint.step

@@ -206,20 +206,7 @@ def test_token_weights_select_a_domain() -> None:
 
 @pytest.mark.parametrize(
     "objective",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=pytest.fail.Exception,
-                reason="M3DGAN.translate returns generate(source, None) for pix2pix before "
-                "looking at token_weights, so explicit token weights are silently ignored",
-            ),
-        )
-        if name == "pix2pix"
-        else name
-        for name in NO_TOKEN_OBJECTIVES
-    ],
+    [name for name in NO_TOKEN_OBJECTIVES],
 )
 def test_objectives_without_tokens_reject_token_weights(objective: str) -> None:
     model = build(objective)

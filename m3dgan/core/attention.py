@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from m3dgan.core.init import init_leaky_convs
+
 
 @dataclass
 class Posterior:
@@ -67,6 +69,7 @@ class ReferenceEncoder(nn.Module):
             ]
             prev, f = ch, math.ceil(f / stride_f)
         self.convs = nn.Sequential(*layers)
+        init_leaky_convs(self.convs)
         self.gru = nn.GRU(prev * f, gru_units, batch_first=True)
         self.to_posterior = nn.Linear(gru_units, 2 * nz)
         self.freq_out = f

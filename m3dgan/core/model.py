@@ -93,6 +93,10 @@ class M3DGAN(nn.Module):
         """Inference: the domain comes from a reference (posterior mean), an explicit e, explicit
         token weights, or, by default, e ~ N(0, I)."""
         if self.attention is None:
+            # a model without z (pix2pix) has one output per source: references and codes do
+            # not apply, explicit token weights cannot be honoured
+            if token_weights is not None:
+                raise ValueError(f"objective {self.objective.name!r} has no token layer to weight")
             return self.generate(source, None)
         if token_weights is not None:
             if self.attention.tokens is None:

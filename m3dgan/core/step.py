@@ -23,6 +23,7 @@ from torch import nn
 from m3dgan.config import LossConfig
 from m3dgan.core import losses
 from m3dgan.core.model import M3DGAN
+from m3dgan.errors import M3DGANError
 
 
 @contextmanager
@@ -38,8 +39,9 @@ def frozen(*modules: nn.Module | None):
             p.requires_grad_(True)
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or Inf; the step was not applied."""
+class NonFiniteLossError(M3DGANError, FloatingPointError):
+    """A loss became NaN or Inf. Raised before the update it would have fed: a non-finite D
+    loss leaves every weight untouched; a non-finite G loss comes after that step's D update."""
 
 
 @dataclass

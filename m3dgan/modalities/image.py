@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from m3dgan.config import ModelConfig
+from m3dgan.core.init import init_leaky_convs
 from m3dgan.modalities.base import Modality, ModalitySpec
 
 
@@ -30,6 +31,7 @@ class ImagePrenet(nn.Module):
             layers += [nn.Conv2d(prev, ch, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
             prev = ch
         self.net = nn.Sequential(*layers)
+        init_leaky_convs(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
