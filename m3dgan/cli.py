@@ -151,6 +151,22 @@ def cmd_train(args) -> int:
     from m3dgan.train import config_for_task, train
 
     if args.resume:
+        changed = [
+            flag
+            for flag, value in (
+                ("--config", args.config),
+                ("--objective", args.objective),
+                ("--set", args.overrides),
+                ("--batch-size", args.batch_size),
+                ("--task", args.task),
+            )
+            if value
+        ]
+        if changed:
+            raise M3DGANError(
+                f"--resume continues a run with its saved config; {', '.join(changed)} "
+                "cannot change it (only --steps can extend it). Start a new --out instead."
+            )
         cfg = None
         if args.steps:
             cfg = load_config(args.out / "config.yaml")
