@@ -206,6 +206,13 @@ def cmd_translate(args) -> int:
 
     tr = Translator.from_checkpoint(args.checkpoint, device=args.device)
     samples = args.samples if args.samples is not None else 4
+    if tr.model.attention is None:
+        print(
+            f"note: objective {tr.cfg.objective!r} has no latent code; references and samples do not "
+            "apply, writing one output per input",
+            file=sys.stderr,
+        )
+        samples, args.reference = 1, None
     if samples < 1:
         raise M3DGANError("--samples must be at least 1")
     for path in args.input:
