@@ -61,11 +61,16 @@ def bench_one(task: str, objective: str, args) -> dict:
     log = args.out / "logs" / f"{task}-{objective}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     m3dgan = [sys.executable, "-m", "m3dgan"]
+    if _claimed_by_other_lane(run_dir):
+        print(f"{task}/{objective}: another lane is running it; skipping", flush=True)
+        return {}
     if not (run_dir / "train_stats.json").is_file():
         if run_dir.exists():
             import shutil
 
             shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        (run_dir / ".lane").write_text(str(os.getpid()))
         steps = args.steps[task]
         run(
             m3dgan
@@ -109,6 +114,21 @@ def bench_one(task: str, objective: str, args) -> dict:
             log,
         )
     return json.loads(metrics_path.read_text())
+
+
+def _claimed_by_other_lane(run_dir: Path) -> bool:
+    """True while another live bench process trains this run (lanes share one --out)."""
+    lock = run_dir / ".lane"
+    if not lock.is_file() or (run_dir / "metrics.json").is_file():
+        return False
+    pid = int(lock.read_text() or 0)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
 
 
 def table(results: list[dict]) -> str:

@@ -288,8 +288,9 @@ def test_reference_encoder_sees_its_input_at_initialisation() -> None:
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="lat does not fall within 100 steps (it hovers around E|N(0,1)| ≈ 0.8 or rises); "
-    "see test_reference_encoder_sees_its_input_at_initialisation for the main cause",
+    reason="open problem: in the *joint* objective (GAN + rec + KL + lat) at the tiny test size, "
+    "lat does not fall within 100 steps (it hovers around E|N(0,1)| ≈ 0.8); G alone on L_lat "
+    "does lower it (test_latent_regression_falls_when_the_generator_learns_to_use_z)",
 )
 def test_latent_regression_loss_falls_when_training() -> None:
     step = make_step("bicycle", seed=0)
