@@ -173,9 +173,10 @@ def write_report(out: Path) -> str:
     if not results:
         return "no finished runs"
     md = table(results)
+    distances = "; ".join(sorted({f"{r['task']}: {r.get('distance', '–')}" for r in results}))
     meta = (
-        f"{len(results)} runs; diversity distance: {results[0].get('distance', '–')}; "
-        f"threads per run: {sorted({r.get('threads') for r in results})}"
+        f"{len(results)} runs. Diversity distance — {distances}. "
+        f"Intra-op threads per run: {sorted({r.get('threads') for r in results})}."
     )
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(md + "\n\n" + meta + "\n")
