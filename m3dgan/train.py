@@ -191,6 +191,11 @@ def train(
     model = build_model(cfg, manifest).to(device)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if tc.compile:
+        # in place (nn.Module.compile), so parameter names and checkpoints stay the same
+        for part in (model.generator, model.disc_enc, model.disc_rand):
+            if part is not None:
+                part.compile()
     opt_g, opt_d = make_optimizers(model, cfg, device)
     noise = torch.Generator(device=device).manual_seed(tc.seed + 1)
     state = RunState(model, opt_g, opt_d, noise)
