@@ -294,7 +294,6 @@ def _fixed_samples(
         "source": to_float(split["source"][idx]).to(device),
         "target": to_float(split["target"][idx]).to(device),
         "references": to_float(split["target"][refs]).to(device),
-        "e": torch.randn(3, 8, generator=gen),
     }
 
 
@@ -311,9 +310,10 @@ def sample_grid(model: M3DGAN, fixed: dict[str, torch.Tensor]) -> torch.Tensor:
         columns.append(model.translate(src, reference=tgt))
         for ref in fixed["references"]:
             columns.append(model.translate(src, reference=ref[None]))
-        e = fixed["e"][:, : model.cfg.nz].to(src.device)
-        if e.shape[1] < model.cfg.nz:
-            e = torch.nn.functional.pad(e, (0, model.cfg.nz - e.shape[1]))
+        # the same three codes at every sampling step, so grids over time are comparable
+        e = torch.randn(3, model.cfg.nz, generator=torch.Generator().manual_seed(4321)).to(
+            src.device
+        )
         for k in range(len(e)):
             columns.append(model.translate(src, e=e[k : k + 1]))
     rows = [[col[i] for col in columns] for i in range(len(src))]
