@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -66,8 +67,6 @@ def bench_one(task: str, objective: str, args) -> dict:
         return {}
     if not (run_dir / "train_stats.json").is_file():
         if run_dir.exists():
-            import shutil
-
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
         (run_dir / ".lane").write_text(str(os.getpid()))

@@ -82,7 +82,7 @@ def evaluate(
     test = load_split(root, "test")
     sources, targets = to_float(test["source"]), to_float(test["target"])
     dev = tr.device
-    torch.manual_seed(seed)
+    # every random draw goes through these two generators: repeatable, global RNG untouched
     gen = torch.Generator(device=dev).manual_seed(seed)
     pick = torch.Generator().manual_seed(seed)
     model = tr.model

@@ -60,7 +60,7 @@ def distance_regularization(
       (the clamped form of DSGAN, Yang et al. 2019);
     - ``"mode-seeking"``: mean(1 / (ratio + ε)), MSGAN's form (Mao et al. 2019). Its gradient
       grows as 1/ratio², which on a generator that starts out ignoring z (ratio ≈ 0.02) is ~2500×
-      the reconstruction term's and, in our runs, collapsed training within 50 steps.
+      the reconstruction term's and, in a pilot run, collapsed training within 50 steps.
     """
     ratio = distance_ratio(out_a, out_b, z_a, z_b)
     if form == "hinge":
