@@ -9,18 +9,22 @@ call rebuilds. That keeps ``ensure_dataset`` cheap for the trainer while making 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from m3dgan import paths
 from m3dgan.data import aligned, digits, edges2emoji, store
 from m3dgan.errors import DataError
 
-BuildFn = Callable[..., tuple[store.Manifest, dict[str, dict[str, torch.Tensor]]]]
+# (manifest, splits) or (manifest, splits, extra files such as a tokenizer model: name -> bytes)
+BuildFn = Callable[
+    ...,
+    tuple[store.Manifest, dict[str, store.SplitData]]
+    | tuple[store.Manifest, dict[str, store.SplitData], dict[str, bytes]],
+]
 BUILD_KEY = "build"  # provenance key holding the build parameters
 BUILDER_VERSION = 1  # bump when a builder's output changes, so cached folders get rebuilt
 FETCHABLE = ("edges2shoes", "night2day")  # published data sets: see m3dgan.data.fetch
@@ -110,18 +114,21 @@ def build_dataset(
         return root
     packages = locate_npm_packages(builder.npm_packages)
     started = time.perf_counter()
-    manifest, splits = builder.build(packages, limit=limit, seed=seed, progress=progress)
+    manifest, splits, *extra = builder.build(packages, limit=limit, seed=seed, progress=progress)
     manifest.provenance[BUILD_KEY] = params
     manifest.provenance["build_seconds"] = round(time.perf_counter() - started, 1)
     clear_dataset_files(root)
-    return store.write_dataset(root, manifest, splits)
+    return store.write_dataset(root, manifest, splits, extra[0] if extra else None)
 
 
 def clear_dataset_files(root: Path) -> None:
     """Remove a previous manifest and split files so a rebuild never mixes old and new files."""
     if not root.is_dir():
         return
-    for path in [root / store.MANIFEST, *root.glob("*.safetensors"), *root.glob("*.tmp")]:
+    listed = []  # every file the previous manifest names (texts files, tokenizer model, ...)
+    with contextlib.suppress(DataError):
+        listed = [root / f for f in store.read_manifest(root).files if Path(f).name == f]
+    for path in [root / store.MANIFEST, *root.glob("*.safetensors"), *root.glob("*.tmp"), *listed]:
         path.unlink(missing_ok=True)
 
 
