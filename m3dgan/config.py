@@ -30,6 +30,17 @@ class ModelConfig:
     gen_max_channels: int = 128
     disc_channels: int = 64
     disc_layers: int = 3
+    # -- text (paper §4, appendix §7; Tacotron's encoder and decoder) --
+    text_embed: int = 128  # character / subword embedding size
+    text_prenet: list[int] = field(default_factory=lambda: [256, 128])  # FC layers before CBHG
+    cbhg_bank: int = 16  # K: Conv1D bank widths 1..K
+    cbhg_channels: int = 128  # units of each bank conv, projections and highway layers
+    cbhg_highway: int = 4  # highway layers
+    text_gru: int = 128  # units per direction of the encoder's bidirectional GRU
+    decoder_attention_rnn: int = 256  # attention RNN: 2-layer residual GRU
+    decoder_rnn: int = 256  # decoder RNN: GRU
+    source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
+    # single global source embedding, kept for the ablation that shows what it loses)
 
 
 @dataclass

@@ -15,3 +15,7 @@ class CheckpointError(M3DGANError):
 
 class ConfigError(M3DGANError):
     """A configuration file or option has an unknown key or an invalid value."""
+
+
+class InputError(M3DGANError, ValueError):
+    """An input handed to a trained model (text, image, audio) cannot be translated as given."""

@@ -30,10 +30,16 @@ from m3dgan.config import Config, config_from_dict, load_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
 from m3dgan.core.step import TrainStep
-from m3dgan.data.store import Manifest, load_split, read_manifest, to_float
+from m3dgan.data.store import Manifest, load_split, read_manifest
+from m3dgan.data.tensors import (
+    batch_to_model,
+    build_vocabularies,
+    encode_split,
+    side_specs,
+)
 from m3dgan.errors import ConfigError
 from m3dgan.modalities import ModalitySpec
-from m3dgan.report.grid import make_grid, save_image
+from m3dgan.report.samples import fixed_samples, write_samples
 from m3dgan.tasks import get_task
 
 
@@ -46,16 +52,22 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def specs_from_manifest(task_name: str, manifest: Manifest) -> tuple[ModalitySpec, ModalitySpec]:
+def specs_from_manifest(
+    task_name: str, manifest: Manifest, vocabs: dict | None = None, train: dict | None = None
+) -> tuple[ModalitySpec, ModalitySpec]:
     task = get_task(task_name)
-    return (
-        ModalitySpec(task.source, manifest.source_channels, manifest.image_size),
-        ModalitySpec(task.target, manifest.target_channels, manifest.image_size),
-    )
+    for side, kind in (("source", task.source), ("target", task.target)):
+        if manifest.kind(side) != kind:
+            raise ConfigError(
+                f"task {task_name!r} needs a {kind} {side}, data set {manifest.name!r} has {manifest.kind(side)}"
+            )
+    return side_specs(manifest, task.source, task.target, vocabs or {}, train or {})
 
 
-def build_model(cfg: Config, manifest: Manifest) -> M3DGAN:
-    source, target = specs_from_manifest(cfg.task, manifest)
+def build_model(
+    cfg: Config, manifest: Manifest, vocabs: dict | None = None, train: dict | None = None
+) -> M3DGAN:
+    source, target = specs_from_manifest(cfg.task, manifest, vocabs, train)
     return M3DGAN(source, target, get_objective(cfg.objective), cfg.model)
 
 
@@ -94,8 +106,11 @@ def make_optimizers(model: M3DGAN, cfg: Config, device: torch.device):
     return opt_g, opt_d
 
 
-def save(run_dir: Path, state: RunState, cfg: Config, manifest: Manifest) -> Path:
+def save(
+    run_dir: Path, state: RunState, cfg: Config, manifest: Manifest, vocabs: dict | None = None
+) -> Path:
     meta = {
+        "vocab": {side: v.to_dict() for side, v in (vocabs or {}).items()},
         "config": cfg.to_dict(),
         "task": cfg.task,
         "dataset": manifest.name,
@@ -186,9 +201,11 @@ def train(
     root = data_root or dataset_root(cfg.task)
     manifest = read_manifest(root)
     train_split, test_split = load_split(root, "train"), load_split(root, "test")
+    vocabs = build_vocabularies(root, manifest, train_split)
+    train_split, test_split = encode_split(train_split, vocabs), encode_split(test_split, vocabs)
 
     torch.manual_seed(tc.seed)
-    model = build_model(cfg, manifest).to(device)
+    model = build_model(cfg, manifest, vocabs, train_split).to(device)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if tc.compile:
@@ -207,8 +224,8 @@ def train(
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tb"))
-    fixed = _fixed_samples(test_split, device)
-    n = len(train_split["source"])
+    fixed = fixed_samples(test_split, device)
+    n = len(train_split["label"])
     bar = tqdm(
         total=tc.steps,
         initial=state.step,
@@ -223,8 +240,8 @@ def train(
         model.train()
         while state.step < tc.steps and not stop.requested:
             idx = batch_indices(n, tc.batch_size, state.step, tc.seed)
-            source = _to_device(train_split["source"][idx], device, tc.channels_last)
-            target = _to_device(train_split["target"][idx], device, tc.channels_last)
+            source = batch_to_model(train_split["source"][idx], device, tc.channels_last)
+            target = batch_to_model(train_split["target"][idx], device, tc.channels_last)
             logs = step_fn(source, target)
             state.step += 1
             images_seen += len(idx)
@@ -244,14 +261,12 @@ def train(
                 log.write(json.dumps({"step": state.step, **logs}) + "\n")
                 log.flush()
             if state.step % tc.sample_every == 0 or state.step == tc.steps:
-                grid = sample_grid(model, fixed)
-                save_image(grid, run_dir / "samples" / f"step_{state.step:08d}.png")
-                writer.add_image("samples", grid, state.step)
+                write_samples(model, fixed, run_dir, state.step, writer, vocabs)
                 model.train()
             if state.step % tc.checkpoint_every == 0 or state.step == tc.steps:
-                last_path = save(run_dir, state, cfg, manifest)
+                last_path = save(run_dir, state, cfg, manifest, vocabs)
         if stop.requested:
-            last_path = save(run_dir, state, cfg, manifest)
+            last_path = save(run_dir, state, cfg, manifest, vocabs)
             bar.write(
                 f"stopped at step {state.step}; checkpoint saved to {last_path}. Resume with --resume."
             )
@@ -277,47 +292,6 @@ def _write_stats(
     if device.type == "cuda":
         stats["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     (run_dir / "train_stats.json").write_text(json.dumps(stats, indent=1))
-
-
-def _to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = to_float(images.to(device, non_blocking=True))
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def _fixed_samples(
-    split: dict[str, torch.Tensor], device: torch.device, n: int = 6
-) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(1234)
-    idx = torch.randperm(len(split["source"]), generator=gen)[:n]
-    refs = torch.randperm(len(split["source"]), generator=gen)[:3]
-    return {
-        "source": to_float(split["source"][idx]).to(device),
-        "target": to_float(split["target"][idx]).to(device),
-        "references": to_float(split["target"][refs]).to(device),
-    }
-
-
-@torch.no_grad()
-def sample_grid(model: M3DGAN, fixed: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Rows: one test source each. Columns: source, ground truth, G(S, z_r(ground truth)),
-    G(S, z_r(reference k)) for 3 fixed references, G(S, e_k) for 3 fixed random codes."""
-    model.eval()
-    src, tgt = fixed["source"], fixed["target"]
-    columns = [src, tgt]
-    if model.attention is None:
-        columns.append(model.translate(src))
-    else:
-        columns.append(model.translate(src, reference=tgt))
-        for ref in fixed["references"]:
-            columns.append(model.translate(src, reference=ref[None]))
-        # the same three codes at every sampling step, so grids over time are comparable
-        e = torch.randn(3, model.cfg.nz, generator=torch.Generator().manual_seed(4321)).to(
-            src.device
-        )
-        for k in range(len(e)):
-            columns.append(model.translate(src, e=e[k : k + 1]))
-    rows = [[col[i] for col in columns] for i in range(len(src))]
-    return make_grid(rows)
 
 
 def config_for_task(task_name: str, objective: str, base: Config | None = None) -> Config:

@@ -57,6 +57,7 @@ def test_objective_table_matches_the_ablation() -> None:
         "vae+lat",
         "full",
         "full-noatt",
+        "mle",
     ]
     assert not OBJECTIVES["pix2pix"].uses_z
     assert OBJECTIVES["full"].tokens and OBJECTIVES["full"].distance
@@ -259,11 +260,12 @@ def test_utl_validates_shapes() -> None:
 
 
 def test_universal_attention_without_tokens_passes_e_through() -> None:
-    att = UniversalAttention(4, 16, nz=6, use_tokens=False, channels=(4, 4, 8, 8), gru_units=8)
+    enc = ReferenceEncoder(4, nz=6, channels=(4, 4, 8, 8), gru_units=8, freq_size=16)
+    att = UniversalAttention(enc, nz=6, use_tokens=False)
     e = torch.randn(2, 6)
     assert att.tokens is None and att.domain_dim == 6
     assert torch.equal(att.embed(e), e)
-    att = UniversalAttention(4, 16, nz=6, use_tokens=True, domain_dim=8, heads=2, num_tokens=3)
+    att = UniversalAttention(enc, nz=6, use_tokens=True, domain_dim=8, heads=2, num_tokens=3)
     assert att.domain_dim == 8 and att.embed(e).shape == (2, 8)
 
 

@@ -136,23 +136,20 @@ class UniversalAttention(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        freq_size: int,
+        encoder: nn.Module,
         nz: int,
         *,
         use_tokens: bool,
         num_tokens: int = 10,
         heads: int = 4,
         domain_dim: int = 64,
-        channels=(64, 64, 128, 128),
-        gru_units: int = 128,
-        time_stride: int = 2,
     ) -> None:
+        """``encoder`` is the target modality's Enc_r: prenet features → :class:`Posterior` over
+        an ``nz``-dimensional e (images and mels: :class:`ReferenceEncoder`; text: the mean of
+        its hidden states, see ``modalities.text``)."""
         super().__init__()
         self.nz = nz
-        self.encoder = ReferenceEncoder(
-            in_channels, nz, channels, gru_units, freq_size, time_stride
-        )
+        self.encoder = encoder
         self.tokens = UniversalTokenLayer(nz, num_tokens, heads, domain_dim) if use_tokens else None
         self.domain_dim = domain_dim if use_tokens else nz
 

@@ -37,15 +37,12 @@ class M3DGAN(nn.Module):
         if objective.uses_z:
             self.reference_prenet = tgt_mod.build_prenet(target, cfg)
             self.attention: UniversalAttention | None = UniversalAttention(
-                tgt_mod.prenet_channels(cfg),
-                target.size,
+                tgt_mod.build_reference_encoder(target, cfg),
                 cfg.nz,
                 use_tokens=objective.tokens,
                 num_tokens=cfg.num_tokens,
                 heads=cfg.token_heads,
                 domain_dim=cfg.domain_dim,
-                channels=cfg.ref_channels,
-                gru_units=cfg.ref_gru,
             )
             z_dim = self.attention.domain_dim
         else:
@@ -77,8 +74,12 @@ class M3DGAN(nn.Module):
         device = device or next(self.parameters()).device
         return torch.randn(n, self.cfg.nz, generator=generator, device=device)
 
-    def generate(self, source: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        return self.generator(self.source_prenet(source), z)
+    def generate(
+        self, source: torch.Tensor, z: torch.Tensor | None, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """G(S, z). ``target`` enables teacher forcing for sequential (text) outputs; image
+        generators ignore it. Text outputs: distributions when teacher-forced, else ids."""
+        return self.generator(self.source_prenet(source), z, target)
 
     @torch.no_grad()
     def translate(

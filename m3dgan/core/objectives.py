@@ -12,6 +12,10 @@ or a loss term:
 | vae+lat    | yes                   | yes         | yes                   | no     |
 | full       | yes                   | yes         | yes                   | yes    |
 | full-noatt | yes                   | no          | yes                   | yes    |
+
+``mle`` is the non-adversarial baseline of the paper's text rows (CNN-RNN for captions, an
+attention RNN for translation): the same generator trained by reconstruction (cross-entropy for
+text, L1 for images) alone — no z, no discriminator update, no GAN term.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Objective:
     tokens: bool  # universal token layer between the Gaussian embedding and G
     random_branch: bool  # z_s ~ N(0, I), GAN on G(S, z_s) and latent regression (L_lat-GAN)
     distance: bool  # distance regularization between G(S, z_s) and G(S, z_r) (L_dist)
+    adversarial: bool = True  # GAN terms and discriminator updates (False: ``mle`` baseline)
 
     @property
     def uses_z(self) -> bool:
@@ -44,6 +49,7 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("vae+lat", True, True, True, False),
         Objective("full", True, True, True, True),
         Objective("full-noatt", True, False, True, True),
+        Objective("mle", False, False, False, False, adversarial=False),
     )
 }
 

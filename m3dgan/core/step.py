@@ -67,31 +67,37 @@ class TrainStep:
             if obj.encoded_branch:
                 post = m.encode(target)
                 e_r = post.sample(self.generator)
-                fake_enc = m.generate(source, m.embed(e_r))
+                fake_enc = m.generate(source, m.embed(e_r), target)
             else:
-                fake_enc = m.generate(source, None)
+                fake_enc = m.generate(source, None, target)
             if obj.random_branch:
                 e_s = m.sample_e(len(source), self.generator, source.device)
-                fake_rand = m.generate(source, m.embed(e_s))
+                fake_rand = m.generate(source, m.embed(e_s), target)
 
             # -- discriminator update -------------------------------------------------------
-            d_loss = gan_pair(m.disc_enc, source, target, fake_enc, gan)
-            if fake_rand is not None:
-                d_loss = d_loss + gan_pair(m.disc_rand, source, target, fake_rand, gan)
-        check_finite("discriminator", d_loss)
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
+            if obj.adversarial:
+                d_loss = gan_pair(m.disc_enc, source, target, fake_enc, gan)
+                if fake_rand is not None:
+                    d_loss = d_loss + gan_pair(m.disc_rand, source, target, fake_rand, gan)
+        logs: dict[str, float] = {}
+        if obj.adversarial:
+            check_finite("discriminator", d_loss)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            logs["loss_D"] = d_loss.item()
 
         # -- generator-side update (discriminators frozen) -----------------------------------
-        logs: dict[str, float] = {"loss_D": d_loss.item()}
         with frozen(m.disc_enc, m.disc_rand), self._autocast(source.device):
-            g_gan = losses.gan_loss(
-                m.disc_enc(source, fake_enc), True, gan, for_discriminator=False
-            )
+            if obj.adversarial:
+                g_gan = losses.gan_loss(
+                    m.disc_enc(source, fake_enc), True, gan, for_discriminator=False
+                )
+            else:
+                g_gan = fake_enc.new_zeros(())
             rec = m.target_modality.reconstruction_loss(fake_enc.float(), target.float())
             vae = g_gan + lc.lambda_rec * rec
-            logs.update(G_gan_enc=g_gan.item(), rec=rec.item())
+            logs.update(G_gan_enc=g_gan.float().item(), rec=rec.item())
             if post is not None:
                 kl = losses.kl_divergence(post.mu.float(), post.logvar.float())
                 vae = vae + lc.lambda_kl * kl
@@ -116,6 +122,7 @@ class TrainStep:
                     e_r.detach(),
                     form=lc.dist_form,
                     tau=lc.dist_tau,
+                    out_distance=m.target_modality.output_distance,
                 )
                 total = total + lc.lambda_3 * dist
                 logs["dist"] = dist.item()

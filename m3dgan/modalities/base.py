@@ -1,9 +1,13 @@
 """What a modality must provide so the unified body (``core.model.M3DGAN``) can use it.
 
-The body never looks inside a modality: it asks the source modality for a prenet and the
-target modality for a prenet (references and fakes go through it before Enc_r), a generator
-that takes the source representation and a domain embedding z, a conditional discriminator
-D(S, T), and a reconstruction loss. Text and speech add a file here with the same methods.
+The body never looks inside a modality: it asks the source modality for a prenet, and the
+target modality for a prenet and a reference encoder (references and fakes go through both to
+give the Gaussian posterior of E_att), a generator that takes the source representation and a
+domain embedding z, a conditional discriminator D(S, T), and a reconstruction loss.
+
+Samples of every modality are tensors: images float [B, C, H, W] in [-1, 1]; text int64 token
+ids [B, L] (0 = padding) for real data and float distributions [B, L, V] for generated text,
+which every text-consuming subnet accepts in place of ids (so gradients reach the generator).
 """
 
 from __future__ import annotations
@@ -20,7 +24,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModalitySpec:
-    """Shape of one side of a task: kind ("image"), channels, and spatial size."""
+    """Shape of one side of a task.
+
+    - image: ``channels`` = colour channels, ``size`` = height = width;
+    - text: ``channels`` = vocabulary size, ``size`` = longest sequence (tokens, end mark included)
+      in the training data, which bounds decoding.
+    """
 
     kind: str
     channels: int
@@ -33,10 +42,14 @@ class Modality:
     kind: str = ""
 
     def build_prenet(self, spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
-        """M_in: sample → representation [B, C, F, T] consumed by the generator and Enc_r."""
+        """M_in: sample → representation consumed by the generator and Enc_r."""
         raise NotImplementedError
 
     def prenet_channels(self, cfg: ModelConfig) -> int:
+        raise NotImplementedError
+
+    def build_reference_encoder(self, spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
+        """Enc_r: prenet representation of a sample of this modality → ``Posterior``."""
         raise NotImplementedError
 
     def build_generator(
@@ -47,7 +60,8 @@ class Modality:
         z_dim: int,
         cfg: ModelConfig,
     ) -> nn.Module:
-        """M_out: (source representation, z) → target sample."""
+        """M_out: ``forward(source_repr, z, target=None)`` → target sample. ``target`` is the
+        ground truth for teacher forcing (sequential outputs); image generators ignore it."""
         raise NotImplementedError
 
     def build_discriminator(
@@ -59,11 +73,16 @@ class Modality:
     def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def output_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Per-sample distance between two generated batches, [B] (the numerator of eq. 7)."""
+        return (a - b).abs().flatten(1).mean(dim=1)
+
 
 def get_modality(kind: str) -> Modality:
     from m3dgan.modalities.image import ImageModality
+    from m3dgan.modalities.text import TextModality
 
-    registry: dict[str, Modality] = {"image": ImageModality()}
+    registry: dict[str, Modality] = {"image": ImageModality(), "text": TextModality()}
     if kind not in registry:
         raise ValueError(f"unknown modality {kind!r}; available: {sorted(registry)}")
     return registry[kind]

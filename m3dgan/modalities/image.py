@@ -128,7 +128,7 @@ class ImageGenerator(nn.Module):
         # "a final deconv2d outputs RGB": a stride-1 transposed conv to the target's channels
         self.to_output = nn.ConvTranspose2d(prev, out_channels, 3, padding=1)
 
-    def forward(self, source: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, source: torch.Tensor, z: torch.Tensor | None, target=None) -> torch.Tensor:
         h = source
         skips = []
         for block in self.down:
@@ -182,6 +182,13 @@ class ImageModality(Modality):
     def prenet_channels(self, cfg: ModelConfig) -> int:
         return cfg.prenet_channels[-1]
 
+    def build_reference_encoder(self, spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
+        from m3dgan.core.attention import ReferenceEncoder
+
+        return ReferenceEncoder(
+            self.prenet_channels(cfg), cfg.nz, cfg.ref_channels, cfg.ref_gru, freq_size=spec.size
+        )
+
     def build_generator(
         self,
         source: ModalitySpec,
@@ -190,6 +197,10 @@ class ImageModality(Modality):
         z_dim: int,
         cfg: ModelConfig,
     ) -> nn.Module:
+        if source.kind == "text":
+            from m3dgan.modalities.image_from_text import TextToImageGenerator
+
+            return TextToImageGenerator(source_channels, target.channels, target.size, z_dim, cfg)
         if source.kind != "image" or source.size != target.size:
             raise ValueError("the image generator translates images of one size; resize the source")
         return ImageGenerator(source_channels, target.channels, target.size, z_dim, cfg)
@@ -197,6 +208,10 @@ class ImageModality(Modality):
     def build_discriminator(
         self, source: ModalitySpec, target: ModalitySpec, cfg: ModelConfig
     ) -> nn.Module:
+        if source.kind != "image":
+            from m3dgan.modalities.image_from_text import TextConditionedImageDiscriminator
+
+            return TextConditionedImageDiscriminator(source, target, cfg)
         return ImageDiscriminator(source.channels, target.channels, target.size, cfg)
 
     def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,77 @@
+"""A loaded split → the tensors the model trains on, and the model's view of each side.
+
+Images stay uint8 until a batch is drawn (``batch_to_model`` converts to float in [-1, 1]).
+Text sides are encoded once, at load time, into padded int64 ids [N, L] with the run's
+vocabulary, so drawing a batch is an index, as for images. The vocabulary is a characters list
+built from the training texts of that side (the paper's character model) or the data set's
+sentencepiece model (``manifest.tokenizer``); it is saved in every checkpoint's sidecar.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from m3dgan.data.store import Manifest, SplitData, to_float, tokenizer_path
+from m3dgan.modalities import ModalitySpec
+from m3dgan.modalities.text_vocab import (
+    PAD,
+    CharVocabulary,
+    SubwordVocabulary,
+    Vocabulary,
+    vocabulary_from_dict,
+)
+
+SIDES = ("source", "target")
+
+
+def build_vocabularies(root: Path, manifest: Manifest, train: SplitData) -> dict[str, Vocabulary]:
+    """One vocabulary per text side: the data set's subword model, or training characters."""
+    vocabs: dict[str, Vocabulary] = {}
+    spm = tokenizer_path(root, manifest)
+    for side in manifest.text_sides():
+        if spm is not None:
+            vocabs[side] = SubwordVocabulary.from_file(spm)
+        else:
+            vocabs[side] = CharVocabulary.build(train[side])
+    return vocabs
+
+
+def vocabularies_from_meta(meta: dict) -> dict[str, Vocabulary]:
+    return {side: vocabulary_from_dict(d) for side, d in (meta.get("vocab") or {}).items()}
+
+
+def encode_split(split: SplitData, vocabs: dict[str, Vocabulary]) -> SplitData:
+    """Text sides → padded ids [N, L]; everything else as loaded."""
+    out = dict(split)
+    for side, vocab in vocabs.items():
+        out[side] = vocab.encode_batch(split[side])
+        out[f"{side}_text"] = list(split[side])
+    return out
+
+
+def side_specs(
+    manifest: Manifest, source_kind: str, target_kind: str, vocabs, train: SplitData
+) -> tuple[ModalitySpec, ModalitySpec]:
+    """ModalitySpec of each side: images (channels, size); text (vocabulary size, longest
+    training sequence in tokens)."""
+    specs = []
+    for side, kind in zip(SIDES, (source_kind, target_kind), strict=True):
+        if kind == "text":
+            specs.append(ModalitySpec("text", vocabs[side].size, int(train[side].shape[1])))
+        else:
+            channels = manifest.source_channels if side == "source" else manifest.target_channels
+            specs.append(ModalitySpec(kind, channels, manifest.image_size))
+    return specs[0], specs[1]
+
+
+def batch_to_model(
+    x: torch.Tensor, device: torch.device, channels_last: bool = False
+) -> torch.Tensor:
+    """A drawn batch → model input: images float [-1, 1]; ids trimmed to the longest row."""
+    if x.dtype == torch.uint8:
+        x = to_float(x.to(device, non_blocking=True))
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    width = int((x != PAD).sum(dim=1).max().clamp_min(1))
+    return x[:, :width].to(device, non_blocking=True)

@@ -1,0 +1,99 @@
+"""Image subnets for a text source (text→image, the paper's CUB task).
+
+- generator: the global sentence embedding (mean of the text prenet's states) ⊕ z → a linear
+  map to a small feature map → residual upsampling blocks, each modulated by z (AdaIN, as in the
+  image→image generator) → tanh. There is no spatial source to keep, so no U-Net skips.
+- discriminator: PatchGAN features of the image; the source's text summary is replicated over
+  the feature map and joined before the last convolutions (StackGAN's conditioning), so every
+  patch is judged against the sentence.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from m3dgan.config import ModelConfig
+from m3dgan.core.init import init_leaky_convs
+from m3dgan.modalities.base import ModalitySpec
+from m3dgan.modalities.conditioning import source_summary
+from m3dgan.modalities.image import FiLM
+
+
+def start_resolution(size: int) -> tuple[int, int]:
+    """(first feature-map size, number of ×2 upsamplings): 64 → (4, 4); 48 → (6, 3)."""
+    s, ups = size, 0
+    while s % 2 == 0 and s // 2 >= 4:
+        s, ups = s // 2, ups + 1
+    return s, ups
+
+
+class UpBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, cond_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.norm1 = FiLM(cout, cond_dim)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.norm2 = FiLM(cout, cond_dim)
+        self.skip = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        h = F.leaky_relu(self.norm1(self.conv1(x), cond), 0.2)
+        h = self.norm2(self.conv2(h), cond)
+        return F.leaky_relu(h + self.skip(x), 0.2)
+
+
+class TextToImageGenerator(nn.Module):
+    def __init__(
+        self, source_channels: int, out_channels: int, size: int, z_dim: int, cfg: ModelConfig
+    ) -> None:
+        super().__init__()
+        self.start, ups = start_resolution(size)
+        widths = [min(cfg.gen_max_channels, cfg.gen_channels * 2**i) for i in range(ups + 1)]
+        widths = widths[::-1]  # widest at the smallest resolution
+        self.sentence = nn.Linear(source_channels, widths[0])
+        cond_dim = z_dim + widths[0]
+        self.fc = nn.Linear(cond_dim, widths[0] * self.start * self.start)
+        self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1], cond_dim) for i in range(ups))
+        self.z_dim = z_dim
+        self.to_image = nn.Conv2d(widths[-1], out_channels, 3, 1, 1)
+        init_leaky_convs(self)
+
+    def forward(self, source, z: torch.Tensor | None, target=None) -> torch.Tensor:
+        sentence = F.leaky_relu(self.sentence(source.pooled()), 0.2)
+        cond = sentence if z is None or not self.z_dim else torch.cat([sentence, z], dim=-1)
+        h = self.fc(cond).view(len(cond), -1, self.start, self.start)
+        for block in self.blocks:  # every block is modulated by the sentence and z
+            h = block(h, cond)
+        return torch.tanh(self.to_image(h))
+
+
+class TextConditionedImageDiscriminator(nn.Module):
+    def __init__(self, source: ModalitySpec, target: ModalitySpec, cfg: ModelConfig) -> None:
+        super().__init__()
+        ch = cfg.disc_channels
+        layers: list[nn.Module] = [nn.Conv2d(target.channels, ch, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        prev, size = ch, target.size // 2
+        for i in range(1, cfg.disc_layers):
+            stride = 2 if size // 2 >= 4 else 1
+            width = min(ch * 2**i, 512)
+            layers += [
+                nn.Conv2d(prev, width, 4, stride, 1),
+                nn.InstanceNorm2d(width),
+                nn.LeakyReLU(0.2, True),
+            ]
+            prev, size = width, size // stride
+        self.features = nn.Sequential(*layers)
+        self.summary = source_summary(source, ch)
+        self.joint = nn.Sequential(
+            nn.Conv2d(prev + ch, prev, 3, 1, 1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(prev, 1, 3, 1, 1),
+        )
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        h = self.features(target)
+        s = self.summary(source)[:, :, None, None].expand(-1, -1, *h.shape[-2:])
+        return self.joint(torch.cat([h, s], dim=1))

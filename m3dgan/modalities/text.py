@@ -1,0 +1,177 @@
+"""Text modality subnets (paper §4, appendix §7).
+
+- prenet M_in: 128-d token embeddings → FC [256, 128] → CBHG (Conv1D bank of widths 1..16 with
+  128 units, max-pool, two conv projections, residual, 4 highway layers of 128) → bidirectional
+  GRU of 128 per direction. Its output is the sequence of hidden states plus a padding mask
+  (:class:`TextFeatures`).
+- Enc_r for text: the paper's global sentence embedding — the mean of the hidden states over the
+  sequence — mapped to the Gaussian posterior of E_att.
+- generator M_out: the sequential decoder shared with speech (``modalities.sequence_decoder``).
+- discriminator: ``modalities.text_discriminator`` (it reads distributions, see ``tokens``).
+- reconstruction: token cross-entropy under teacher forcing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from m3dgan.config import ModelConfig
+from m3dgan.core.attention import Posterior
+from m3dgan.modalities.base import Modality, ModalitySpec
+from m3dgan.modalities.text_vocab import PAD
+from m3dgan.modalities.tokens import embed_tokens, masked_mean, token_mask
+
+
+@dataclass
+class TextFeatures:
+    """A text prenet's output: hidden states [B, L, D] and the mask of real positions [B, L]."""
+
+    states: torch.Tensor
+    mask: torch.Tensor
+
+    def pooled(self) -> torch.Tensor:
+        """The global sentence embedding: mean of the states over real positions, [B, D]."""
+        return masked_mean(self.states, self.mask)
+
+
+class Highway(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.h = nn.Linear(dim, dim)
+        self.t = nn.Linear(dim, dim)
+        nn.init.constant_(self.t.bias, -1.0)  # start close to the identity (carry) path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.t(x))
+        return gate * F.relu(self.h(x)) + (1 - gate) * x
+
+
+class ConvBN(nn.Module):
+    def __init__(self, cin: int, cout: int, width: int, relu: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(cin, cout, width, padding=width // 2, bias=False)
+        self.bn = nn.BatchNorm1d(cout)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x)[..., : x.shape[-1]])  # even widths pad one extra step
+        return F.relu(y) if self.relu else y
+
+
+class CBHG(nn.Module):
+    """Conv1D bank + highway network + bidirectional GRU (Tacotron's encoder body).
+
+    Padded positions are zeroed before every convolution, and the GRU runs on packed sequences,
+    so a sentence's states do not depend on how much padding its batch has."""
+
+    def __init__(self, dim: int, bank: int, channels: int, highway: int, gru_units: int) -> None:
+        super().__init__()
+        self.bank = nn.ModuleList(ConvBN(dim, channels, k, relu=True) for k in range(1, bank + 1))
+        self.proj1 = ConvBN(bank * channels, channels, 3, relu=True)
+        self.proj2 = ConvBN(channels, dim, 3, relu=False)
+        self.highways = nn.ModuleList(Highway(dim) for _ in range(highway))
+        self.gru = nn.GRU(dim, gru_units, batch_first=True, bidirectional=True)
+        self.out_dim = 2 * gru_units
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(1).to(x.dtype)  # [B, 1, L]
+        h = x.transpose(1, 2) * m  # [B, D, L]
+        length = h.shape[-1]
+        y = torch.cat([conv(h) for conv in self.bank], dim=1) * m
+        y = F.max_pool1d(y, 2, stride=1, padding=1)[..., :length] * m
+        y = self.proj1(y) * m
+        y = self.proj2(y) * m
+        y = (y + h).transpose(1, 2)  # residual, [B, L, D]
+        for hw in self.highways:
+            y = hw(y)
+        lengths = mask.sum(dim=1).clamp_min(1).cpu()
+        packed = pack_padded_sequence(y, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
+        return out
+
+
+class TextPrenet(nn.Module):
+    """M_in for text: ids [B, L] or distributions [B, L, V] → :class:`TextFeatures`."""
+
+    def __init__(self, vocab_size: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
+        layers: list[nn.Module] = []
+        prev = cfg.text_embed
+        for width in cfg.text_prenet:
+            layers += [nn.Linear(prev, width), nn.ReLU(), nn.Dropout(0.2)]
+            prev = width
+        self.fc = nn.Sequential(*layers)
+        self.cbhg = CBHG(prev, cfg.cbhg_bank, cfg.cbhg_channels, cfg.cbhg_highway, cfg.text_gru)
+
+    def forward(self, x: torch.Tensor) -> TextFeatures:
+        mask = token_mask(x)
+        h = self.fc(embed_tokens(x, self.embedding))
+        return TextFeatures(self.cbhg(h, mask), mask)
+
+
+class TextReferenceEncoder(nn.Module):
+    """Enc_r for text: the mean hidden state (global sentence embedding) → (μ, log σ²)."""
+
+    def __init__(self, in_dim: int, nz: int) -> None:
+        super().__init__()
+        self.to_posterior = nn.Sequential(
+            nn.Linear(in_dim, in_dim), nn.LeakyReLU(0.2), nn.Linear(in_dim, 2 * nz)
+        )
+
+    def forward(self, features: TextFeatures) -> Posterior:
+        mu, logvar = self.to_posterior(features.pooled()).chunk(2, dim=-1)
+        return Posterior(mu, logvar.clamp(-10.0, 10.0))
+
+
+class TextModality(Modality):
+    kind = "text"
+
+    def build_prenet(self, spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
+        return TextPrenet(spec.channels, cfg)
+
+    def prenet_channels(self, cfg: ModelConfig) -> int:
+        return 2 * cfg.text_gru
+
+    def build_reference_encoder(self, spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
+        return TextReferenceEncoder(self.prenet_channels(cfg), cfg.nz)
+
+    def build_generator(
+        self,
+        source: ModalitySpec,
+        target: ModalitySpec,
+        source_channels: int,
+        z_dim: int,
+        cfg: ModelConfig,
+    ) -> nn.Module:
+        from m3dgan.modalities.sequence_decoder import TextDecoder
+
+        return TextDecoder(source, source_channels, target.channels, target.size, z_dim, cfg)
+
+    def build_discriminator(
+        self, source: ModalitySpec, target: ModalitySpec, cfg: ModelConfig
+    ) -> nn.Module:
+        from m3dgan.modalities.text_discriminator import TextDiscriminator
+
+        return TextDiscriminator(source, target.channels, cfg)
+
+    def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the teacher-forced distributions ``fake`` [B, L, V] against the ids
+        ``real`` [B, L] (any float dtype accepted), averaged over real positions."""
+        ids = real.long()
+        mask = ids != PAD
+        p = fake.float().gather(-1, ids.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        nll = -torch.log(p.clamp_min(1e-8))
+        return (nll * mask).sum() / mask.sum().clamp_min(1)
+
+    def output_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Mean over positions of the L1 distance between the two distributions (0..2)."""
+        mask = (a.sum(-1) > 0.5) | (b.sum(-1) > 0.5)
+        per_pos = (a - b).abs().sum(dim=-1)
+        return (per_pos * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)

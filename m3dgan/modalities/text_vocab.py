@@ -1,0 +1,181 @@
+"""Text ↔ token ids: characters (the paper's choice) or sentencepiece subwords.
+
+Every vocabulary shares four special ids — 0 padding, 1 start, 2 end, 3 unknown — so the model
+code never needs to know which kind it was given. A vocabulary serialises to a small JSON-able
+dict (a character list, or the sentencepiece model as base64) that travels in the checkpoint's
+sidecar: a trained run translates without its data set.
+
+Input policy (documented in the README): empty text is an error; text longer than the model's
+limit is an error naming both lengths; characters (or pieces) the vocabulary lacks become the
+unknown token — a fallback, reported by :meth:`Vocabulary.unknown` so callers can warn.
+"""
+
+from __future__ import annotations
+
+import base64
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from m3dgan.errors import InputError
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+
+
+def normalize(text: str) -> str:
+    """NFC, collapsed whitespace: the same string always gives the same ids."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+class Vocabulary:
+    kind = ""
+
+    @property
+    def size(self) -> int:
+        raise NotImplementedError
+
+    def pieces(self, text: str) -> list[int]:
+        """Ids of ``text`` without the end mark (unknowns → UNK)."""
+        raise NotImplementedError
+
+    def unknown(self, text: str) -> list[str]:
+        """Characters of ``text`` the vocabulary cannot represent (they become <unk>)."""
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int]) -> str:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def encode(self, text: str, max_len: int | None = None) -> list[int]:
+        """Ids of ``text`` followed by the end mark; raises InputError on empty / over-long."""
+        if not isinstance(text, str):
+            raise InputError(f"text must be a string, got {type(text).__name__}")
+        text = normalize(text)
+        if not text:
+            raise InputError("empty text: nothing to translate")
+        ids = self.pieces(text) + [EOS]
+        if max_len is not None and len(ids) > max_len:
+            raise InputError(
+                f"text is too long: {len(ids)} tokens (end mark included), this model reads at "
+                f"most {max_len}; shorten it or split it into sentences"
+            )
+        return ids
+
+    def encode_batch(self, texts: Sequence[str], max_len: int | None = None) -> torch.Tensor:
+        """Padded int64 ids [N, L] (L = longest row)."""
+        rows = [self.encode(t, max_len) for t in texts]
+        width = max((len(r) for r in rows), default=1)
+        out = torch.full((len(rows), width), PAD, dtype=torch.long)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        return out
+
+    def decode_batch(self, ids: torch.Tensor) -> list[str]:
+        return [self.decode(row.tolist()) for row in ids]
+
+
+class CharVocabulary(Vocabulary):
+    """One id per character seen in the training text (plus the specials)."""
+
+    kind = "char"
+
+    def __init__(self, chars: Sequence[str]) -> None:
+        self.chars = list(chars)
+        self.index = {c: i + len(SPECIALS) for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def build(cls, texts: Iterable[str], min_count: int = 1) -> CharVocabulary:
+        counts = Counter(c for t in texts for c in normalize(t))
+        return cls(sorted(c for c, n in counts.items() if n >= min_count))
+
+    @property
+    def size(self) -> int:
+        return len(SPECIALS) + len(self.chars)
+
+    def pieces(self, text: str) -> list[int]:
+        return [self.index.get(c, UNK) for c in text]
+
+    def unknown(self, text: str) -> list[str]:
+        return sorted({c for c in normalize(text) if c not in self.index})
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out = []
+        for i in ids:
+            if i == EOS:
+                break
+            if i >= len(SPECIALS):
+                out.append(self.chars[i - len(SPECIALS)])
+            elif i == UNK:
+                out.append("\ufffd")
+        return "".join(out)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "chars": self.chars}
+
+
+class SubwordVocabulary(Vocabulary):
+    """A sentencepiece model; its piece i has id i + 4 here (its own unknown maps to <unk>)."""
+
+    kind = "sentencepiece"
+
+    def __init__(self, model_proto: bytes) -> None:
+        import sentencepiece as spm
+
+        self.proto = bytes(model_proto)
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.LoadFromSerializedProto(self.proto)
+        except (RuntimeError, OSError) as exc:
+            raise InputError(f"not a sentencepiece model ({exc})") from exc
+
+    @classmethod
+    def from_file(cls, path) -> SubwordVocabulary:
+        with open(path, "rb") as handle:
+            return cls(handle.read())
+
+    @property
+    def size(self) -> int:
+        return len(SPECIALS) + self.sp.GetPieceSize()
+
+    def pieces(self, text: str) -> list[int]:
+        unk = self.sp.unk_id()
+        return [UNK if i == unk else i + len(SPECIALS) for i in self.sp.EncodeAsIds(text)]
+
+    def unknown(self, text: str) -> list[str]:
+        return sorted(
+            {
+                c
+                for c in normalize(text)
+                if c != " "
+                and self.sp.PieceToId(c) == self.sp.unk_id()
+                and self.sp.EncodeAsIds(c) == [self.sp.unk_id()]
+            }
+        )
+
+    def decode(self, ids: Iterable[int]) -> str:
+        kept = []
+        for i in ids:
+            if i == EOS:
+                break
+            if i >= len(SPECIALS):
+                kept.append(i - len(SPECIALS))
+            elif i == UNK:
+                kept.append(self.sp.unk_id())
+        return self.sp.DecodeIds(kept)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "model": base64.b64encode(self.proto).decode("ascii")}
+
+
+def vocabulary_from_dict(data: dict) -> Vocabulary:
+    kind = data.get("kind")
+    if kind == CharVocabulary.kind:
+        return CharVocabulary(data["chars"])
+    if kind == SubwordVocabulary.kind:
+        return SubwordVocabulary(base64.b64decode(data["model"]))
+    raise InputError(f"unknown vocabulary kind {kind!r}")
