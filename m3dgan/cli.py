@@ -27,10 +27,30 @@ def _add_data(sub) -> None:
     )
     b.add_argument("--seed", type=int, default=0)
     f = dsub.add_parser("fetch", help="download a published data set (needs internet)")
-    f.add_argument("name", help="edges2shoes | night2day")
-    f.add_argument("--url", default=None, help="mirror URL of the .tar.gz archive")
-    f.add_argument("--sha256", default=None, help="expected sha256 of the archive")
-    f.add_argument("--image-size", type=int, default=128)
+    f.add_argument("name", help="edges2shoes | night2day | cub | coco-captions | wmt14-en-fr")
+    f.add_argument(
+        "--url",
+        action="append",
+        metavar="[KEY=]URL",
+        help="mirror URL of the archive; KEY=URL per archive where a data set has several "
+        "(cub: images, text; coco-captions: annotations, train, val; wmt14-en-fr: train, test). "
+        "M3DGAN_FETCH_MIRROR=BASE_URL serves every archive from one mirror",
+    )
+    f.add_argument("--sha256", action="append", metavar="[KEY=]HEX", help="expected sha256")
+    f.add_argument("--image-size", type=int, default=None, help="default: the data set's own")
+    f.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="cap photos per split (wmt14-en-fr: training pairs), for quick trials",
+    )
+    f.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="converter option, e.g. texts_per_image=1, crop=bbox, lowercase=true, vocab_size=8000",
+    )
     f.add_argument("--force", action="store_true")
     dsub.add_parser("list", help="list data sets and where they are")
 
@@ -71,7 +91,11 @@ def _add_train(sub) -> None:
 def _add_translate(sub) -> None:
     p = sub.add_parser("translate", help="translate an input file with a trained run")
     p.add_argument("--checkpoint", required=True, type=Path, help="run folder or checkpoint file")
-    p.add_argument("--input", required=True, type=Path, nargs="+", help="source file(s)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--input", type=Path, nargs="+", help="source file(s): images, or UTF-8 text files"
+    )
+    src.add_argument("--text", nargs="+", help="source sentence(s), for tasks with a text source")
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--reference", type=Path, nargs="+", help="reference file(s) that set the domain"
@@ -80,6 +104,9 @@ def _add_translate(sub) -> None:
         "--samples", type=int, default=None, help="number of random-z outputs per input (default 4)"
     )
     p.add_argument("--seed", type=int, default=None, help="seed for random z (repeatable outputs)")
+    p.add_argument(
+        "--beam", type=int, default=1, help="beam size for text outputs (1 = greedy decoding)"
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--device", default="auto")
 
@@ -89,11 +116,18 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--checkpoint", required=True, type=Path, help="run folder or checkpoint file")
     p.add_argument("--out", required=True, type=Path, help="metrics JSON file to write")
     p.add_argument(
-        "--inputs", type=int, default=100, help="test inputs for diversity (BicycleGAN: 100)"
+        "--inputs",
+        type=int,
+        default=None,
+        help="test inputs: images 100 for diversity (BicycleGAN); text tasks: all distinct sources",
     )
     p.add_argument(
-        "--samples", type=int, default=20, help="random z per input for diversity (BicycleGAN: 20)"
+        "--samples",
+        type=int,
+        default=None,
+        help="random z per input: diversity 20 (BicycleGAN); text→image 4",
     )
+    p.add_argument("--beam", type=int, default=1, help="beam size for text outputs (1 = greedy)")
     p.add_argument("--data", type=Path, help="data folder to use instead of the task's default")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -122,10 +156,12 @@ def cmd_data(args) -> int:
     elif args.data_cmd == "fetch":
         root = fetch.fetch(
             args.name,
-            url=args.url,
-            expected_sha256=args.sha256,
+            url=fetch.parse_keyed(args.url),
+            expected_sha256=fetch.parse_keyed(args.sha256),
             image_size=args.image_size,
+            limit=args.limit,
             force=args.force,
+            **fetch.parse_options(args.option),
         )
         print(f"data set {args.name!r} ready at {root}")
     else:
@@ -215,12 +251,29 @@ def cmd_translate(args) -> int:
         samples, args.reference = 1, None
     if samples < 1:
         raise M3DGANError("--samples must be at least 1")
+    if args.beam < 1:
+        raise M3DGANError("--beam must be at least 1")
+    opts = dict(references=args.reference, samples=samples, seed=args.seed, beam_size=args.beam)
+    if args.text:
+        if tr.source_spec.kind != "text":
+            raise M3DGANError(
+                f"this model translates {tr.source_spec.kind} sources; pass files with --input"
+            )
+        for i, text in enumerate(args.text):
+            written = tr.translate_text(text, args.out, name=f"text{i}", **opts)
+            _report(tr, repr(text), written)
+        return 0
     for path in args.input:
-        written = tr.translate_file(
-            path, args.out, references=args.reference, samples=samples, seed=args.seed
-        )
-        print(f"{path} -> {', '.join(str(p) for p in written)}")
+        _report(tr, str(path), tr.translate_file(path, args.out, **opts))
     return 0
+
+
+def _report(tr, source: str, written: list[Path]) -> None:
+    """One line per input; text outputs are also printed, one per line."""
+    print(f"{source} -> {', '.join(str(p) for p in written)}")
+    if tr.target_spec.kind == "text":
+        for path in written:
+            print(f"  {path.read_text(encoding='utf-8').strip()}")
 
 
 def cmd_evaluate(args) -> int:
@@ -230,6 +283,7 @@ def cmd_evaluate(args) -> int:
         args.checkpoint,
         inputs=args.inputs,
         samples=args.samples,
+        beam=args.beam,
         device=args.device,
         data_root=_data_root(args.data),
         seed=args.seed,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from m3dgan.data.store import load_split, read_manifest, to_float
-from m3dgan.errors import DataError
+from m3dgan.errors import DataError, M3DGANError
 from m3dgan.infer import Translator
 from m3dgan.metrics import diversity as div
 from m3dgan.metrics.judge import JudgeNet, load_or_train_judge, predict
@@ -69,17 +69,25 @@ def _distance(root: Path, device: torch.device, progress: bool) -> tuple[div.Dis
 def evaluate(
     checkpoint: Path,
     *,
-    inputs: int = 100,
-    samples: int = 20,
+    inputs: int | None = None,
+    samples: int | None = None,
     device: str = "auto",
     data_root: Path | None = None,
     seed: int = 0,
     progress: bool = True,
+    beam: int = 1,
 ) -> dict:
     tr = Translator.from_checkpoint(checkpoint, device=device)
     task = get_task(tr.cfg.task)
     root = Path(data_root) if data_root else dataset_root(task.name)
     test = load_split(root, "test")
+    if beam < 1:
+        raise M3DGANError("beam size must be at least 1")
+    if task.source == "text" or task.target == "text":
+        return _evaluate_text_task(
+            tr, task, test, checkpoint, inputs, samples or 4, seed, beam, progress
+        )
+    inputs, samples = inputs or 100, samples or 20
     sources, targets = to_float(test["source"]), to_float(test["target"])
     dev = tr.device
     # every random draw goes through these two generators: repeatable, global RNG untouched
@@ -128,6 +136,29 @@ def evaluate(
 
     if "reference" in task.metrics:
         out.update(reference_accuracy(root, tr, test, inputs, pick, progress))
+    return out
+
+
+def _evaluate_text_task(tr, task, test, checkpoint, inputs, samples, seed, beam, progress) -> dict:
+    from m3dgan import evaluate_text
+    from m3dgan.data.tensors import encode_split
+
+    test = encode_split(test, tr.vocabs)
+    out: dict = {
+        "task": task.name,
+        "objective": tr.cfg.objective,
+        "step": tr.meta.get("step"),
+        "checkpoint": str(checkpoint),
+        "test_size": len(test["label"]),
+    }
+    if task.target == "text":
+        out.update(evaluate_text.evaluate_text_output(tr, test, inputs=inputs, beam=beam))
+    if "text2image" in task.metrics:
+        out.update(
+            evaluate_text.evaluate_text_to_image(
+                tr, test, inputs=inputs, samples=samples, seed=seed, progress=progress
+            )
+        )
     return out
 
 

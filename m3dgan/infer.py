@@ -4,10 +4,18 @@ from m3dgan.infer import Translator
 tr = Translator.from_checkpoint("runs/digits")
 outs = tr.translate(tr.read_source("seven.png"), samples=5)          # random domains
 outs = tr.translate(tr.read_source("seven.png"), reference=tr.read_reference("mnist_3.png"))
+
+tr = Translator.from_checkpoint("runs/en2fr")                          # text sides
+tr.decode(tr.translate(tr.encode_text("open file"), beam_size=4))      # -> ["ouvrir le fichier"]
+
+Text input policy: empty text and text longer than twice the longest training text are errors
+(``InputError``, exit 2 from the CLI); characters the vocabulary lacks become <unk> with a
+warning.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -16,7 +24,8 @@ from m3dgan import checkpoint as ckpt
 from m3dgan.config import Config, config_from_dict
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
-from m3dgan.errors import CheckpointError
+from m3dgan.data.tensors import vocabularies_from_meta
+from m3dgan.errors import CheckpointError, InputError
 from m3dgan.modalities import ModalitySpec
 from m3dgan.modalities.image_io import read_image
 from m3dgan.report.grid import save_image
@@ -26,6 +35,13 @@ from m3dgan.train import resolve_device
 class Translator:
     def __init__(self, model: M3DGAN, cfg: Config, meta: dict, device: torch.device) -> None:
         self.model, self.cfg, self.meta, self.device = model.eval(), cfg, meta, device
+        try:
+            self.vocabs = vocabularies_from_meta(meta)
+        except (KeyError, TypeError, ValueError, InputError) as exc:
+            raise CheckpointError(f"checkpoint sidecar has a damaged vocabulary ({exc})") from exc
+        for side, spec in (("source", model.source_spec), ("target", model.target_spec)):
+            if spec.kind == "text" and side not in self.vocabs:
+                raise CheckpointError(f"checkpoint sidecar lacks the {side} vocabulary")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Translator:
@@ -57,12 +73,43 @@ class Translator:
     def target_spec(self) -> ModalitySpec:
         return self.model.target_spec
 
+    def encode_text(self, text: str, side: str = "source") -> torch.Tensor:
+        """A string → ids [1, L] for a text side; see the module docstring for the policy."""
+        spec = self.model.source_spec if side == "source" else self.model.target_spec
+        if spec.kind != "text":
+            raise InputError(f"this model's {side} is {spec.kind}, not text")
+        vocab = self.vocabs[side]
+        unknown = vocab.unknown(text) if isinstance(text, str) else []
+        ids = vocab.encode_batch([text], max_len=2 * spec.size)
+        if unknown:
+            warnings.warn(
+                f"characters unknown to the model's vocabulary become <unk>: {''.join(unknown)!r}",
+                stacklevel=2,
+            )
+        return ids.to(self.device)
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """Output ids [N, L] → strings (text targets)."""
+        return self.vocabs["target"].decode_batch(ids.cpu())
+
     def read_source(self, path: str | Path) -> torch.Tensor:
+        if self.source_spec.kind == "text":
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"{path}: cannot read text ({exc})") from exc
+            return self.encode_text(text, "source")
         return read_image(Path(path), self.source_spec.channels, self.source_spec.size).to(
             self.device
         )
 
     def read_reference(self, path: str | Path) -> torch.Tensor:
+        if self.target_spec.kind == "text":
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"{path}: cannot read text ({exc})") from exc
+            return self.encode_text(text, "target")
         return read_image(Path(path), self.target_spec.channels, self.target_spec.size).to(
             self.device
         )
@@ -76,27 +123,49 @@ class Translator:
         samples: int = 1,
         token_weights: torch.Tensor | None = None,
         seed: int | None = None,
+        beam_size: int = 1,
     ) -> torch.Tensor:
-        """One source [1, C, H, W] → outputs [N, C', H, W] in [-1, 1].
+        """One source [1, ...] → N outputs: images [N, C', H, W] in [-1, 1], or text ids [N, L]
+        (turn them into strings with :meth:`decode`; ``beam_size`` > 1 uses beam search).
 
         With ``reference`` ([R, C', H, W]): one output per reference, in its domain.
         With ``token_weights`` ([N, num_tokens]): one output per weight row.
         Otherwise ``samples`` outputs from e ~ N(0, I) (seeded by ``seed`` for repeatability).
         """
         source = source.to(self.device)
+        if beam_size < 1:
+            raise InputError("beam size must be at least 1")
+
+        def rows(n: int) -> torch.Tensor:
+            return source.expand(n, *source.shape[1:])
+
         if reference is not None:
             return self.model.translate(
-                source.expand(len(reference), -1, -1, -1), reference=reference.to(self.device)
+                rows(len(reference)), reference=reference.to(self.device), beam_size=beam_size
             )
         if token_weights is not None:
             w = token_weights.to(self.device)
-            return self.model.translate(source.expand(len(w), -1, -1, -1), token_weights=w)
+            return self.model.translate(rows(len(w)), token_weights=w, beam_size=beam_size)
         gen = torch.Generator(device=self.device)
         if seed is None:
             gen.seed()  # fresh randomness without touching the global RNG
         else:
             gen.manual_seed(seed)
-        return self.model.translate(source.expand(samples, -1, -1, -1), generator=gen)
+        return self.model.translate(rows(samples), generator=gen, beam_size=beam_size)
+
+    def read_references(self, paths: list[Path]) -> torch.Tensor:
+        """Reference files → one batch (text references padded to a common length)."""
+        if self.target_spec.kind == "text":
+            texts = []
+            for path in paths:
+                try:
+                    texts.append(Path(path).read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise InputError(f"{path}: cannot read text ({exc})") from exc
+            return (
+                self.vocabs["target"].encode_batch(texts, 2 * self.target_spec.size).to(self.device)
+            )
+        return torch.cat([self.read_reference(p) for p in paths])
 
     def translate_file(
         self,
@@ -106,18 +175,52 @@ class Translator:
         references: list[Path] | None = None,
         samples: int = 1,
         seed: int | None = None,
+        beam_size: int = 1,
     ) -> list[Path]:
-        """Translate one image file; write ``<stem>_ref<k>.png`` or ``<stem>_z<k>.png`` into ``out_dir``."""
-        source = self.read_source(input_path)
-        stem = Path(input_path).stem
+        """Translate one input file (an image, or a UTF-8 text file for a text source); write
+        ``<stem>_ref<k>.png|txt`` or ``<stem>_z<k>.png|txt`` into ``out_dir``."""
+        return self._write(
+            self.read_source(input_path),
+            Path(input_path).stem,
+            out_dir,
+            references,
+            samples,
+            seed,
+            beam_size,
+        )
+
+    def translate_text(
+        self,
+        text: str,
+        out_dir: str | Path,
+        *,
+        name: str = "text",
+        references: list[Path] | None = None,
+        samples: int = 1,
+        seed: int | None = None,
+        beam_size: int = 1,
+    ) -> list[Path]:
+        """Like :meth:`translate_file` for a string given directly (``--text``)."""
+        source = self.encode_text(text, "source")
+        return self._write(source, name, out_dir, references, samples, seed, beam_size)
+
+    def _write(self, source, stem, out_dir, references, samples, seed, beam_size) -> list[Path]:
         if references:
-            refs = torch.cat([self.read_reference(p) for p in references])
-            outs, tag = self.translate(source, reference=refs), "ref"
+            refs = self.read_references(references)
+            outs = self.translate(source, reference=refs, beam_size=beam_size)
+            tag = "ref"
         else:
-            outs, tag = self.translate(source, samples=samples, seed=seed), "z"
+            outs = self.translate(source, samples=samples, seed=seed, beam_size=beam_size)
+            tag = "z"
         paths = []
-        for k, img in enumerate(outs):
-            path = Path(out_dir) / f"{stem}_{tag}{k}.png"
-            save_image(img, path)
+        texts = self.decode(outs) if self.target_spec.kind == "text" else None
+        for k in range(len(outs)):
+            if texts is not None:
+                path = Path(out_dir) / f"{stem}_{tag}{k}.txt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(texts[k] + "\n", encoding="utf-8")
+            else:
+                path = Path(out_dir) / f"{stem}_{tag}{k}.png"
+                save_image(outs[k], path)
             paths.append(path)
         return paths

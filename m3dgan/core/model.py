@@ -75,10 +75,19 @@ class M3DGAN(nn.Module):
         return torch.randn(n, self.cfg.nz, generator=generator, device=device)
 
     def generate(
-        self, source: torch.Tensor, z: torch.Tensor | None, target: torch.Tensor | None = None
+        self,
+        source: torch.Tensor,
+        z: torch.Tensor | None,
+        target: torch.Tensor | None = None,
+        beam_size: int = 1,
     ) -> torch.Tensor:
         """G(S, z). ``target`` enables teacher forcing for sequential (text) outputs; image
-        generators ignore it. Text outputs: distributions when teacher-forced, else ids."""
+        generators ignore it. Text outputs: distributions when teacher-forced, else ids
+        (greedy, or beam search when ``beam_size`` > 1)."""
+        if beam_size > 1:
+            if self.target_spec.kind != "text":
+                raise ValueError("beam search applies to text outputs only")
+            return self.generator(self.source_prenet(source), z, target, beam_size=beam_size)
         return self.generator(self.source_prenet(source), z, target)
 
     @torch.no_grad()
@@ -90,6 +99,7 @@ class M3DGAN(nn.Module):
         e: torch.Tensor | None = None,
         token_weights: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        beam_size: int = 1,
     ) -> torch.Tensor:
         """Inference: the domain comes from a reference (posterior mean), an explicit e, explicit
         token weights, or, by default, e ~ N(0, I)."""
@@ -98,7 +108,7 @@ class M3DGAN(nn.Module):
             # not apply, explicit token weights cannot be honoured
             if token_weights is not None:
                 raise ValueError(f"objective {self.objective.name!r} has no token layer to weight")
-            return self.generate(source, None)
+            return self.generate(source, None, beam_size=beam_size)
         if token_weights is not None:
             if self.attention.tokens is None:
                 raise ValueError(f"objective {self.objective.name!r} has no token layer to weight")
@@ -111,7 +121,7 @@ class M3DGAN(nn.Module):
             z = self.embed(e)
         if len(z) == 1 and len(source) > 1:
             z = z.expand(len(source), -1)
-        return self.generate(source, z)
+        return self.generate(source, z, beam_size=beam_size)
 
     def generator_parameters(self) -> list[nn.Parameter]:
         skip = {id(p) for p in self.discriminator_parameters()}

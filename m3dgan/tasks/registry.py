@@ -13,7 +13,9 @@ class Task:
     source: str  # modality kind of S
     target: str  # modality kind of T
     dataset: str  # data set name understood by ``m3dgan.data.build.ensure_dataset``
-    metrics: tuple[str, ...]  # realism | diversity | reference
+    metrics: tuple[
+        str, ...
+    ]  # realism | diversity | reference | text2image | captioning | translation
     description: str = ""
     defaults: dict = field(default_factory=dict)  # config overrides, "section.key" -> value
 
@@ -52,6 +54,33 @@ TASKS: dict[str, Task] = {
             "night2day",
             ("diversity",),
             "pix2pix night2day (fetch with `m3dgan data fetch night2day`)",
+        ),
+        Task(
+            "text2emoji",
+            "text",
+            "image",
+            "text2emoji",
+            ("text2image",),
+            "emoji names and keywords → 64×64 emoji artwork (Google / Twitter; z picks the style)",
+            {"train.batch_size": 16, "train.sample_every": 250},
+        ),
+        Task(
+            "emoji2text",
+            "image",
+            "text",
+            "emoji2text",
+            ("captioning",),
+            "64×64 emoji artwork → its name (characters; BLEU against all its captions)",
+            {"train.batch_size": 32, "train.sample_every": 250},
+        ),
+        Task(
+            "en2fr",
+            "text",
+            "text",
+            "en2fr",
+            ("translation",),
+            "English → French phrases (emoji labels, CLDR names, gettext catalogs; subwords)",
+            {"train.batch_size": 32, "train.sample_every": 250},
         ),
     )
 }

@@ -1,0 +1,271 @@
+"""The text modality: vocabularies, subnets' shapes and masks, decoding, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import TINY_OVERRIDES, set_args, tiny_model_config
+from text_fixtures import TEXT_MODEL_OVERRIDES, write_image_text, write_text2text
+from torch.nn import functional as F
+
+from m3dgan.cli import main
+from m3dgan.core.model import M3DGAN
+from m3dgan.core.objectives import get_objective
+from m3dgan.errors import InputError
+from m3dgan.modalities import ModalitySpec
+from m3dgan.modalities.text import TextModality, TextPrenet
+from m3dgan.modalities.text_discriminator import TextDiscriminator
+from m3dgan.modalities.text_vocab import EOS, PAD, UNK, CharVocabulary
+from m3dgan.modalities.tokens import one_hot
+
+pytestmark = pytest.mark.usefixtures("isolated_env")
+
+TEXT_CFG = dict(
+    text_embed=8,
+    text_prenet=[16, 8],
+    cbhg_bank=3,
+    cbhg_channels=8,
+    cbhg_highway=1,
+    text_gru=8,
+    decoder_attention_rnn=16,
+    decoder_rnn=16,
+)
+V, L = 12, 7
+
+
+def ids(b: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(4, V, (b, L), generator=gen)
+    x[:, -1] = EOS
+    x[0, 3], x[0, 4:] = EOS, PAD  # a shorter first row
+    return x
+
+
+def text_model(source: str = "text", objective: str = "full", **changes) -> M3DGAN:
+    torch.manual_seed(0)
+    src = ModalitySpec(source, V if source == "text" else 3, L if source == "text" else 16)
+    cfg = tiny_model_config(**{**TEXT_CFG, **changes})
+    return M3DGAN(src, ModalitySpec("text", V, L), get_objective(objective), cfg).eval()
+
+
+# --- vocabulary --------------------------------------------------------------------------------
+
+
+def test_char_vocabulary_round_trip_unknowns_and_limits() -> None:
+    vocab = CharVocabulary.build(["open file", "close it"])
+    encoded = vocab.encode("open  file")  # whitespace is normalised
+    assert encoded[-1] == EOS and vocab.decode(encoded) == "open file"
+    assert vocab.unknown("open Zfile") == ["Z"]
+    assert UNK in vocab.encode("open Zfile")
+    with pytest.raises(InputError, match="empty"):
+        vocab.encode("   ")
+    with pytest.raises(InputError, match="too long"):
+        vocab.encode("open file", max_len=5)
+    batch = vocab.encode_batch(["open", "close it"])
+    assert batch.shape == (2, 9) and (batch[0, 5:] == PAD).all()
+
+
+# --- subnets -----------------------------------------------------------------------------------
+
+
+def test_text_prenet_shapes_masks_and_padding_invariance() -> None:
+    torch.manual_seed(0)
+    prenet = TextPrenet(V, tiny_model_config(**TEXT_CFG)).eval()
+    x = ids(3)
+    feats = prenet(x)
+    assert feats.states.shape == (3, L, 16) and feats.mask.tolist() == (x != PAD).tolist()
+    # extra padding changes nothing at real positions (masked convs, packed GRU)
+    padded = F.pad(x, (0, 5), value=PAD)
+    again = prenet(padded)
+    assert torch.allclose(again.states[:, :L], feats.states, atol=1e-5)
+    # distributions (one-hot) embed exactly like ids: generated text goes through the same path
+    soft = prenet(one_hot(x, V))
+    assert torch.allclose(soft.states, feats.states, atol=1e-5)
+    assert torch.equal(soft.mask, feats.mask)
+
+
+def test_teacher_forcing_matches_step_by_step_decoding() -> None:
+    model = text_model()
+    src = ids(4)
+    e = torch.randn(4, model.cfg.nz)
+    greedy = model.translate(src, e=e)
+    assert greedy.dtype == torch.long and greedy.shape[0] == 4
+    # teacher forcing on the greedy output reproduces it: both compute the same function
+    probs = model.generate(src, model.embed(e), greedy)
+    real = greedy != PAD
+    assert torch.equal(probs.argmax(-1)[real], greedy[real])
+    assert torch.allclose(probs.sum(-1)[real], torch.ones(int(real.sum())), atol=1e-5)
+    assert (probs[~real] == 0).all()
+    # beam search with one beam is greedy decoding
+    z = model.embed(e)
+    beam1 = model.generator(model.source_prenet(src), z, beam_size=1)
+    assert torch.equal(beam1, greedy)
+    beam3 = model.generator(model.source_prenet(src), z, beam_size=3)
+    assert beam3.shape[0] == 4 and (beam3[:, 0] != PAD).all()
+
+
+@pytest.mark.parametrize("source", ["text", "image"])
+def test_decoder_memory_with_and_without_source_attention(source: str) -> None:
+    for attend in (True, False):
+        model = text_model(source, source_attention=attend)
+        src = ids(2) if source == "text" else torch.rand(2, 3, 16, 16) * 2 - 1
+        z = model.embed(model.sample_e(2))
+        memory, mask = model.generator.memory(model.source_prenet(src), z)
+        if attend:
+            assert memory.shape[1] == (L if source == "text" else 64)
+        else:
+            assert memory.shape[1] == 1  # the paper's single global embedding
+        assert memory.shape[-1] == model.generator.key.in_features
+        assert torch.allclose(
+            memory[:, :, -z.shape[1] :], z[:, None].expand_as(memory[:, :, -z.shape[1] :])
+        )
+
+
+def test_text_discriminator_and_losses_pass_gradients_to_the_generator() -> None:
+    model = text_model().train()
+    src, tgt = ids(4, 1), ids(4, 2)
+    probs = model.generate(src, model.embed(model.sample_e(4)), tgt)
+    d = model.disc_enc
+    assert isinstance(d, TextDiscriminator)
+    assert d(src, tgt).shape == d(src, probs).shape == (4, 1)
+    d(src, probs).sum().backward()
+    grads = [p.grad for p in model.generator.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    # the reconstruction loss is the token cross-entropy
+    mod = TextModality()
+    logits = torch.randn(4, L, V)
+    p = F.softmax(logits, -1) * (tgt != PAD).unsqueeze(-1)
+    expected = F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=PAD)
+    assert torch.allclose(mod.reconstruction_loss(p, tgt), expected, atol=1e-5)
+    # distance between distributions: 0 for equal, 2 for disjoint one-hots
+    a = one_hot(tgt, V)
+    assert torch.allclose(mod.output_distance(a, a), torch.zeros(4))
+    b = one_hot(torch.where(tgt > PAD, 4 + (tgt - 3) % (V - 4), tgt), V)
+    assert torch.allclose(mod.output_distance(a, b), torch.full((4,), 2.0))
+
+
+# --- a tiny trained model and the CLI ------------------------------------------------------------
+
+TEXT_ARGS = set_args(TINY_OVERRIDES + TEXT_MODEL_OVERRIDES)
+
+
+def test_cli_text_to_text_train_translate_evaluate(tmp_path, capsys) -> None:
+    data = write_text2text(tmp_path / "data")
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--task",
+        "en2fr",
+        "--objective",
+        "mle",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+    ]
+    extra = ["--set", "train.steps=400", "--set", "train.lr=0.01", "--set", "train.batch_size=8"]
+    extra += ["--set", "model.decoder_rnn=32", "--set", "model.decoder_attention_rnn=32"]
+    assert main(args + TEXT_ARGS + extra + ["--no-progress"]) == 0
+    assert (run / "samples").glob("*.txt")
+    out = tmp_path / "out"
+    assert (
+        main(["translate", "--checkpoint", str(run), "--text", "red cat", "--out", str(out)]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "red cat" in printed and (out / "text0_z0.txt").is_file()
+    # the tiny model learned to swap the words of its training phrases (greedy and beam)
+    from m3dgan.infer import Translator
+
+    tr = Translator.from_checkpoint(run)
+    from text_fixtures import reverse_pairs
+
+    pairs = reverse_pairs(24, 0)[:12]
+    for beam in (1, 3):
+        hits = sum(
+            tr.decode(tr.translate(tr.encode_text(s), beam_size=beam))[0] == t for s, t in pairs
+        )
+        assert hits >= 9, f"beam {beam}: {hits}/12"
+    metrics_path = tmp_path / "metrics.json"
+    assert (
+        main(
+            ["evaluate", "--checkpoint", str(run), "--data", str(data), "--out", str(metrics_path)]
+        )
+        == 0
+    )
+    metrics = json.loads(metrics_path.read_text())
+    assert 0.0 <= metrics["bleu4"] <= 100.0 and metrics["decoded"] == len(set(reverse_pairs(8, 1)))
+
+
+def test_cli_text_input_errors_exit_2(tmp_path, capsys) -> None:
+    data = write_text2text(tmp_path / "data")
+    run = tmp_path / "run"
+    args = ["train", "--task", "en2fr", "--data", str(data), "--out", str(run), "--no-progress"]
+    assert main(args + TEXT_ARGS + ["--set", "train.steps=2"]) == 0
+    base = ["translate", "--checkpoint", str(run), "--out", str(tmp_path / "o")]
+    assert main(base + ["--text", "  "]) == 2
+    assert "empty text" in capsys.readouterr().err
+    assert main(base + ["--text", "red cat " * 20]) == 2
+    assert "too long" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="unknown"):
+        assert main(base + ["--text", "red ©at", "--samples", "2"]) == 0
+    assert main(base + ["--text", "red cat", "--beam", "0"]) == 2
+
+
+@pytest.mark.parametrize("text_source", [False, True])
+def test_cli_image_text_tasks_train_and_translate(tmp_path, text_source: bool, capsys) -> None:
+    data = write_image_text(tmp_path / "data", text_source)
+    run = tmp_path / "run"
+    task = "text2emoji" if text_source else "emoji2text"
+    args = ["train", "--task", task, "--data", str(data), "--out", str(run), "--no-progress"]
+    assert main(args + TEXT_ARGS + ["--set", "train.steps=3", "--set", "train.sample_every=3"]) == 0
+    sample = next((run / "samples").iterdir())
+    assert sample.suffix == (".png" if text_source else ".txt")
+    out = tmp_path / "out"
+    if text_source:
+        assert (
+            main(
+                [
+                    "translate",
+                    "--checkpoint",
+                    str(run),
+                    "--text",
+                    "red square",
+                    "--samples",
+                    "3",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        assert len(list(out.glob("text0_z*.png"))) == 3
+    else:
+        from PIL import Image
+
+        img = tmp_path / "sq.png"
+        Image.new("RGB", (16, 16), (200, 20, 20)).save(img)
+        assert (
+            main(
+                [
+                    "translate",
+                    "--checkpoint",
+                    str(run),
+                    "--input",
+                    str(img),
+                    "--out",
+                    str(out),
+                    "--samples",
+                    "2",
+                ]
+            )
+            == 0
+        )
+        assert len(list(out.glob("sq_z*.txt"))) == 2
+        metrics = tmp_path / "m.json"
+        assert (
+            main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--out", str(metrics)])
+            == 0
+        )
+        assert "bleu1" in json.loads(metrics.read_text())
