@@ -27,7 +27,8 @@ BuildFn = Callable[
 ]
 BUILD_KEY = "build"  # provenance key holding the build parameters
 BUILDER_VERSION = 1  # bump when a builder's output changes, so cached folders get rebuilt
-FETCHABLE = ("edges2shoes", "night2day")  # published data sets: see m3dgan.data.fetch
+# published data sets: see m3dgan.data.fetch.PUBLISHED (a test keeps the two lists equal)
+FETCHABLE = ("edges2shoes", "night2day", "cub", "coco-captions", "wmt14-en-fr")
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def ensure_dataset(name_or_path: str | Path, *, progress: bool = True) -> Path:
     """Return a ready data set folder for a built-in name, a built folder or a pix2pix folder.
 
     - a built-in name (``digits``, ``edges2emoji``): build it unless a cached build exists;
-    - a fetched name (``edges2shoes``, ``night2day``): use the converted folder if present;
+    - a fetched name (:data:`FETCHABLE`, e.g. ``cub``): use the converted folder if present;
     - a folder with a ``manifest.json``: verify its checksums and use it;
     - a pix2pix aligned folder (``train/``, ``val/`` or ``test/`` of A|B images): convert it once
       into ``paths.dataset_dir(<folder name>)`` and use that.
@@ -160,13 +161,16 @@ def ensure_dataset(name_or_path: str | Path, *, progress: bool = True) -> Path:
 
 
 def _fetched(name: str) -> Path:
+    from m3dgan.data import fetch  # fetch imports this module's helpers
+
     root = paths.dataset_dir(name)
     if (root / store.MANIFEST).is_file():
         store.verify(root)
         return root
     raise DataError(
         f"data set {name!r} is not downloaded yet ({root} is missing); fetch it with "
-        f"`m3dgan data fetch {name}` or m3dgan.data.fetch.fetch({name!r}) (about 2 GB, needs internet)"
+        f"`m3dgan data fetch {name}` or m3dgan.data.fetch.fetch({name!r}) "
+        f"({fetch.PUBLISHED[name].size}, needs internet)"
     )
 
 
