@@ -315,6 +315,10 @@ def test_fetch_cub_downloads_and_converts(tmp_path: Path) -> None:
         if split == "test":  # one row per photo: its first description
             assert all(s.endswith("view 0.") for s in data["source"])
     assert not list((tmp_path / "dl").glob("*.extracted"))
+    # the same options again: the converted folder is reused, no network needed (server is gone)
+    written = (out / store.MANIFEST).stat().st_mtime_ns
+    assert fetch.fetch("cub", tmp_path / "dl", url=urls, image_size=16, progress=False) == out
+    assert (out / store.MANIFEST).stat().st_mtime_ns == written
 
 
 def test_cub_options_bbox_crop_limit_and_texts_per_image(tmp_path: Path) -> None:
@@ -575,6 +579,13 @@ def test_overrides_and_options_are_checked(tmp_path: Path) -> None:
     }
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         fetch.parse_options(["lowercase"])
+
+
+def test_command_line_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["data", "fetch", "cub", "--url", "http://127.0.0.1:9/CUB_200_2011.tgz"]) == 2
+    assert "error: cub has 2 archives" in capsys.readouterr().err
+    assert main(["data", "fetch", "wmt14-en-fr", "--option", "colour=red"]) == 2
+    assert "has no option colour" in capsys.readouterr().err
 
 
 def test_a_web_page_instead_of_an_archive_is_refused(tmp_path: Path) -> None:
