@@ -200,7 +200,9 @@ def test_missing_npm_package_names_it(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_unknown_name_lists_the_available_ones(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"\['digits', 'edges2emoji'\]"):
+    with pytest.raises(
+        DataError, match=r"\['digits', 'edges2emoji', 'emoji2text', 'en2fr', 'text2emoji'\]"
+    ):
         build.build_dataset("svhn")
     with pytest.raises(DataError, match="edges2emoji"):
         build.ensure_dataset(str(tmp_path / "nowhere"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from m3dgan import paths
-from m3dgan.data import aligned, digits, edges2emoji, store
+from m3dgan.data import aligned, digits, edges2emoji, emoji_text, en2fr, store
 from m3dgan.errors import DataError
 
 # (manifest, splits) or (manifest, splits, extra files such as a tokenizer model: name -> bytes)
@@ -53,6 +53,24 @@ BUILDERS: dict[str, Builder] = {
         "edge maps (64x64, black on white) -> colour emoji (64x64 RGB), domain = vendor",
         edges2emoji.NPM_PACKAGES,
         edges2emoji.build,
+    ),
+    "text2emoji": Builder(
+        "text2emoji",
+        "emoji captions (names, keywords) -> colour emoji (64x64 RGB), domain = vendor",
+        emoji_text.NPM_PACKAGES,
+        emoji_text.build_text2emoji,
+    ),
+    "emoji2text": Builder(
+        "emoji2text",
+        "colour emoji (64x64 RGB) -> its name; references = all its names, domain = vendor",
+        emoji_text.NPM_PACKAGES,
+        emoji_text.build_emoji2text,
+    ),
+    "en2fr": Builder(
+        "en2fr",
+        "English -> French short texts (emoji labels, CLDR names, UI strings), sentencepiece",
+        en2fr.NPM_PACKAGES,
+        en2fr.build,
     ),
 }
 
@@ -104,7 +122,8 @@ def build_dataset(
     """Build a built-in data set into ``root`` (default ``paths.dataset_dir(name)``), or reuse it.
 
     ``limit`` caps the source items (MNIST images per class for ``digits``, emoji identities for
-    ``edges2emoji``) for quick small builds. Returns the data set folder.
+    ``edges2emoji``, ``text2emoji`` and ``emoji2text``, English source strings for ``en2fr``)
+    for quick small builds. Returns the data set folder.
     """
     builder = _builder(name)
     if limit is not None and limit < 1:
