@@ -64,15 +64,17 @@ class TrainStep:
         with self._autocast(source.device):
             # -- generator-side forward ------------------------------------------------------
             e_r = post = e_s = fake_rand = None
+            # the source representation is shared by both branches: one prenet pass per step
+            src_repr = m.source_prenet(source)
             if obj.encoded_branch:
                 post = m.encode(target)
                 e_r = post.sample(self.generator)
-                fake_enc = m.generate(source, m.embed(e_r), target)
+                fake_enc = m.generator(src_repr, m.embed(e_r), target)
             else:
-                fake_enc = m.generate(source, None, target)
+                fake_enc = m.generator(src_repr, None, target)
             if obj.random_branch:
                 e_s = m.sample_e(len(source), self.generator, source.device)
-                fake_rand = m.generate(source, m.embed(e_s), target)
+                fake_rand = m.generator(src_repr, m.embed(e_s), target)
 
             # -- discriminator update -------------------------------------------------------
             if obj.adversarial:

@@ -35,9 +35,15 @@ class ImageMemory(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         prev, s = channels, size
+        halvings = 0
         while s > 8:
-            layers += [nn.Conv2d(prev, dim, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
-            prev, s = dim, s // 2
+            halvings += 1
+            s //= 2
+        # narrow at high resolution, ``dim`` wide at the ≤ 8×8 grid the decoder attends over
+        for i in range(halvings):
+            width = max(dim // 2 ** (halvings - 1 - i), 16)
+            layers += [nn.Conv2d(prev, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+            prev = width
         layers += [nn.Conv2d(prev, dim, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
         self.net = nn.Sequential(*layers)
         self.out_dim = dim

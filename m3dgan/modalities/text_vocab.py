@@ -13,7 +13,6 @@ unknown token — a fallback, reported by :meth:`Vocabulary.unknown` so callers 
 from __future__ import annotations
 
 import base64
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -26,8 +25,11 @@ SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 
 
 def normalize(text: str) -> str:
-    """NFC, collapsed whitespace: the same string always gives the same ids."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    """The data sets' normalisation (NFKC, straight quotes, single spaces), so typed input maps
+    to the ids the model was trained on."""
+    from m3dgan.data.textnorm import normalise_text
+
+    return " ".join(normalise_text(text).split())
 
 
 class Vocabulary:

@@ -1,0 +1,202 @@
+"""The text tasks against their baselines at one equal budget (paper Table 2b–c, Table 4).
+
+Every variant trains in its own process with the same steps, batch size and seed for its task,
+then ``m3dgan evaluate`` scores it on the test split. Writes ``results.json`` and ``results.md``
+into ``--out`` and prints the table.
+
+    python bench/text_tasks.py --out bench/results/text_tasks
+    python bench/text_tasks.py --tasks en2fr --steps en2fr=300        # a quick look
+    python bench/text_tasks.py --report-only
+
+Variants per task:
+
+- en2fr: ``full`` (M3D-GAN, generator attends over the source), ``mle`` (the plain attention GRU
+  encoder-decoder with cross-entropy: the baseline), and both again with
+  ``model.source_attention=false`` (the paper's single global source embedding) — the gap
+  measures what attending over the source buys;
+- emoji2text: ``full`` vs ``mle`` (CNN encoder + GRU decoder, cross-entropy only: the paper's
+  CNN-RNN row);
+- text2emoji: ``full`` vs ``cvae-gan``.
+
+Columns: BLEU-1 / BLEU-4 (sacreBLEU, all references of each source, greedy decoding);
+named acc = emoji-judge top-1 accuracy on generated images for the caption's emoji (top-5 too);
+IS = Inception-style score with the emoji judge; missing = missing modes; the ``real`` columns are
+the same measures on real test artwork; steps/s and peak MB from the training run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
+    "en2fr": [
+        ("full", "full", []),
+        ("mle", "mle", []),
+        ("full, global source", "full", ["model.source_attention=false"]),
+        ("mle, global source", "mle", ["model.source_attention=false"]),
+    ],
+    "emoji2text": [("full", "full", []), ("mle (CNN-RNN)", "mle", [])],
+    "text2emoji": [("full", "full", []), ("cvae-gan", "cvae-gan", [])],
+}
+# The paper's text layout at half width (CBHG bank 8 × 64, GRUs 64/128), the same for every
+# variant: at full width one en2fr step takes ~5 s on one core here, too slow for a benchmark.
+BENCH_SCALE = [
+    "model.text_embed=64",
+    "model.text_prenet=[128,64]",
+    "model.cbhg_bank=8",
+    "model.cbhg_channels=64",
+    "model.text_gru=64",
+    "model.decoder_attention_rnn=128",
+    "model.decoder_rnn=128",
+]
+COLUMNS = [
+    ("steps", "steps", "{}"),
+    ("batch_size", "batch", "{}"),
+    ("bleu1", "BLEU-1", "{:.1f}"),
+    ("bleu4", "BLEU-4", "{:.1f}"),
+    ("exact_match", "exact", "{:.1%}"),
+    ("named_accuracy", "named acc", "{:.1%}"),
+    ("named_accuracy_top5", "named top-5", "{:.1%}"),
+    ("inception_score", "IS", "{:.2f}"),
+    ("inception_score_real", "IS real", "{:.2f}"),
+    ("missing_modes", "missing", "{}"),
+    ("missing_modes_real", "missing real", "{}"),
+    ("steps_per_s", "steps/s", "{:.2f}"),
+    ("peak_rss_mb", "peak MB", "{:.0f}"),
+]
+
+
+def slug(name: str) -> str:
+    return name.replace(", ", "-").replace(" ", "-").replace("(", "").replace(")", "")
+
+
+def run(cmd: list[str], log: Path) -> None:
+    with open(log, "a") as handle:
+        handle.write("$ " + " ".join(cmd) + "\n")
+        handle.flush()
+        proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"command failed ({proc.returncode}), see {log}: {' '.join(cmd)}")
+
+
+def bench_one(task: str, name: str, objective: str, overrides: list[str], args) -> None:
+    run_dir = args.out / "runs" / f"{task}-{slug(name)}"
+    log = args.out / "logs" / f"{task}-{slug(name)}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    m3dgan = [sys.executable, "-m", "m3dgan"]
+    steps = args.steps[task]
+    if not (run_dir / "train_stats.json").is_file():
+        sets = [f"train.seed={args.seed}", f"train.checkpoint_every={steps}"]
+        sets += [f"train.sample_every={max(steps // 4, 1)}"]
+        sets += ([] if args.full_width else BENCH_SCALE) + overrides
+        cmd = ["train", "--task", task, "--objective", objective, "--out", str(run_dir)]
+        cmd += ["--steps", str(steps), "--batch-size", str(args.batch_size[task]), "--no-progress"]
+        cmd += [a for s in sets for a in ("--set", s)]
+        if run_dir.exists():
+            cmd.append("--resume")
+        run(m3dgan + cmd, log)
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        cmd = ["evaluate", "--checkpoint", str(run_dir), "--out", str(metrics_path)]
+        cmd += ["--samples", str(args.samples)]
+        run(m3dgan + cmd, log)
+    meta = {"task": task, "variant": name, "objective": objective, "overrides": overrides}
+    (run_dir / "variant.json").write_text(json.dumps(meta))
+
+
+def collect(out: Path) -> list[dict]:
+    results = []
+    for task, variants in VARIANTS.items():
+        for name, _, _ in variants:
+            run_dir = out / "runs" / f"{task}-{slug(name)}"
+            if not (run_dir / "metrics.json").is_file():
+                continue
+            result = json.loads((run_dir / "metrics.json").read_text())
+            stats = json.loads((run_dir / "train_stats.json").read_text())
+            result.update(stats)
+            train_cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
+            result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
+            if stats.get("seconds"):
+                result["steps_per_s"] = result["steps"] / stats["seconds"]
+            result["variant"] = name
+            result.pop("examples", None)
+            results.append(result)
+    return results
+
+
+def table(results: list[dict]) -> str:
+    used = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in results)]
+    head = ["task", "variant"] + [c[1] for c in used]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r["task"], r["variant"]]
+        cells += ["–" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in used]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path) -> str:
+    results = collect(out)
+    if not results:
+        return "no finished runs"
+    md = table(results)
+    threads = sorted({r.get("threads") for r in results})
+    meta = f"{len(results)} runs; intra-op threads per run: {threads}; greedy decoding."
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(md + "\n\n" + meta + "\n")
+    return md + "\n\n" + meta
+
+
+def parse_per_task(text: str) -> dict[str, int]:
+    """``800`` (all tasks) or ``en2fr=800,emoji2text=600``."""
+    if "=" not in text:
+        return {t: int(text) for t in VARIANTS}
+    return {k: int(v) for k, v in (item.split("=") for item in text.split(","))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--out", type=Path, default=Path("bench/results/text_tasks"))
+    p.add_argument("--tasks", default="en2fr,emoji2text,text2emoji")
+    p.add_argument("--variants", default=None, help="comma list of variant names (default all)")
+    p.add_argument(
+        "--steps", default="en2fr=600,emoji2text=600,text2emoji=400", type=parse_per_task
+    )
+    p.add_argument(
+        "--batch-size", default="en2fr=32,emoji2text=32,text2emoji=16", type=parse_per_task
+    )
+    p.add_argument("--samples", type=int, default=4, help="text2emoji: images per caption")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--full-width", action="store_true", help="the paper's widths (slow on CPU)")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    if not args.report_only:
+        wanted = set(args.variants.split(",")) if args.variants else None
+        for task in args.tasks.split(","):
+            for name, objective, overrides in VARIANTS[task]:
+                if wanted and name not in wanted:
+                    continue
+                t0 = time.time()
+                bench_one(task, name, objective, overrides, args)
+                print(
+                    f"[{time.time() - started:6.0f}s] {task}/{name} done in {time.time() - t0:.0f}s",
+                    flush=True,
+                )
+    print(write_report(args.out))
+    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+
+
+if __name__ == "__main__":
+    main()
