@@ -5,11 +5,12 @@ A checkpoint is two files in ``RUN_DIR/checkpoints/``:
 - ``step_00001000.safetensors``: every tensor — model weights (``model.*``), optimizer moments
   (``optim.<name>.<param index>.<key>``) and RNG states (``rng.<name>``);
 - ``step_00001000.json``: the sidecar — config, step, optimizer hyper-parameters, the sha256 of
-  the tensor file, and anything else a run needs to resume.
+  the tensor file, anything else a run needs to resume, and a sha256 of the sidecar's own content
+  (``sidecar_sha256``, over its canonical JSON without that key).
 
 Both are written to a temporary name and renamed, the sidecar last: a checkpoint exists once
-its sidecar does, and a checkpoint whose tensors do not match the sidecar's checksum is treated
-as damaged and skipped in favour of the previous one. Loading uses safetensors and JSON only;
+its sidecar does, and a checkpoint whose tensors or sidecar do not match their checksums is
+treated as damaged and skipped in favour of the previous one. Loading uses safetensors and JSON only;
 nothing is ever unpickled, so a malicious file cannot execute code: pickles and ``torch.save``
 archives (``.pt``, ``.pth``, ``.ckpt``, or one renamed to ``.safetensors``) are refused with a
 :class:`~m3dgan.errors.CheckpointError` before anything parses them.
@@ -17,6 +18,7 @@ archives (``.pt``, ``.pth``, ``.ckpt``, or one renamed to ``.safetensors``) are 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -37,7 +39,9 @@ VERSION = 1
 _NAME = re.compile(r"^step_(\d+)\.json$")
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, torch.save zip archives
 _SUFFIXES = (".json", ".safetensors")
-_RESERVED = ("format", "version", "step", "sha256", "optimizers")  # sidecar keys meta cannot set
+SIDECAR_CHECKSUM = "sidecar_sha256"
+# sidecar keys that meta cannot set
+_RESERVED = ("format", "version", "step", "sha256", "optimizers", SIDECAR_CHECKSUM)
 
 
 @dataclass
@@ -53,6 +57,19 @@ class Checkpoint:
     def rng_state(self, name: str) -> torch.Tensor | None:
         return self.tensors.get(f"rng.{name}")
 
+    def load_model(self, model: torch.nn.Module) -> None:
+        """Load the weights into ``model``; a checkpoint of another model (other names or shapes,
+        e.g. after editing a run's config.yaml) is a :class:`CheckpointError`, not a crash."""
+        try:
+            missing, unexpected = model.load_state_dict(self.model_state(), strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise CheckpointError(f"{self.path}: weights do not fit the model ({exc})") from exc
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{self.path}: weights do not match the model "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
+
     def optimizer_state(self, name: str) -> dict[str, Any]:
         """Rebuild ``optimizer.state_dict()`` from flat tensors and the sidecar's metadata.
 
@@ -63,12 +80,15 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: no state for optimizer {name!r}")
         info = optimizers[name]
         prefix = f"optim.{name}."
-        state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in info["scalars"].items()}
-        for key, value in self.tensors.items():
-            if key.startswith(prefix):
-                index, field = key[len(prefix) :].split(".", 1)
-                state.setdefault(int(index), {})[field] = value
-        return {"state": state, "param_groups": info["param_groups"]}
+        try:
+            state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in info["scalars"].items()}
+            for key, value in self.tensors.items():
+                if key.startswith(prefix):
+                    index, field = key[len(prefix) :].split(".", 1)
+                    state.setdefault(int(index), {})[field] = value
+            return {"state": state, "param_groups": list(info["param_groups"])}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{self.path}: damaged state of optimizer {name!r}") from exc
 
     def restore_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> None:
         """Load optimizer ``name`` into ``optimizer``, each state tensor in its parameter's layout.
@@ -78,7 +98,12 @@ class Checkpoint:
         with channels_last parameters and contiguous moments it silently mixes up elements,
         so a resumed run would diverge. Copying each moment into ``empty_like(param)`` fixes it.
         """
-        optimizer.load_state_dict(self.optimizer_state(name))
+        try:
+            optimizer.load_state_dict(self.optimizer_state(name))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{self.path}: optimizer {name!r} state does not fit this run ({exc})"
+            ) from exc
         for group in optimizer.param_groups:
             for param in group["params"]:
                 entry = optimizer.state.get(param, {})
@@ -139,11 +164,22 @@ def save_checkpoint(
         "sha256": sha256_file(tensor_path),
         "optimizers": optim_meta,
     }
+    sidecar[SIDECAR_CHECKSUM] = sidecar_checksum(sidecar)
     tmp = folder / f".{stem}.json.tmp"
     tmp.write_text(json.dumps(sidecar, indent=1))
     tmp.replace(folder / f"{stem}.json")
     prune(folder, keep)
     return tensor_path
+
+
+def sidecar_checksum(sidecar: dict[str, Any]) -> str:
+    """sha256 of the sidecar's canonical JSON without its own checksum field.
+
+    The tensor file's sha256 lives in the sidecar, so without this a bit flip in the sidecar
+    (a step number, a learning rate, a layer width) would go unnoticed."""
+    body = {k: v for k, v in sidecar.items() if k != SIDECAR_CHECKSUM}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def prune(folder: Path, keep: int) -> None:
@@ -190,9 +226,13 @@ def refuse_unsafe(path: Path) -> None:
     640, ... bytes), so the pickle test applies only to files that are not safetensors-shaped.
     """
     path = Path(path)
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if _looks_like_safetensors(head, path.stat().st_size):
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint file ({exc})") from exc
+    if _looks_like_safetensors(head, size):
         return
     if head[:1] == _PICKLE_MAGIC[0] or head[:4] == _PICKLE_MAGIC[1]:
         raise CheckpointError(
@@ -221,9 +261,11 @@ def load_checkpoint(path: Path) -> Checkpoint:
             f"{path}: incomplete checkpoint (needs {sidecar.name} and {tensor_path.name})"
         )
     try:
-        meta = json.loads(sidecar.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{sidecar}: damaged sidecar ({exc})") from exc
+    except OSError as exc:
+        raise CheckpointError(f"{sidecar}: cannot read sidecar ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{sidecar}: not an m3dgan checkpoint sidecar")
     if not isinstance(meta.get("step"), int) or not isinstance(meta.get("optimizers", {}), dict):
@@ -232,13 +274,35 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointError(
             f"{sidecar}: checkpoint format version {meta.get('version')!r}; this m3dgan reads {VERSION}"
         )
-    if sha256_file(tensor_path) != meta.get("sha256"):
+    # checkpoints written before the sidecar carried its own checksum have none to verify
+    if SIDECAR_CHECKSUM in meta and meta[SIDECAR_CHECKSUM] != sidecar_checksum(meta):
+        raise CheckpointError(f"{sidecar}: checksum mismatch (damaged or edited sidecar)")
+    _check_optimizer_meta(sidecar, meta.get("optimizers", {}))
+    try:
+        digest = sha256_file(tensor_path)
+    except OSError as exc:
+        raise CheckpointError(f"{tensor_path}: cannot read checkpoint file ({exc})") from exc
+    if digest != meta.get("sha256"):
         raise CheckpointError(f"{tensor_path}: checksum mismatch (truncated or damaged file)")
     try:
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:  # malformed headers
         raise CheckpointError(f"{tensor_path}: unreadable safetensors file ({exc})") from exc
     return Checkpoint(int(meta["step"]), meta, tensors, tensor_path)
+
+
+def _check_optimizer_meta(sidecar: Path, optimizers: dict) -> None:
+    """The shape :meth:`Checkpoint.optimizer_state` relies on, checked up front."""
+    for name, info in optimizers.items():
+        ok = (
+            isinstance(info, dict)
+            and isinstance(info.get("param_groups"), list)
+            and all(isinstance(g, dict) for g in info["param_groups"])
+            and isinstance(info.get("scalars"), dict)
+            and all(isinstance(v, dict) for v in info["scalars"].values())
+        )
+        if not ok:
+            raise CheckpointError(f"{sidecar}: damaged sidecar (state of optimizer {name!r})")
 
 
 def resolve(path: Path) -> Path:

@@ -57,12 +57,7 @@ class Translator:
             ) from exc
         dev = resolve_device(device)
         model = M3DGAN(source, target, get_objective(cfg.objective), cfg.model)
-        missing, unexpected = model.load_state_dict(checkpoint.model_state(), strict=False)
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{checkpoint.path}: weights do not match the model "
-                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-            )
+        checkpoint.load_model(model)
         return cls(model.to(dev), cfg, meta, dev)
 
     @property

@@ -131,7 +131,7 @@ def save(
 
 
 def restore(state: RunState, checkpoint: ckpt.Checkpoint) -> None:
-    state.model.load_state_dict(checkpoint.model_state())
+    checkpoint.load_model(state.model)
     checkpoint.restore_optimizer("g", state.opt_g)
     checkpoint.restore_optimizer("d", state.opt_d)
     state.noise.set_state(checkpoint.rng_state("noise"))
