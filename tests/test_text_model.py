@@ -130,6 +130,9 @@ def test_text_discriminator_and_losses_pass_gradients_to_the_generator() -> None
     d = model.disc_enc
     assert isinstance(d, TextDiscriminator)
     assert d(src, tgt).shape == d(src, probs).shape == (4, 1)
+    # D reads generated text as a straight-through one-hot: the argmax tokens going forward
+    hard = one_hot(torch.where(tgt != PAD, probs.argmax(-1), PAD), V)
+    assert torch.allclose(d(src, probs), d(src, hard), atol=1e-5)
     d(src, probs).sum().backward()
     grads = [p.grad for p in model.generator.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)

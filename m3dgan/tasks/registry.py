@@ -71,7 +71,7 @@ TASKS: dict[str, Task] = {
             "emoji2text",
             ("captioning",),
             "64×64 emoji artwork → its name (characters; BLEU against all its captions)",
-            {"train.batch_size": 32, "train.sample_every": 250},
+            {"train.batch_size": 32, "train.sample_every": 250, "train.lr": 5e-4},
         ),
         Task(
             "en2fr",
@@ -80,7 +80,7 @@ TASKS: dict[str, Task] = {
             "en2fr",
             ("translation",),
             "English → French phrases (emoji labels, CLDR names, gettext catalogs; subwords)",
-            {"train.batch_size": 32, "train.sample_every": 250},
+            {"train.batch_size": 32, "train.sample_every": 250, "train.lr": 5e-4},
         ),
     )
 }
