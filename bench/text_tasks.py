@@ -41,7 +41,6 @@ VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("full", "full", []),
         ("mle", "mle", []),
         ("full, global source", "full", ["model.source_attention=false"]),
-        ("mle, global source", "mle", ["model.source_attention=false"]),
     ],
     "emoji2text": [("full", "full", []), ("mle (CNN-RNN)", "mle", [])],
     "text2emoji": [("full", "full", []), ("cvae-gan", "cvae-gan", [])],
@@ -170,7 +169,7 @@ def main() -> None:
     p.add_argument("--tasks", default="en2fr,emoji2text,text2emoji")
     p.add_argument("--variants", default=None, help="comma list of variant names (default all)")
     p.add_argument(
-        "--steps", default="en2fr=600,emoji2text=600,text2emoji=400", type=parse_per_task
+        "--steps", default="en2fr=400,emoji2text=400,text2emoji=300", type=parse_per_task
     )
     p.add_argument(
         "--batch-size", default="en2fr=32,emoji2text=32,text2emoji=16", type=parse_per_task

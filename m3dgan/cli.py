@@ -176,7 +176,9 @@ def cmd_data(args) -> int:
         print(f"built-in: {', '.join(build.BUILDERS)}   fetchable: {', '.join(build.FETCHABLE)}")
         for name in names:
             m = read_manifest(folder / name)
-            print(f"  {name:14s} {m.image_size}px  splits {m.splits}  at {folder / name}")
+            size = f" {m.image_size}px" if m.image_size else ""
+            kinds = f"{m.source_kind}->{m.target_kind}{size}"
+            print(f"  {name:14s} {kinds:18s} splits {m.splits}  at {folder / name}")
         if not names:
             print(f"  nothing built yet in {folder}")
     return 0
