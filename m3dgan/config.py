@@ -72,6 +72,12 @@ class TrainConfig:
     amp: bool = False  # mixed precision (bf16 on CPU, fp16/bf16 on CUDA)
     channels_last: bool = False  # NHWC layout: faster on CUDA (tensor cores), slower on CPU here
     compile: bool = False  # torch.compile the generator and discriminators
+    # bitwise-repeatable runs (torch.use_deterministic_algorithms; slower on GPU)
+    deterministic: bool = False
+    # divergence guard: a NaN/Inf loss rolls back to the last checkpoint with the learning rate
+    # multiplied by rollback_lr_factor, at most max_rollbacks times per run, then stops the run
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
 
 
 @dataclass

@@ -1,35 +1,41 @@
-"""The training loop: data, model, optimizers, logging, checkpoints, resume.
+"""The training loop: data, model, optimizers, logging, checkpoints, resume, several processes.
 
 Run folder layout::
 
     RUN_DIR/config.yaml        the full config of the run (edit a copy to start a variant)
-    RUN_DIR/log.jsonl          one line of losses per ``log_every`` steps (loss curves)
+    RUN_DIR/log.jsonl          one line of losses per ``log_every`` steps (loss curves), and one
+                               line per divergence-guard event (``"event": "rollback"``)
     RUN_DIR/tb/                TensorBoard scalars and sample grids
     RUN_DIR/samples/           sample grids as PNG
     RUN_DIR/checkpoints/       safetensors + JSON sidecars (see ``m3dgan.checkpoint``)
 
 Batches are a pure function of (seed, step): a resumed run sees exactly the batches an
-uninterrupted run would have seen.
+uninterrupted run would have seen. Under ``torchrun`` every process trains on its share of each
+global batch (``m3dgan.distributed``) and only rank 0 writes into RUN_DIR.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import resource
 import signal
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from m3dgan import checkpoint as ckpt
-from m3dgan.config import Config, config_from_dict, load_config
+from m3dgan import distributed
+from m3dgan.config import Config, TrainConfig, config_from_dict, load_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
-from m3dgan.core.step import TrainStep
+from m3dgan.core.step import NonFiniteLossError, TrainStep
 from m3dgan.data.store import Manifest, load_split, read_manifest
 from m3dgan.data.tensors import (
     batch_to_model,
@@ -38,9 +44,13 @@ from m3dgan.data.tensors import (
     side_specs,
 )
 from m3dgan.errors import ConfigError
+from m3dgan.guard import DivergenceGuard, Rollback, TrainingDiverged
 from m3dgan.modalities import ModalitySpec
 from m3dgan.report.samples import fixed_samples, write_samples
+from m3dgan.run_state import RunState, Snapshot, make_optimizers, restore, save
 from m3dgan.tasks import get_task
+
+__all__ = ["RunState", "make_optimizers", "restore", "save", "train"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,56 +99,6 @@ def dataset_root(task_name: str) -> Path:
     return ensure_dataset(get_task(task_name).dataset)
 
 
-@dataclass
-class RunState:
-    model: M3DGAN
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    noise: torch.Generator
-    step: int = 0
-
-
-def make_optimizers(model: M3DGAN, cfg: Config, device: torch.device):
-    kw = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2)}
-    fused = device.type in ("cuda", "cpu")  # one kernel per step instead of one per tensor
-    opt_g = torch.optim.Adam(model.generator_parameters(), fused=fused, **kw)
-    opt_d = torch.optim.Adam(model.discriminator_parameters(), fused=fused, **kw)
-    return opt_g, opt_d
-
-
-def save(
-    run_dir: Path, state: RunState, cfg: Config, manifest: Manifest, vocabs: dict | None = None
-) -> Path:
-    meta = {
-        "vocab": {side: v.to_dict() for side, v in (vocabs or {}).items()},
-        "config": cfg.to_dict(),
-        "task": cfg.task,
-        "dataset": manifest.name,
-        "source": vars(state.model.source_spec),
-        "target": vars(state.model.target_spec),
-        "domains": manifest.domains,
-        "classes_count": len(manifest.classes),
-    }
-    return ckpt.save_checkpoint(
-        run_dir,
-        state.step,
-        state.model,
-        optimizers={"g": state.opt_g, "d": state.opt_d},
-        rng={"noise": state.noise.get_state(), "torch": torch.get_rng_state()},
-        meta=meta,
-        keep=cfg.train.keep_checkpoints,
-    )
-
-
-def restore(state: RunState, checkpoint: ckpt.Checkpoint) -> None:
-    checkpoint.load_model(state.model)
-    checkpoint.restore_optimizer("g", state.opt_g)
-    checkpoint.restore_optimizer("d", state.opt_d)
-    state.noise.set_state(checkpoint.rng_state("noise"))
-    torch.set_rng_state(checkpoint.rng_state("torch"))
-    state.step = checkpoint.step
-
-
 class _StopRequest:
     """SIGTERM / Ctrl-C ask the loop to checkpoint and stop instead of dying mid-step."""
 
@@ -162,26 +122,71 @@ class _StopRequest:
             signal.signal(sig, old)
 
 
-def prepare_run(run_dir: Path, cfg: Config | None, resume: bool) -> Config:
-    """Write or read RUN_DIR/config.yaml; refuse to overwrite a run by accident."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+def read_run_config(run_dir: Path, cfg: Config | None, resume: bool) -> tuple[Config, bool]:
+    """The run's config, checked without writing anything (every process of a multi-process
+    run calls this before any of them writes), and whether RUN_DIR/config.yaml must be written."""
     config_path = run_dir / "config.yaml"
-    has_checkpoints = bool(ckpt.list_checkpoints(ckpt.checkpoint_dir(run_dir)))
     if resume:
         if not config_path.is_file():
             raise ConfigError(f"{run_dir}: nothing to resume (no config.yaml)")
         saved = load_config(config_path)
         if cfg is not None and cfg.train.steps != saved.train.steps:
             saved.train.steps = cfg.train.steps  # resuming may extend a run
-            saved.save(config_path)
-        return saved
-    if has_checkpoints:
+            return saved, True
+        return saved, False
+    if ckpt.list_checkpoints(ckpt.checkpoint_dir(run_dir)):
         raise ConfigError(
             f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
         )
     assert cfg is not None
-    cfg.save(config_path)
+    return cfg, True
+
+
+def prepare_run(run_dir: Path, cfg: Config | None, resume: bool) -> Config:
+    """Write or read RUN_DIR/config.yaml; refuse to overwrite a run by accident."""
+    cfg, changed = read_run_config(Path(run_dir), cfg, resume)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    if changed:
+        cfg.save(Path(run_dir) / "config.yaml")
     return cfg
+
+
+def check_train_config(tc: TrainConfig, world: int) -> None:
+    """Settings that would only fail (or hang a process group) later."""
+    if tc.batch_size < 1 or tc.batch_size % world:
+        raise ConfigError(
+            f"train.batch_size={tc.batch_size} is the global batch, split over {world} "
+            f"process(es): it must be a positive multiple of {world}"
+        )
+    if not 0 < tc.rollback_lr_factor <= 1:
+        raise ConfigError(f"train.rollback_lr_factor={tc.rollback_lr_factor} must be in (0, 1]")
+    if tc.max_rollbacks < 0:
+        raise ConfigError(f"train.max_rollbacks={tc.max_rollbacks} must be >= 0")
+
+
+@contextlib.contextmanager
+def deterministic_mode(enabled: bool) -> Iterator[None]:
+    """``train.deterministic``: the same config and data give bitwise the same weights, on CPU
+    and on CUDA (where it costs speed: no cuDNN autotuning, deterministic kernels only, and an
+    error naming any op that has no deterministic implementation). Restored on exit, so a
+    caller's own setting survives an in-process ``train()``."""
+    if not enabled:
+        yield
+        return
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    # cuBLAS reproducibility needs a fixed workspace; read when CUDA initialises
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[2]
 
 
 def train(
@@ -192,18 +197,37 @@ def train(
     progress: bool = True,
     data_root: Path | None = None,
 ) -> Path:
-    """Train (or resume) a run; returns the path of the last checkpoint."""
+    """Train (or resume) a run; returns the path of the last checkpoint.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every process calls this with the same arguments; they
+    join one process group for the run and leave it on return."""
     run_dir = Path(run_dir)
-    cfg = prepare_run(run_dir, cfg, resume)
+    cfg, config_changed = read_run_config(run_dir, cfg, resume)
     get_objective(cfg.objective)
     tc = cfg.train
     device = resolve_device(tc.device)
-    root = data_root or dataset_root(cfg.task)
-    manifest = read_manifest(root)
-    train_split, test_split = load_split(root, "train"), load_split(root, "test")
-    vocabs = build_vocabularies(root, manifest, train_split)
-    train_split, test_split = encode_split(train_split, vocabs), encode_split(test_split, vocabs)
+    check_train_config(tc, distributed.world_from_env()[1])
+    with distributed.session(device) as dist, deterministic_mode(tc.deterministic):
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if config_changed:
+                cfg.save(run_dir / "config.yaml")
+            root = data_root or dataset_root(cfg.task)  # may build it: one process does
+        dist.barrier()
+        if not dist.is_main:
+            root = data_root or dataset_root(cfg.task)
+        return _Run(cfg, run_dir, dist, root, progress).run(resume)
 
+
+def build_state(
+    cfg: Config,
+    manifest: Manifest,
+    device: torch.device,
+    vocabs: dict | None = None,
+    train_split: dict | None = None,
+) -> RunState:
+    """A fresh run: seeded weights (the same in every process), optimizers, noise generator."""
+    tc = cfg.train
     torch.manual_seed(tc.seed)
     model = build_model(cfg, manifest, vocabs, train_split).to(device)
     if tc.channels_last:
@@ -215,71 +239,175 @@ def train(
                 part.compile()
     opt_g, opt_d = make_optimizers(model, cfg, device)
     noise = torch.Generator(device=device).manual_seed(tc.seed + 1)
-    state = RunState(model, opt_g, opt_d, noise)
-    if resume and ckpt.list_checkpoints(ckpt.checkpoint_dir(run_dir)):
-        restore(state, ckpt.load_latest(run_dir))
-    amp_dtype = torch.bfloat16 if tc.amp else None
-    step_fn = TrainStep(model, opt_g, opt_d, cfg.loss, autocast_dtype=amp_dtype, generator=noise)
+    return RunState(model, opt_g, opt_d, noise)
 
-    from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(run_dir / "tb"))
-    fixed = fixed_samples(test_split, device)
-    n = len(train_split["label"])
-    bar = tqdm(
-        total=tc.steps,
-        initial=state.step,
-        disable=not progress,
-        desc=f"{cfg.task}/{cfg.objective}",
-        unit="step",
-        dynamic_ncols=True,
-    )
-    last_path = None
-    images_seen, t0 = 0, time.perf_counter()
-    with _StopRequest() as stop, open(run_dir / "log.jsonl", "a") as log:
-        model.train()
-        while state.step < tc.steps and not stop.requested:
-            idx = batch_indices(n, tc.batch_size, state.step, tc.seed)
-            source = batch_to_model(train_split["source"][idx], device, tc.channels_last)
-            target = batch_to_model(train_split["target"][idx], device, tc.channels_last)
-            logs = step_fn(source, target)
-            state.step += 1
-            images_seen += len(idx)
-            bar.update(1)
-            if state.step % tc.log_every == 0 or state.step == tc.steps:
-                rate = images_seen / (time.perf_counter() - t0)
-                logs["images_per_s"] = rate
-                bar.set_postfix(
-                    {
-                        k: f"{v:.3g}"
-                        for k, v in logs.items()
-                        if k in ("loss_D", "loss_G", "rec", "lat")
-                    }
-                )
-                for key, value in logs.items():
-                    writer.add_scalar(f"train/{key}", value, state.step)
-                log.write(json.dumps({"step": state.step, **logs}) + "\n")
-                log.flush()
-            if state.step % tc.sample_every == 0 or state.step == tc.steps:
-                write_samples(model, fixed, run_dir, state.step, writer, vocabs)
-                model.train()
-            if state.step % tc.checkpoint_every == 0 or state.step == tc.steps:
-                last_path = save(run_dir, state, cfg, manifest, vocabs)
-        if stop.requested:
-            last_path = save(run_dir, state, cfg, manifest, vocabs)
-            bar.write(
-                f"stopped at step {state.step}; checkpoint saved to {last_path}. Resume with --resume."
+class _Outputs:
+    """log.jsonl, TensorBoard and sample grids: opened by rank 0 only, so processes of one run
+    never write the same file. Every method is a no-op elsewhere."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.run_dir, self.enabled = run_dir, enabled
+        self.writer = self.log = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tb"))
+            self.log = open(run_dir / "log.jsonl", "a")  # noqa: SIM115 (closed in close())
+
+    def record(self, row: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.write(json.dumps(row) + "\n")
+            self.log.flush()
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"train/{key}", value, step)
+        self.record({"step": step, **values})
+
+    def samples(self, step: int, model: M3DGAN, fixed: dict, vocabs: dict) -> None:
+        if self.writer is not None:
+            write_samples(model, fixed, self.run_dir, step, self.writer, vocabs)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.log is not None:
+            self.log.close()
+
+
+class _Run:
+    """One session of a run (fresh or resumed) in this process."""
+
+    def __init__(
+        self, cfg: Config, run_dir: Path, dist: distributed.Distributed, root: Path, progress: bool
+    ) -> None:
+        self.cfg, self.run_dir, self.dist, self.progress = cfg, run_dir, dist, progress
+        self.manifest = read_manifest(root)
+        train_split, test_split = load_split(root, "train"), load_split(root, "test")
+        self.vocabs = build_vocabularies(root, self.manifest, train_split)
+        self.train_split = encode_split(train_split, self.vocabs)
+        self.test_split = encode_split(test_split, self.vocabs)
+        self.state = build_state(cfg, self.manifest, dist.device, self.vocabs, self.train_split)
+
+    def save(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        return save(self.run_dir, self.state, self.cfg, self.manifest, self.vocabs)
+
+    def run(self, resume: bool) -> Path:
+        cfg, tc, dist, state = self.cfg, self.cfg.train, self.dist, self.state
+        has_checkpoint = bool(ckpt.list_checkpoints(ckpt.checkpoint_dir(self.run_dir)))
+        if resume and has_checkpoint:
+            restore(state, ckpt.load_latest(self.run_dir))
+            # config.yaml's rate × the guard's scale: lowering train.lr there takes effect
+            state.set_lr(tc.lr)
+        guard = DivergenceGuard(self.run_dir, tc.lr, tc.rollback_lr_factor, tc.max_rollbacks)
+        if not has_checkpoint:
+            guard.initial = Snapshot.take(state)
+        amp_dtype = torch.bfloat16 if tc.amp else None
+        step_fn = TrainStep(
+            state.model,
+            state.opt_g,
+            state.opt_d,
+            cfg.loss,
+            autocast_dtype=amp_dtype,
+            generator=state.noise,
+            dist=dist,
+        )
+        out = _Outputs(self.run_dir, dist.is_main)
+        bar = tqdm(
+            total=tc.steps,
+            initial=state.step,
+            disable=not self.progress or not dist.is_main,
+            desc=f"{cfg.task}/{cfg.objective}",
+            unit="step",
+            dynamic_ncols=True,
+        )
+        try:
+            last_path = self._loop(step_fn, guard, out, bar)
+        finally:
+            bar.close()
+            out.close()
+        dist.barrier()  # rank 0's last checkpoint is on disk before any process returns
+        return last_path or ckpt.resolve(self.run_dir)
+
+    def _loop(self, step_fn: TrainStep, guard: DivergenceGuard, out: _Outputs, bar) -> Path | None:
+        tc, dist, state, device = self.cfg.train, self.dist, self.state, self.dist.device
+        fixed = fixed_samples(self.test_split, device) if dist.is_main else None
+        n = len(self.train_split["label"])
+        last_path = None
+        images_seen, t0 = 0, time.perf_counter()
+        with _StopRequest() as stop:
+            state.model.train()
+            stopped = False
+            while state.step < tc.steps:
+                # every process must leave at the same step (one may not have seen the signal)
+                if dist.any_true(stop.requested):
+                    stopped = True
+                    break
+                idx = batch_indices(n, tc.batch_size, state.step, tc.seed, dist.rank, dist.world)
+                source = batch_to_model(self.train_split["source"][idx], device, tc.channels_last)
+                target = batch_to_model(self.train_split["target"][idx], device, tc.channels_last)
+                try:
+                    logs = step_fn(source, target)
+                except NonFiniteLossError as exc:
+                    self._roll_back(guard, exc, out, bar)
+                    continue
+                state.step += 1
+                images_seen += tc.batch_size
+                bar.update(1)
+                if state.step % tc.log_every == 0 or state.step == tc.steps:
+                    logs = dist.mean(logs)
+                    logs["images_per_s"] = images_seen / (time.perf_counter() - t0)
+                    shown = ("loss_D", "loss_G", "rec", "lat")
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in shown})
+                    out.scalars(state.step, logs)
+                if dist.is_main and (state.step % tc.sample_every == 0 or state.step == tc.steps):
+                    out.samples(state.step, state.model, fixed, self.vocabs)
+                    state.model.train()
+                if state.step % tc.checkpoint_every == 0 or state.step == tc.steps:
+                    last_path = self.save() or last_path
+            if stopped:
+                last_path = self.save() or last_path
+                if dist.is_main:
+                    bar.write(
+                        f"stopped at step {state.step}; checkpoint saved to {last_path}. "
+                        "Resume with --resume."
+                    )
+        if dist.is_main:
+            _write_stats(
+                self.run_dir, images_seen, time.perf_counter() - t0, state.step, device, dist.world
             )
-    bar.close()
-    writer.close()
-    _write_stats(run_dir, images_seen, time.perf_counter() - t0, state.step, device)
-    return last_path or ckpt.resolve(run_dir)
+        return last_path
+
+    def _roll_back(
+        self, guard: DivergenceGuard, error: NonFiniteLossError, out: _Outputs, bar
+    ) -> None:
+        """Divergence guard (``m3dgan.guard``): restore, log, and checkpoint the restored state
+        so that its lowered learning rate survives a later --resume."""
+        try:
+            event: Rollback = guard.roll_back(self.state, error)
+        except TrainingDiverged:
+            out.record({"step": self.state.step + 1, "event": "diverged", "reason": str(error)})
+            raise
+        self.dist.barrier()  # every process has read the checkpoint before rank 0 rewrites it
+        self.save()
+        out.record(event.record())
+        if out.writer is not None:
+            out.writer.add_scalar("train/rollback_lr", event.lr_after, event.failed_step)
+        if self.dist.is_main:
+            bar.write(event.message(), file=sys.stderr)
+        bar.n = self.state.step
+        bar.refresh()
 
 
 def _write_stats(
-    run_dir: Path, images: int, seconds: float, step: int, device: torch.device
+    run_dir: Path, images: int, seconds: float, step: int, device: torch.device, world: int = 1
 ) -> None:
-    """Throughput and peak memory of this session of the run (benchmarks read this file)."""
+    """Throughput and peak memory of this session of the run (benchmarks read this file);
+    images are global-batch images (all processes), memory is rank 0's."""
     stats = {
         "step": step,
         "images": images,
@@ -288,6 +416,7 @@ def _write_stats(
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
         "device": str(device),
+        "processes": world,
     }
     if device.type == "cuda":
         stats["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20

@@ -10,6 +10,27 @@ term (eq. 7) compares G(S, z_s) with G(S, z_r) for the *same* S. Per iteration:
              + λ3·relu(τ − ratio)                                     (eq. 8)
    The latent-regression term reaches G (and the token layer) but not Enc_r: its parameters are
    frozen for that forward pass, otherwise G and Enc_r learn to hide the code between them.
+
+Distributed training (DistributedDataParallel). DDP averages gradients over ranks from hooks
+that fire in the backward of a *forward of the wrapped module*, and expects one backward per
+forward. A GAN step has two optimizers and reuses modules across passes, so wrapping the whole
+model would be wrong (the D update's backward would have to reduce G's gradients, which it
+does not produce). The step is cut into two modules instead, each run once per step:
+
+- :class:`GeneratorSide` (prenets, E_att, G: exactly the parameters of ``opt_g``): the
+  generator-side forward of both branches. Its one backward is the G update's, so DDP reduces
+  the generator-side gradients there.
+- :class:`DiscriminatorLoss` (D_enc, D_rand: the parameters of ``opt_d``): the D loss on real
+  and detached fake pairs. Its one backward is the D update's.
+
+The G update's other passes — D scoring the fakes with D frozen, Enc_r re-encoding T̂_sam with
+Enc_r frozen — call the plain (unwrapped) modules: their parameters take no gradient there, so
+there is nothing for DDP to reduce; gradients only flow *through* them into G's graph, whose
+reduction the GeneratorSide forward has set up. Every loss is a mean over this rank's equal
+share of the batch, so the averaged gradient is the gradient of the global batch. The random
+draws (e_s and the reparameterisation noise) are drawn for the global batch from one generator
+seeded alike on every rank and sliced like the data (``batch_indices``), so N processes compute
+what one process computes on the whole batch.
 """
 
 from __future__ import annotations
@@ -23,7 +44,10 @@ from torch import nn
 from m3dgan.config import LossConfig
 from m3dgan.core import losses
 from m3dgan.core.model import M3DGAN
+from m3dgan.distributed import Distributed
 from m3dgan.errors import M3DGANError
+
+_DISCRIMINATORS = ("disc_enc", "disc_rand")
 
 
 @contextmanager
@@ -44,6 +68,72 @@ class NonFiniteLossError(M3DGANError, FloatingPointError):
     loss leaves every weight untouched; a non-finite G loss comes after that step's D update."""
 
 
+class GeneratorSide(nn.Module):
+    """The generator-side forward of one step (both branches), as one module for DDP.
+
+    Its registered children are the model's children except the discriminators, i.e. exactly
+    ``model.generator_parameters()``; the model itself is kept unregistered (its methods route
+    through the prenets and E_att) so that DDP does not see D's parameters here.
+    """
+
+    def __init__(self, model: M3DGAN) -> None:
+        super().__init__()
+        for name, child in model.named_children():
+            if name not in _DISCRIMINATORS:
+                self.add_module(name, child)
+        self.__dict__["owner"] = model  # not a submodule (see above)
+
+    def forward(
+        self,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        eps_r: torch.Tensor | None,
+        e_s: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor | None]:
+        """``eps_r``: reparameterisation noise (None: no encoded branch); ``e_s``: random codes
+        (None: no random branch)."""
+        m: M3DGAN = self.__dict__["owner"]
+        out: dict[str, torch.Tensor | None] = dict.fromkeys(
+            ("fake_enc", "fake_rand", "mu", "logvar", "e_r")
+        )
+        # the source representation is shared by both branches: one prenet pass per step;
+        # ``target`` teacher-forces sequential (text) outputs, image generators ignore it
+        src_repr = m.source_prenet(source)
+        if eps_r is not None:
+            post = m.encode(target)
+            e_r = post.mu + eps_r.to(post.mu.dtype) * torch.exp(0.5 * post.logvar)
+            out.update(mu=post.mu, logvar=post.logvar, e_r=e_r)
+            out["fake_enc"] = m.generator(src_repr, m.embed(e_r), target)
+        else:
+            out["fake_enc"] = m.generator(src_repr, None, target)
+        if e_s is not None:
+            out["fake_rand"] = m.generator(src_repr, m.embed(e_s), target)
+        return out
+
+
+class DiscriminatorLoss(nn.Module):
+    """The discriminator loss of one step, as one module for DDP: D_enc on real vs encoded
+    fakes, D_rand on real vs random fakes (fakes detached)."""
+
+    def __init__(self, model: M3DGAN, gan_mode: str) -> None:
+        super().__init__()
+        self.disc_enc = model.disc_enc
+        self.disc_rand = model.disc_rand
+        self.gan_mode = gan_mode
+
+    def forward(
+        self,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        fake_enc: torch.Tensor,
+        fake_rand: torch.Tensor | None,
+    ) -> torch.Tensor:
+        loss = gan_pair(self.disc_enc, source, target, fake_enc, self.gan_mode)
+        if fake_rand is not None:
+            loss = loss + gan_pair(self.disc_rand, source, target, fake_rand, self.gan_mode)
+        return loss
+
+
 @dataclass
 class TrainStep:
     model: M3DGAN
@@ -52,45 +142,59 @@ class TrainStep:
     loss_cfg: LossConfig
     autocast_dtype: torch.dtype | None = None
     generator: torch.Generator | None = None  # RNG for e_s and the reparameterisation
+    dist: Distributed | None = None  # None or world 1: one process; else DDP (see module doc)
+
+    def __post_init__(self) -> None:
+        d = self.dist or Distributed()
+        self._rank, self._world = d.rank, d.world
+        self.generator_side = d.wrap(GeneratorSide(self.model))
+        self.discriminator_loss = d.wrap(DiscriminatorLoss(self.model, self.loss_cfg.gan_mode))
 
     def _autocast(self, device: torch.device):
         if self.autocast_dtype is None:
             return nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
+    def _noise(self, n: int, device: torch.device) -> torch.Tensor:
+        """N(0, I) codes for this rank's ``n`` samples: drawn for the global batch (n × world),
+        then this rank's rows, strided like ``batch_indices`` slices the data."""
+        e = torch.randn(n * self._world, self.model.cfg.nz, generator=self.generator, device=device)
+        return e[self._rank :: self._world]
+
+    def _check(self, name: str, loss: torch.Tensor) -> None:
+        """Raise on a non-finite loss; under DDP every rank raises when any rank's loss is bad."""
+        if self.dist is None or not self.dist.enabled:
+            check_finite(name, loss)
+            return
+        finite = bool(torch.isfinite(loss).all())
+        if self.dist.all_true(finite):
+            return
+        if finite:
+            raise NonFiniteLossError(f"{name} loss is non-finite on another process")
+        raise NonFiniteLossError(f"{name} loss is {loss.item()} (rank {self._rank})")
+
     def __call__(self, source: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         m, obj, lc = self.model, self.model.objective, self.loss_cfg
-        gan = lc.gan_mode
-        with self._autocast(source.device):
-            # -- generator-side forward ------------------------------------------------------
-            e_r = post = e_s = fake_rand = None
-            # the source representation is shared by both branches: one prenet pass per step
-            src_repr = m.source_prenet(source)
-            if obj.encoded_branch:
-                post = m.encode(target)
-                e_r = post.sample(self.generator)
-                fake_enc = m.generator(src_repr, m.embed(e_r), target)
-            else:
-                fake_enc = m.generator(src_repr, None, target)
-            if obj.random_branch:
-                e_s = m.sample_e(len(source), self.generator, source.device)
-                fake_rand = m.generator(src_repr, m.embed(e_s), target)
-
-            # -- discriminator update -------------------------------------------------------
-            if obj.adversarial:
-                d_loss = gan_pair(m.disc_enc, source, target, fake_enc, gan)
-                if fake_rand is not None:
-                    d_loss = d_loss + gan_pair(m.disc_rand, source, target, fake_rand, gan)
+        gan, n, device = lc.gan_mode, len(source), source.device
+        eps_r = self._noise(n, device) if obj.encoded_branch else None
+        e_s = self._noise(n, device) if obj.random_branch else None
         logs: dict[str, float] = {}
+        with self._autocast(device):
+            # -- generator-side forward (one DDP forward) ----------------------------------------
+            out = self.generator_side(source, target, eps_r, e_s)
+            fake_enc, fake_rand = out["fake_enc"], out["fake_rand"]
+            # -- discriminator update (one DDP forward) -----------------------------------------
+            if obj.adversarial:
+                d_loss = self.discriminator_loss(source, target, fake_enc, fake_rand)
         if obj.adversarial:
-            check_finite("discriminator", d_loss)
+            self._check("discriminator", d_loss)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
             logs["loss_D"] = d_loss.item()
 
-        # -- generator-side update (discriminators frozen) -----------------------------------
-        with frozen(m.disc_enc, m.disc_rand), self._autocast(source.device):
+        # -- generator-side update (discriminators frozen, plain modules: see module doc) --------
+        with frozen(m.disc_enc, m.disc_rand), self._autocast(device):
             if obj.adversarial:
                 g_gan = losses.gan_loss(
                     m.disc_enc(source, fake_enc), True, gan, for_discriminator=False
@@ -100,8 +204,8 @@ class TrainStep:
             rec = m.target_modality.reconstruction_loss(fake_enc.float(), target.float())
             vae = g_gan + lc.lambda_rec * rec
             logs.update(G_gan_enc=g_gan.float().item(), rec=rec.item())
-            if post is not None:
-                kl = losses.kl_divergence(post.mu.float(), post.logvar.float())
+            if out["mu"] is not None:
+                kl = losses.kl_divergence(out["mu"].float(), out["logvar"].float())
                 vae = vae + lc.lambda_kl * kl
                 logs["kl"] = kl.item()
             total = lc.lambda_1 * vae
@@ -121,14 +225,14 @@ class TrainStep:
                     fake_rand.float(),
                     fake_enc.detach().float(),
                     e_s,
-                    e_r.detach(),
+                    out["e_r"].detach(),
                     form=lc.dist_form,
                     tau=lc.dist_tau,
                     out_distance=m.target_modality.output_distance,
                 )
                 total = total + lc.lambda_3 * dist
                 logs["dist"] = dist.item()
-        check_finite("generator", total)
+        self._check("generator", total)
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
