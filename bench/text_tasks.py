@@ -68,6 +68,7 @@ COLUMNS = [
     ("inception_score_real", "IS real", "{:.2f}"),
     ("missing_modes", "missing", "{}"),
     ("missing_modes_real", "missing real", "{}"),
+    ("diversity_z", "div(z)", "{:.3f}"),
     ("steps_per_s", "steps/s", "{:.2f}"),
     ("peak_rss_mb", "peak MB", "{:.0f}"),
 ]

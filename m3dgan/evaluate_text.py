@@ -112,6 +112,27 @@ def evaluate_text_to_image(
             labels.append(test["label"][torch.tensor(rows)])
     fakes, fake_labels = torch.cat(images), torch.cat(labels)
     real = to_float(test["target"])
-    return image_score.text_to_image_scores(
+    out = image_score.text_to_image_scores(
         judge, fakes, fake_labels, real, test["label"], device=tr.device
     )
+    if model.attention is not None and samples > 1:
+        out.update(_sample_diversity(judge, fakes, len(keys), samples, tr.device))
+    return out
+
+
+def _sample_diversity(judge, fakes: torch.Tensor, n: int, samples: int, device) -> dict:
+    """Mean emoji-judge feature distance between consecutive samples of the same caption
+    (BicycleGAN's protocol, as for images): do random codes give different pictures?"""
+    from m3dgan.metrics.diversity import feature_distance
+
+    # ``fakes`` holds, per batch of ≤ 32 captions, ``samples`` consecutive blocks
+    dists = []
+    start = 0
+    for b0 in range(0, n, 32):
+        width = min(32, n - b0)
+        blocks = [fakes[start + k * width : start + (k + 1) * width] for k in range(samples)]
+        for k in range(samples - 1):
+            dists.append(feature_distance(judge, blocks[k].to(device), blocks[k + 1].to(device)))
+        start += samples * width
+    d = torch.cat(dists).double()
+    return {"diversity_z": float(d.mean()), "diversity_z_se": float(d.std() / len(d) ** 0.5)}
