@@ -22,7 +22,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +39,9 @@ KINDS = ("class", "domain")
 # Bump when JudgeNet's layout or the training recipe changes, so old caches retrain.
 JUDGE_VERSION = 1
 DEFAULT_WIDTHS = (32, 64, 128)
+
+AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+"""Maps a float image batch in [-1, 1] and a CPU generator to an augmented batch of equal shape."""
 
 
 def stem_stride(image_size: int) -> int:
@@ -122,10 +125,17 @@ class JudgeNet(nn.Module):
             feats.append(x)
         return feats
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Global-average-pooled deepest activations [B, widths[-1]]: the head's input.
+
+        This is the judge's image embedding (the role Inception's pool3 features play in FID):
+        metrics that compare sets of images in feature space use it.
+        """
+        return self.features(x)[-1].mean(dim=(2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits [B, num_classes]."""
-        deepest = self.features(x)[-1]
-        return self.head(deepest.mean(dim=(2, 3)))
+        return self.head(self.pooled(x))
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -168,11 +178,15 @@ def train_judge(
     progress: bool = False,
     widths: Sequence[int] = DEFAULT_WIDTHS,
     device: str | torch.device = "cpu",
+    augment_fn: AugmentFn | None = None,
+    desc: str = "judge",
 ) -> JudgeNet:
     """Train a JudgeNet on uint8 images [N, C, H, W] and int labels [N]; return it in eval mode.
 
     Adam with warm-up + cosine decay; light augmentation (random shifts of up to 1/16 of the image
-    side). ``epochs`` may be fractional so large data sets can be sub-sampled within a time budget.
+    side), or ``augment_fn`` in its place when given (a judge that must recognise generated
+    images needs stronger augmentation than one scored on held-out real images).
+    ``epochs`` may be fractional so large data sets can be sub-sampled within a time budget.
     Deterministic for a given seed: initialisation, shuffling and augmentation draw from RNGs
     seeded here, and the caller's global RNG state is restored afterwards.
     """
@@ -195,7 +209,7 @@ def train_judge(
     gen = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.Adam(judge.parameters(), lr=lr)
     judge.train()
-    bar = _progress_bar(total, progress)
+    bar = _progress_bar(total, progress, desc)
     order = torch.randperm(n, generator=gen)
     cursor = 0
     for step in range(total):
@@ -204,7 +218,10 @@ def train_judge(
         idx = order[cursor : cursor + batch_size]
         cursor += batch_size
         x = to_float(images_uint8[idx].to(device))
-        x = random_shift(x, max_shift, gen)
+        if augment and augment_fn is not None:
+            x = augment_fn(x, gen)
+        else:
+            x = random_shift(x, max_shift, gen)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, total, lr)
         loss = F.cross_entropy(judge(x), labels[idx].to(device))
@@ -219,12 +236,12 @@ def train_judge(
     return judge.eval()
 
 
-def _progress_bar(total: int, enabled: bool):  # -> tqdm | None (tqdm imported lazily)
+def _progress_bar(total: int, enabled: bool, desc: str = "judge"):  # -> tqdm | None (lazy import)
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="judge", unit="step", leave=False)
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
 
 
 @torch.no_grad()
@@ -240,6 +257,46 @@ def predict(judge: JudgeNet, images: torch.Tensor, batch_size: int = 256) -> tor
         out.append(judge(x).argmax(dim=1).cpu())
     judge.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+@torch.no_grad()
+def predict_proba(judge: JudgeNet, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Softmax class probabilities [N, num_classes] (float32, CPU); uint8 or float images.
+
+    The Inception-style score and the missing-modes count read whole distributions, not only
+    the arg-max, so they start from these.
+    """
+    return _batched(
+        judge, images, batch_size, lambda x: judge(x).softmax(dim=1).float(), judge.num_classes
+    )
+
+
+@torch.no_grad()
+def pooled_features(judge: JudgeNet, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The judge's pooled embedding [N, widths[-1]] of every image (see :meth:`JudgeNet.pooled`)."""
+    return _batched(judge, images, batch_size, lambda x: judge.pooled(x).float(), judge.widths[-1])
+
+
+def _batched(
+    judge: JudgeNet,
+    images: torch.Tensor,
+    batch_size: int,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    width: int,
+) -> torch.Tensor:
+    """Apply ``fn`` to float [-1, 1] batches on the judge's device, in eval mode; CPU result."""
+    device = next(judge.parameters()).device
+    was_training = judge.training
+    judge.eval()
+    out = []
+    try:
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size].to(device)
+            x = to_float(x) if x.dtype == torch.uint8 else x.float()
+            out.append(fn(x).cpu())
+    finally:
+        judge.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, width)
 
 
 # --------------------------------------------------------------------------- cache
