@@ -44,18 +44,18 @@ from m3dgan.metrics.judge import pooled_features, predict_proba
 def test_bleu_identical_is_100_and_disjoint_is_0():
     hyps = ["the quick brown fox jumps over it", "a small red heart on white"]
     same = corpus_bleu(hyps, [[h] for h in hyps])
-    assert same["bleu1"] == pytest.approx(100.0)
-    assert same["bleu4"] == pytest.approx(100.0)
+    assert same.bleu1 == pytest.approx(100.0)
+    assert same.bleu4 == pytest.approx(100.0)
     other = corpus_bleu(hyps, [["zebra yak walrus"], ["moon sun star planet comet"]])
-    assert other["bleu1"] == 0.0
-    assert other["bleu4"] == 0.0
+    assert other.bleu1 == 0.0
+    assert other.bleu4 == 0.0
 
 
 def test_bleu1_by_hand_with_brevity_penalty():
     # all 3 unigrams match, but the hypothesis is 3 words against a 6-word reference
     score = corpus_bleu(["the cat sat"], [["the cat sat on the mat"]])
-    assert score["bleu1"] == pytest.approx(100.0 * math.exp(1 - 6 / 3), abs=1e-6)
-    assert score["brevity_penalty"] == pytest.approx(math.exp(-1), abs=1e-6)
+    assert score.bleu1 == pytest.approx(100.0 * math.exp(1 - 6 / 3), abs=1e-6)
+    assert score.brevity_penalty == pytest.approx(math.exp(-1), abs=1e-6)
 
 
 def test_bleu_ragged_references_by_hand():
@@ -64,8 +64,8 @@ def test_bleu_ragged_references_by_hand():
     hyps = ["a b c d", "e f"]
     refs = [["a b x d", "a b c d e f"], ["e g"]]
     score = corpus_bleu(hyps, refs)
-    assert score["bleu1"] == pytest.approx(100 * 5 / 6, abs=1e-6)
-    assert "nrefs:var" in score["signature"] and "tok:13a" in score["signature"]
+    assert score.bleu1 == pytest.approx(100 * 5 / 6, abs=1e-6)
+    assert "nrefs:var" in score.signature and "tok:13a" in score.signature
 
 
 def test_bleu4_matches_sacrebleu_corpus_bleu_on_a_partial_case():
@@ -81,20 +81,23 @@ def test_bleu4_matches_sacrebleu_corpus_bleu_on_a_partial_case():
     ]
     ours = corpus_bleu(hyps, refs)
     theirs = sacrebleu.corpus_bleu(hyps, reference_streams(refs))
-    assert 0.0 < ours["bleu4"] < 100.0
-    assert ours["bleu4"] == pytest.approx(theirs.score, abs=1e-9)
-    assert ours["bleu1"] > ours["bleu4"]  # unigrams match more often than 4-grams
+    assert 0.0 < ours.bleu4 < 100.0
+    assert ours.bleu4 == pytest.approx(theirs.score, abs=1e-9)
+    assert ours.bleu1 > ours.bleu4  # unigrams match more often than 4-grams
     # padding short lists with None == padding them with copies of their own reference
     duplicated = [r + [r[0]] * (3 - len(r)) for r in refs]
-    assert corpus_bleu(hyps, duplicated)["bleu4"] == pytest.approx(ours["bleu4"], abs=1e-9)
+    assert corpus_bleu(hyps, duplicated).bleu4 == pytest.approx(ours.bleu4, abs=1e-9)
+    report = ours.as_dict()
+    assert report["bleu4"] == ours.bleu4 and len(report["precisions"]) == 4
+    assert report["sentences"] == 3
 
 
 def test_bleu_char_tokenizer_scores_characters():
     words = corpus_bleu(["abc"], [["abd"]])
     chars = corpus_bleu(["abc"], [["abd"]], tokenize="char")
-    assert words["bleu1"] == 0.0
-    assert chars["bleu1"] == pytest.approx(100 * 2 / 3, abs=1e-6)
-    assert "tok:char" in chars["signature"]
+    assert words.bleu1 == 0.0
+    assert chars.bleu1 == pytest.approx(100 * 2 / 3, abs=1e-6)
+    assert "tok:char" in chars.signature
 
 
 def test_bleu_errors_are_clear():

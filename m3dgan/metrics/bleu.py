@@ -20,7 +20,7 @@ sacreBLEU tokenizers (``"intl"``, ``"none"``, ...) are accepted too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypedDict
+from dataclasses import asdict, dataclass
 
 from sacrebleu.metrics import BLEU
 
@@ -29,18 +29,20 @@ from m3dgan.errors import ConfigError, DataError
 DEFAULT_TOKENIZER = "13a"
 
 
-class BleuScores(TypedDict):
-    """BLEU-1 and BLEU-4 of one corpus (0-100), with what is needed to reproduce them.
-
-    A plain dict, so evaluation code can write it to its JSON report as it is.
-    """
+@dataclass(frozen=True)
+class BleuScores:
+    """BLEU-1 and BLEU-4 of one corpus (0-100), with what is needed to reproduce them."""
 
     bleu1: float
     bleu4: float
     signature: str  # sacreBLEU's signature (tokenizer, case, smoothing, references, version)
     brevity_penalty: float  # of BLEU-4 (BLEU-1's is the same)
-    precisions: list[float]  # clipped 1..4-gram precisions (0-100)
+    precisions: tuple[float, ...]  # clipped 1..4-gram precisions (0-100)
     sentences: int
+
+    def as_dict(self) -> dict:
+        """JSON-ready fields, for evaluation reports."""
+        return {**asdict(self), "precisions": list(self.precisions)}
 
 
 def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
@@ -93,6 +95,6 @@ def corpus_bleu(
         bleu4=float(four.score),
         signature=str(bleu.get_signature()),
         brevity_penalty=float(four.bp),
-        precisions=[float(p) for p in four.precisions],
+        precisions=tuple(float(p) for p in four.precisions),
         sentences=len(hyps),
     )
