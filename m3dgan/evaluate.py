@@ -84,8 +84,9 @@ def evaluate(
     if beam < 1:
         raise M3DGANError("beam size must be at least 1")
     if task.source == "text" or task.target == "text":
+        classes = read_manifest(root).classes or None
         return _evaluate_text_task(
-            tr, task, test, checkpoint, inputs, samples or 4, seed, beam, progress
+            tr, task, test, checkpoint, inputs, samples or 4, seed, beam, progress, classes
         )
     inputs, samples = inputs or 100, samples or 20
     sources, targets = to_float(test["source"]), to_float(test["target"])
@@ -139,7 +140,9 @@ def evaluate(
     return out
 
 
-def _evaluate_text_task(tr, task, test, checkpoint, inputs, samples, seed, beam, progress) -> dict:
+def _evaluate_text_task(
+    tr, task, test, checkpoint, inputs, samples, seed, beam, progress, classes
+) -> dict:
     from m3dgan import evaluate_text
     from m3dgan.data.tensors import encode_split
 
@@ -156,7 +159,13 @@ def _evaluate_text_task(tr, task, test, checkpoint, inputs, samples, seed, beam,
     if "text2image" in task.metrics:
         out.update(
             evaluate_text.evaluate_text_to_image(
-                tr, test, inputs=inputs, samples=samples, seed=seed, progress=progress
+                tr,
+                test,
+                inputs=inputs,
+                samples=samples,
+                seed=seed,
+                progress=progress,
+                class_names=classes,
             )
         )
     return out

@@ -77,9 +77,11 @@ def evaluate_text_output(tr: Translator, test: dict, *, inputs: int | None, beam
     scores = corpus_bleu(hyps, refs, tokenize=tokenize)
     exact = sum(h in r for h, r in zip(hyps, refs, strict=True)) / max(len(hyps), 1)
     return {
-        "bleu1": scores["bleu1"],
-        "bleu4": scores["bleu4"],
-        "bleu_signature": scores.get("signature", ""),
+        "bleu1": scores.bleu1,
+        "bleu4": scores.bleu4,
+        "bleu_signature": scores.signature,
+        "bleu_brevity_penalty": scores.brevity_penalty,
+        "bleu_precisions": scores.precisions,
         "exact_match": exact,
         "decoded": len(hyps),
         "beam": beam,
@@ -92,7 +94,14 @@ def evaluate_text_output(tr: Translator, test: dict, *, inputs: int | None, beam
 
 @torch.no_grad()
 def evaluate_text_to_image(
-    tr: Translator, test: dict, *, inputs: int | None, samples: int, seed: int, progress: bool
+    tr: Translator,
+    test: dict,
+    *,
+    inputs: int | None,
+    samples: int,
+    seed: int,
+    progress: bool,
+    class_names: list[str] | None = None,
 ) -> dict:
     from m3dgan.metrics import image_score
     from m3dgan.metrics.emoji_judge import load_or_train_emoji_judge
@@ -113,7 +122,7 @@ def evaluate_text_to_image(
     fakes, fake_labels = torch.cat(images), torch.cat(labels)
     real = to_float(test["target"])
     out = image_score.text_to_image_scores(
-        judge, fakes, fake_labels, real, test["label"], device=tr.device
+        judge, fakes, fake_labels, real, test["label"], class_names=class_names, device=tr.device
     )
     if model.attention is not None and samples > 1:
         out.update(_sample_diversity(judge, fakes, len(keys), samples, tr.device))
