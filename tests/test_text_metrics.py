@@ -315,6 +315,19 @@ def test_emoji_judge_is_cached_with_sidecar_and_retrains_on_recipe_change():
 
 @needs_emoji
 @pytest.mark.usefixtures("isolated_env")
+def test_emoji_judge_over_a_named_subset(artwork):
+    # as for a data set built with a limit: a random subset, named by name or image file
+    picked = [artwork.emoji[6].name, artwork.emoji[1].image, artwork.emoji[3].name]
+    judge = load_or_train_emoji_judge(only=picked, recipe=TINY)
+    assert judge.info["class_images"] == [artwork.emoji[i].image for i in (1, 3, 6)]
+    assert emoji_judge_path(only=picked).is_file()
+    assert judge_class_indices(judge, [artwork.emoji[6].name]).tolist() == [2]
+    with pytest.raises(DataError, match="not in the catalogue"):
+        load_or_train_emoji_judge(only=["NOT AN EMOJI"], recipe=TINY)
+
+
+@needs_emoji
+@pytest.mark.usefixtures("isolated_env")
 def test_cross_vendor_diagnostic_runs():
     result = cross_vendor_accuracy(limit=LIMIT, recipe=TINY)
     assert (result["train_vendor"], result["test_vendor"]) == ("google", "twitter")

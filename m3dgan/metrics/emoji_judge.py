@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -78,9 +79,23 @@ class EmojiArtwork:
     emoji: list[edges2emoji.Emoji]
 
 
-def select_emoji(packages: dict[str, Path], limit: int | None = None) -> list[edges2emoji.Emoji]:
-    """The judge's classes: :func:`~m3dgan.data.edges2emoji.list_emoji`, the first ``limit``."""
+def select_emoji(
+    packages: dict[str, Path], limit: int | None = None, only: Sequence[str] | None = None
+) -> list[edges2emoji.Emoji]:
+    """The judge's classes: :func:`~m3dgan.data.edges2emoji.list_emoji` in catalogue order.
+
+    ``only`` keeps the emoji named there (by name or image file name; a data set built with a
+    ``limit`` holds a random subset, and a judge over exactly that subset keeps tests fast);
+    ``limit`` then keeps the first ``limit``.
+    """
     emoji = edges2emoji.list_emoji(packages)
+    if only is not None:
+        wanted = set(only)
+        emoji = [e for e in emoji if e.name in wanted or e.image in wanted]
+        known = {e.name for e in emoji} | {e.image for e in emoji}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise DataError(f"{len(unknown)} emoji not in the catalogue, e.g. {unknown[:3]}")
     if limit is not None:
         emoji = emoji[:limit]
     if len(emoji) < 2:
@@ -93,18 +108,19 @@ def load_artwork(
     vendors: list[str] | tuple[str, ...] = edges2emoji.VENDORS,
     *,
     limit: int | None = None,
+    only: Sequence[str] | None = None,
     progress: bool = False,
 ) -> EmojiArtwork:
     """Read every emoji's artwork of the given vendors, composited on white.
 
-    ``limit`` keeps the first ``limit`` emoji (tests use a handful); labels still index the
-    catalogue order of :func:`~m3dgan.data.edges2emoji.list_emoji`.
+    ``limit`` and ``only`` select emoji as :func:`select_emoji` does; labels index the selected
+    emoji, in the catalogue order of :func:`~m3dgan.data.edges2emoji.list_emoji`.
     """
     unknown = [v for v in vendors if v not in edges2emoji.VENDORS]
     if unknown or not vendors:
         raise ValueError(f"vendors must be among {edges2emoji.VENDORS}, got {list(vendors)}")
     packages = packages or locate_npm_packages(edges2emoji.NPM_PACKAGES)
-    emoji = select_emoji(packages, limit)
+    emoji = select_emoji(packages, limit, only)
     rows = [(i, v) for i in range(len(emoji)) for v in vendors]
     images = np.empty((len(rows), 3, edges2emoji.IMAGE_SIZE, edges2emoji.IMAGE_SIZE), np.uint8)
     for row, (i, vendor) in enumerate(tqdm(rows, desc="emoji artwork", disable=not progress)):
@@ -248,9 +264,14 @@ def _cache_key(
     }
 
 
-def emoji_judge_path(limit: int | None = None) -> Path:
-    """Weights file of the cached judge (``-limitN`` for judges over the first N emoji only)."""
-    suffix = "" if limit is None else f"-limit{limit}"
+def emoji_judge_path(limit: int | None = None, only: Sequence[str] | None = None) -> Path:
+    """Weights file of the cached judge; judges over a subset of the emoji get their own name."""
+    suffix = ""
+    if only is not None:
+        digest = hashlib.sha256("\n".join(sorted(set(only))).encode()).hexdigest()[:12]
+        suffix += f"-only{digest}"
+    if limit is not None:
+        suffix += f"-limit{limit}"
     return paths.judges_dir() / f"{NAME}{suffix}.safetensors"
 
 
@@ -258,6 +279,7 @@ def load_or_train_emoji_judge(
     *,
     recipe: EmojiJudgeRecipe | None = None,
     limit: int | None = None,
+    only: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
     retrain: bool = False,
@@ -266,18 +288,19 @@ def load_or_train_emoji_judge(
 
     ``judge.info`` holds the sidecar: ``class_names`` and ``class_images`` (the emoji of each
     class, in :func:`~m3dgan.data.edges2emoji.list_emoji` order), ``view_accuracy`` (held-out
-    augmented views), ``clean_accuracy`` and ``train_seconds``. ``limit`` restricts it to the
-    first ``limit`` emoji (for tests and smoke runs; cached under its own name).
+    augmented views), ``clean_accuracy`` and ``train_seconds``. ``limit`` and ``only`` restrict
+    it to some emoji (see :func:`select_emoji`; for tests and smoke runs on data sets built with
+    a ``limit``), cached under its own name.
     """
     recipe = recipe or EmojiJudgeRecipe()
     packages = locate_npm_packages(edges2emoji.NPM_PACKAGES)
-    expected = _cache_key(select_emoji(packages, limit), packages, recipe)
-    weights = emoji_judge_path(limit)
+    expected = _cache_key(select_emoji(packages, limit, only), packages, recipe)
+    weights = emoji_judge_path(limit, only)
     if not retrain:
         cached = _try_load(weights, expected)
         if cached is not None:
             return cached.to(device)
-    artwork = load_artwork(packages, recipe.vendors, limit=limit, progress=progress)
+    artwork = load_artwork(packages, recipe.vendors, limit=limit, only=only, progress=progress)
     start = time.perf_counter()
     judge = train_emoji_judge(artwork, recipe, device=device, progress=progress)
     seconds = time.perf_counter() - start
