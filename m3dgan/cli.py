@@ -242,6 +242,8 @@ def _data_root(path: Path | None) -> Path | None:
 def cmd_translate(args) -> int:
     from m3dgan.infer import Translator
 
+    if args.out.exists() and not args.out.is_dir():
+        raise M3DGANError(f"{args.out}: --out must be a folder for the outputs, and this is a file")
     tr = Translator.from_checkpoint(args.checkpoint, device=args.device)
     samples = args.samples if args.samples is not None else 4
     if tr.model.attention is None:
@@ -281,6 +283,14 @@ def _report(tr, source: str, written: list[Path]) -> None:
 def cmd_evaluate(args) -> int:
     from m3dgan.evaluate import evaluate
 
+    # checked before an evaluation that may take a while, not after it
+    if args.out.is_dir():
+        raise M3DGANError(
+            f"{args.out}: --out must be a file path for the metrics JSON, not a folder"
+        )
+    for flag, value in (("--inputs", args.inputs), ("--samples", args.samples)):
+        if value is not None and value < 1:
+            raise M3DGANError(f"{flag} must be at least 1, got {value}")
     metrics = evaluate(
         args.checkpoint,
         inputs=args.inputs,

@@ -7,6 +7,7 @@ Defaults follow the paper (§4) and, where it is silent, BicycleGAN's published 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(str(k) for k in set(data) - set(known))  # YAML keys need not be strings
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     kwargs: dict[str, Any] = {}
@@ -121,7 +122,9 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(default, list):
-        if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
             raise ConfigError(f"{where}: expected a list of integers, got {value!r}")
         return value
     if not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool):
@@ -129,18 +132,86 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     return value
 
 
+# Ranges the types alone do not express; a value outside them would fail deep inside training.
+# other ints must be >= 1
+_AT_LEAST_ZERO = {"model.cbhg_highway", "train.keep_checkpoints", "train.max_rollbacks"}
+_ANY_INT = {"train.seed"}
+_CHOICES = {
+    "loss.gan_mode": ("lsgan", "vanilla", "hinge"),
+    "loss.dist_form": ("hinge", "mode-seeking"),
+}
+_UNIT_INTERVAL = {"train.beta1", "train.beta2"}  # [0, 1)
+_POSITIVE_FLOAT = {"train.lr"}  # other floats (loss weights, tau) must be finite and >= 0
+
+
+def _check_ranges(cfg: Config) -> None:
+    for section in ("model", "loss", "train"):
+        for f in fields(getattr(cfg, section)):
+            where, value = f"{section}.{f.name}", getattr(getattr(cfg, section), f.name)
+            _check_value(where, value)
+    if cfg.model.domain_dim % cfg.model.token_heads:
+        raise ConfigError(
+            f"config.model.domain_dim ({cfg.model.domain_dim}) must be divisible by "
+            f"model.token_heads ({cfg.model.token_heads})"
+        )
+    if not 0 <= cfg.train.seed < 2**32:
+        raise ConfigError(f"config.train.seed must be in [0, 2**32), got {cfg.train.seed}")
+    device = cfg.train.device
+    if device != "auto":
+        try:
+            import torch
+
+            torch.device(device)
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                f"config.train.device: {device!r} is not a device (auto | cpu | cuda | cuda:N)"
+            ) from exc
+
+
+def _check_value(where: str, value: Any) -> None:
+    bad = None
+    if where in _CHOICES:
+        if value not in _CHOICES[where]:
+            bad = f"one of {list(_CHOICES[where])}"
+    elif isinstance(value, (bool, str)) or where in _ANY_INT:
+        return
+    elif isinstance(value, int):
+        low = 0 if where in _AT_LEAST_ZERO else 1
+        if value < low:
+            bad = f">= {low}"
+    elif isinstance(value, float):
+        if where in _UNIT_INTERVAL:
+            if not 0.0 <= value < 1.0:
+                bad = "in [0, 1)"
+        elif not math.isfinite(value) or value < 0 or (where in _POSITIVE_FLOAT and value == 0):
+            bad = "a finite number > 0" if where in _POSITIVE_FLOAT else "a finite number >= 0"
+    elif isinstance(value, list) and (not value or min(value) < 1):
+        bad = "a non-empty list of integers >= 1"
+    if bad:
+        raise ConfigError(f"config.{where}: expected {bad}, got {value!r}")
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
-    return _build(Config, data, "config")
+    cfg = _build(Config, data, "config")
+    _check_ranges(cfg)
+    return cfg
 
 
 def load_config(path: Path) -> Config:
+    """Read a YAML config; an empty file is an error (a config names at least one setting)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such config file") from exc
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, not a config file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc})") from exc
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    if data is None:
+        raise ConfigError(f"{path}: empty config file (no settings in it)")
     try:
         return config_from_dict(data)
     except ConfigError as exc:
@@ -162,5 +233,9 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             node = node[part]
         if leaf not in node:
             raise ConfigError(f"override {item!r}: unknown key {key!r}")
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except (yaml.YAMLError, RecursionError) as exc:
+            problem = " ".join(str(exc).split())  # YAML's message spans lines; the CLI prints one
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({problem})") from exc
     return config_from_dict(data)

@@ -56,7 +56,10 @@ __all__ = ["RunState", "make_optimizers", "restore", "save", "train"]
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"{name!r} is not a device (auto | cpu | cuda | cuda:N)") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return device
@@ -126,6 +129,8 @@ def read_run_config(run_dir: Path, cfg: Config | None, resume: bool) -> tuple[Co
     """The run's config, checked without writing anything (every process of a multi-process
     run calls this before any of them writes), and whether RUN_DIR/config.yaml must be written."""
     config_path = run_dir / "config.yaml"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: --out must be a run folder, and this is a file")
     if resume:
         if not config_path.is_file():
             raise ConfigError(f"{run_dir}: nothing to resume (no config.yaml)")

@@ -33,7 +33,8 @@ from m3dgan.errors import DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLIT_FOLDERS = ("train", "val", "test")
 DEFAULT_IMAGE_SIZE = 128
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+# any exception while PIL decodes a file means the file is damaged (see image_io.DECODE_ERRORS)
+_PIL_ERRORS = (Exception,)
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -84,13 +85,17 @@ def read_pair(path: Path, image_size: int) -> tuple[np.ndarray, np.ndarray]:
             im = im.convert("RGB")
             half = im.size[0] // 2
             halves = [im.crop((0, 0, half, im.size[1])), im.crop((half, 0, 2 * half, im.size[1]))]
+            out = []
+            for part in halves:
+                if part.size != (image_size, image_size):
+                    part = part.resize((image_size, image_size), Image.Resampling.BICUBIC)
+                out.append(np.asarray(part, np.uint8).transpose(2, 0, 1))
+    except DataError:
+        raise
     except _PIL_ERRORS as exc:
-        raise DataError(f"{path}: unreadable or corrupt image ({exc})") from exc
-    out = []
-    for part in halves:
-        if part.size != (image_size, image_size):
-            part = part.resize((image_size, image_size), Image.Resampling.BICUBIC)
-        out.append(np.asarray(part, np.uint8).transpose(2, 0, 1))
+        raise DataError(
+            f"{path}: unreadable or corrupt image ({type(exc).__name__}: {exc})"
+        ) from exc
     return out[0], out[1]
 
 

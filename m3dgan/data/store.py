@@ -101,8 +101,43 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _check_field_types(manifest: Manifest, where: str) -> None:
+    """Every field of the type the dataclass declares (JSON can hold anything)."""
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def str_list(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    def str_dict(v: Any, values) -> bool:
+        return isinstance(v, dict) and all(values(x) for x in v.values())
+
+    checks = {
+        "name": lambda v: isinstance(v, str),
+        "image_size": is_int,
+        "source_channels": is_int,
+        "target_channels": is_int,
+        "splits": lambda v: str_dict(v, lambda n: is_int(n) and n >= 0),
+        "classes": str_list,
+        "domains": str_list,
+        "files": lambda v: str_dict(v, lambda d: isinstance(d, str)),
+        "provenance": lambda v: isinstance(v, dict),
+        "format_version": is_int,
+        "source_kind": lambda v: isinstance(v, str),
+        "target_kind": lambda v: isinstance(v, str),
+        "tokenizer": lambda v: isinstance(v, str),
+    }
+    for name, ok in checks.items():
+        if hasattr(manifest, name) and not ok(getattr(manifest, name)):
+            raise DataError(
+                f"{where}: field {name!r} has a wrong type: {getattr(manifest, name)!r}"
+            )
+
+
 def check_manifest(manifest: Manifest, where: str = "manifest") -> None:
     """Reject kinds and channel counts that contradict each other (DataError naming the field)."""
+    _check_field_types(manifest, where)
     for side in SIDES:
         kind = manifest.kind(side)
         if kind not in KINDS:
@@ -155,7 +190,10 @@ def _check_split(split: str, data: SplitData, manifest: Manifest) -> None:
     missing = [k for k in SPLIT_KEYS if k not in data]
     if missing:
         raise DataError(f"split {split!r} lacks {missing}")
-    n = len(data["label"])
+    label = data["label"]
+    if not isinstance(label, torch.Tensor) or label.ndim != 1:
+        raise DataError(f"split {split!r}: label must be a 1-d tensor")
+    n = len(label)
     for key in ("label", "domain"):
         t = data[key]
         if not isinstance(t, torch.Tensor) or t.ndim != 1 or len(t) != n:
@@ -247,9 +285,9 @@ def read_manifest(root: Path) -> Manifest:
             f"{root} is not a built data set (no {MANIFEST}); build it with `m3dgan data build`"
         )
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
         manifest = Manifest(**raw)
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: unreadable manifest ({exc})") from exc
     check_manifest(manifest, str(path))
     return manifest
