@@ -97,11 +97,13 @@ def bench_one(task: str, name: str, objective: str, overrides: list[str], args) 
         sets = [f"train.seed={args.seed}", f"train.checkpoint_every={steps}"]
         sets += [f"train.sample_every={max(steps // 4, 1)}"]
         sets += ([] if args.full_width else BENCH_SCALE) + overrides
-        cmd = ["train", "--task", task, "--objective", objective, "--out", str(run_dir)]
-        cmd += ["--steps", str(steps), "--batch-size", str(args.batch_size[task]), "--no-progress"]
-        cmd += [a for s in sets for a in ("--set", s)]
-        if run_dir.exists():
-            cmd.append("--resume")
+        if (run_dir / "config.yaml").is_file():  # continue (or extend) an earlier run
+            cmd = ["train", "--out", str(run_dir), "--resume", "--steps", str(steps)]
+        else:
+            cmd = ["train", "--task", task, "--objective", objective, "--out", str(run_dir)]
+            cmd += ["--steps", str(steps), "--batch-size", str(args.batch_size[task])]
+            cmd += [a for s in sets for a in ("--set", s)]
+        cmd.append("--no-progress")
         run(m3dgan + cmd, log)
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
@@ -124,8 +126,8 @@ def collect(out: Path) -> list[dict]:
             result.update(stats)
             train_cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
             result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
-            if stats.get("seconds"):
-                result["steps_per_s"] = result["steps"] / stats["seconds"]
+            if stats.get("seconds"):  # this training session only (a resumed run: its last leg)
+                result["steps_per_s"] = stats["images"] / result["batch_size"] / stats["seconds"]
             result["variant"] = name
             result.pop("examples", None)
             results.append(result)
