@@ -1,0 +1,402 @@
+"""Training throughput of the real model on image→image, 3 channels in and out (like edges2shoes).
+
+    .venv/bin/python bench/throughput.py                  # main table + variants, < 10 min on 2 cores
+    .venv/bin/python bench/throughput.py --quick          # two rows and no variants, about a minute
+    .venv/bin/python bench/throughput.py --compile        # also time torch.compile (minutes to compile)
+
+Every row trains ``M3DGAN`` with ``TrainStep`` — the trainer's own model, optimizers (fused Adam),
+input path (``batch_to_model``) and batch order (``batch_indices``) — on cached uint8 tensors held
+in memory, with the default ``ModelConfig``. A row runs in its own process, so its peak memory is
+its own, and reports:
+
+- images/s: batch × timed steps / wall time, after warm-up steps (oneDNN builds its kernels on the
+  first steps);
+- GFLOP/img: FLOPs of one training step (both updates, forward and backward) per image, counted by
+  ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, as usual);
+- GFLOP/s: achieved, GFLOP/img × images/s;
+- % fp32 mm / % bf16 mm: achieved GFLOP/s as a fraction of this machine's own dense matmul
+  throughput in that precision, measured by this script with the same thread count;
+- peak MB: peak RSS of the row's process (CUDA: peak allocated GPU memory).
+
+Recipes: ``fp32`` = the trainer's defaults; ``bf16+cl`` = ``--set train.amp=true --set
+train.channels_last=true`` (bf16 autocast and NHWC; on CUDA the same settings). The reference
+point is the official BicycleGAN at 128×128 measured on this kind of machine (2 cores): 2.0 img/s
+at batch 2, 3.9 img/s at batch 8, 31.5 GFLOP per image per step, about 67 % of the machine's fp32
+matmul throughput; it cannot run at 64×64. Results: ``--out``/results.json and results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from m3dgan.config import Config, apply_overrides
+from m3dgan.core.model import M3DGAN
+from m3dgan.core.objectives import get_objective
+from m3dgan.core.step import TrainStep
+from m3dgan.data.tensors import batch_to_model
+from m3dgan.modalities import ModalitySpec
+from m3dgan.run_state import make_optimizers
+from m3dgan.train import batch_indices
+
+REFERENCE = {  # official BicycleGAN, 128×128, this kind of machine (2 cores), from the issue
+    "name": "BicycleGAN (official)",
+    "images_per_s": {2: 2.0, 8: 3.9},
+    "gflop_per_image": 31.5,
+    "fraction_fp32_matmul": {8: 0.67},
+}
+RECIPES = {
+    "fp32": {"amp": False, "channels_last": False},
+    "bf16+cl": {"amp": True, "channels_last": True},
+}
+# (objective, size, batch, recipe)
+MAIN_ROWS = [
+    *[("full", 64, b, "bf16+cl") for b in (2, 4, 8, 16)],
+    *[("full", 128, b, r) for r in ("bf16+cl", "fp32") for b in (2, 8)],
+    ("bicycle", 64, 8, "bf16+cl"),
+    *[("bicycle", 128, b, r) for r in ("bf16+cl", "fp32") for b in (2, 8)],
+]
+QUICK_ROWS = [("full", 128, 8, "bf16+cl"), ("full", 128, 8, "fp32")]
+# what each change gains, at full / 128×128 / batch 8: (label, row options)
+VARIANTS = [
+    ("baseline: fp32, NCHW, for-each Adam", {"fused": False}),
+    ("+ fused Adam (trainer default)", {}),
+    ("+ channels_last", {"channels_last": True}),
+    ("+ bf16 autocast, NCHW", {"amp": True}),
+    ("+ bf16 autocast + channels_last", {"amp": True, "channels_last": True}),
+    ("bf16 + channels_last, 1 thread", {"amp": True, "channels_last": True, "threads": 1}),
+]
+COMPILE_VARIANT = (
+    "bf16 + channels_last + torch.compile",
+    {"amp": True, "channels_last": True, "compile": True},
+)
+
+
+# --- one row, in its own process ------------------------------------------------------------------
+
+
+def run_row(spec: dict) -> dict:
+    """Train ``spec``'s model for a few steps; return its measurements."""
+    device = torch.device(spec["device"])
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    cfg = apply_overrides(
+        Config(objective=spec["objective"]),
+        [
+            f"train.amp={str(spec.get('amp', False)).lower()}",
+            f"train.channels_last={str(spec.get('channels_last', False)).lower()}",
+            *spec.get("overrides", []),  # e.g. a smaller model for a smoke test
+        ],
+    )
+    size, batch = spec["size"], spec["batch"]
+    torch.manual_seed(0)
+    side = ModalitySpec("image", 3, size)
+    model = M3DGAN(side, side, get_objective(cfg.objective), cfg.model).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if spec.get("compile"):
+        for part in (model.generator, model.disc_enc, model.disc_rand):
+            if part is not None:
+                part.compile()  # as the trainer does with train.compile=true
+    opt_g, opt_d = make_optimizers(model, cfg, device)
+    if not spec.get("fused", True):
+        kw = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2)}
+        opt_g = torch.optim.Adam(model.generator_parameters(), foreach=True, **kw)
+        opt_d = torch.optim.Adam(model.discriminator_parameters(), foreach=True, **kw)
+    noise = torch.Generator(device=device).manual_seed(1)
+    step = TrainStep(
+        model,
+        opt_g,
+        opt_d,
+        cfg.loss,
+        autocast_dtype=torch.bfloat16 if cfg.train.amp else None,
+        generator=noise,
+    )
+    # the data set: cached uint8 pairs in memory, as the trainer holds a loaded split
+    pool = 4 * batch
+    gen = torch.Generator().manual_seed(0)
+    source = torch.randint(0, 256, (pool, 3, size, size), generator=gen, dtype=torch.uint8)
+    target = torch.randint(0, 256, (pool, 3, size, size), generator=gen, dtype=torch.uint8)
+
+    def train_step(i: int) -> None:
+        idx = batch_indices(pool, batch, i, seed=0)
+        s = batch_to_model(source[idx], device, cfg.train.channels_last)
+        t = batch_to_model(target[idx], device, cfg.train.channels_last)
+        step(s, t)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    started = time.perf_counter()
+    for i in range(spec["warmup"]):
+        train_step(i)
+    sync()
+    warmup_s = time.perf_counter() - started
+    counter = FlopCounterMode(display=False)
+    with counter:
+        train_step(spec["warmup"])
+    flops = counter.get_total_flops()
+    sync()
+    timed, t0 = 0, time.perf_counter()
+    while timed < spec["min_steps"] or (
+        time.perf_counter() - t0 < spec["min_seconds"] and timed < spec["max_steps"]
+    ):
+        train_step(spec["warmup"] + 1 + timed)
+        timed += 1
+    sync()
+    seconds = time.perf_counter() - t0
+    out = {
+        **spec,
+        "threads": torch.get_num_threads(),
+        "warmup_s": round(warmup_s, 2),
+        "timed_steps": timed,
+        "seconds": round(seconds, 3),
+        "images_per_s": batch * timed / seconds,
+        "gflop_per_image": flops / batch / 1e9,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if device.type == "cuda":
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+# --- the machine's matmul throughput --------------------------------------------------------------
+
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device, seconds: float = 3.0) -> float:
+    """Best dense square-matmul GFLOP/s over a few sizes and repeats (the machine's own peak)."""
+    sizes = (1024, 2048, 4096) if device.type == "cpu" else (4096, 8192)
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        a @ b  # warm-up
+        deadline = time.perf_counter() + seconds / len(sizes)
+        while time.perf_counter() < deadline:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(3):
+                a @ b
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = max(best, 3 * 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+# --- orchestration --------------------------------------------------------------------------------
+
+
+def spawn(spec: dict) -> dict:
+    """Run one row in a fresh process with the requested thread count."""
+    env = dict(os.environ)
+    if spec.get("threads"):
+        env["OMP_NUM_THREADS"] = str(spec["threads"])
+    proc = subprocess.run(
+        [sys.executable, __file__, "--row", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        return {**spec, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+    return json.loads(lines[-1])
+
+
+def add_ratios(row: dict, peaks: dict[str, float]) -> dict:
+    if "error" in row:
+        return row
+    achieved = row["gflop_per_image"] * row["images_per_s"]
+    row["gflop_per_s"] = achieved
+    row["fraction_fp32_matmul"] = achieved / peaks["fp32"]
+    row["fraction_bf16_matmul"] = achieved / peaks["bf16"]
+    ref = REFERENCE["images_per_s"].get(row["batch"]) if row["size"] == 128 else None
+    if ref:
+        row["vs_reference"] = row["images_per_s"] / ref
+    return row
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def fmt(value, pattern: str) -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def table(rows: list[dict], first: str = "row") -> str:
+    head = [
+        first,
+        "img/s",
+        "× ref",
+        "GFLOP/img",
+        "GFLOP/s",
+        "% fp32 mm",
+        "% bf16 mm",
+        "peak MB",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['label']} | error: {' '.join(row['error'])} |")
+            continue
+        memory = row.get("peak_cuda_mb", row["peak_rss_mb"])
+        cells = [
+            row["label"],
+            fmt(row["images_per_s"], "{:.2f}"),
+            fmt(row.get("vs_reference"), "{:.2f}×"),
+            fmt(row["gflop_per_image"], "{:.1f}"),
+            fmt(row["gflop_per_s"], "{:.0f}"),
+            fmt(row["fraction_fp32_matmul"], "{:.0%}"),
+            fmt(row["fraction_bf16_matmul"], "{:.0%}"),
+            fmt(memory, "{:.0f}"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def reference_table() -> str:
+    ref = REFERENCE
+    return "\n".join(
+        [
+            "| reference (128×128) | img/s | GFLOP/img | % fp32 mm |",
+            "|---|---|---|---|",
+            *(
+                f"| {ref['name']}, batch {b} | {ips} | {ref['gflop_per_image']} | "
+                f"{fmt(ref['fraction_fp32_matmul'].get(b), '{:.0%}')} |"
+                for b, ips in ref["images_per_s"].items()
+            ),
+        ]
+    )
+
+
+def load_now() -> dict:
+    one, five, fifteen = os.getloadavg()
+    return {"1min": one, "5min": five, "15min": fifteen}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/throughput"))
+    parser.add_argument("--quick", action="store_true", help="two rows, no variants")
+    parser.add_argument("--no-variants", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile variant")
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's default")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--min-seconds", type=float, default=8.0, help="timed seconds per row")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row, print JSON
+    args = parser.parse_args()
+    if args.row:
+        print(json.dumps(run_row(json.loads(args.row))), flush=True)
+        return
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    threads = torch.get_num_threads()
+    started = time.time()
+    load_before = load_now()
+    print(f"load average before: {load_before}", flush=True)
+    peaks = {
+        "fp32": matmul_gflops(torch.float32, device),
+        "bf16": matmul_gflops(torch.bfloat16, device),
+    }
+    print(
+        f"matmul ({threads} threads): {peaks['fp32']:.0f} GFLOP/s fp32, "
+        f"{peaks['bf16']:.0f} GFLOP/s bf16",
+        flush=True,
+    )
+    common = {
+        "device": args.device,
+        "threads": threads,
+        "warmup": args.warmup,
+        "min_steps": 3,
+        "min_seconds": args.min_seconds,
+        "max_steps": 50,
+    }
+
+    rows = []
+    for objective, size, batch, recipe in QUICK_ROWS if args.quick else MAIN_ROWS:
+        spec = {**common, "objective": objective, "size": size, "batch": batch}
+        spec.update(RECIPES[recipe], label=f"{objective} {size}×{size} b{batch} {recipe}")
+        rows.append(add_ratios(spawn(spec), peaks))
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+
+    variants = []
+    chosen = [] if args.quick or args.no_variants else list(VARIANTS)
+    if args.compile:
+        chosen.append(COMPILE_VARIANT)
+    for label, options in chosen:
+        spec = {**common, "objective": "full", "size": 128, "batch": 8, "label": label}
+        spec.update(options)
+        variants.append(add_ratios(spawn(spec), peaks))
+        print(table(variants[-1:]).splitlines()[-1], flush=True)
+
+    result = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "wall_s": round(time.time() - started, 1),
+        "machine": machine_info(device),
+        "load_average_before": load_before,
+        "load_average_after": load_now(),
+        "matmul_gflops": peaks,
+        "reference": REFERENCE,
+        "rows": rows,
+        "variants": variants,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(result, indent=1, default=str))
+    md = [
+        f"Measured {result['date']} on {result['machine'].get('cpu', args.device)}, "
+        f"{threads} threads, torch {torch.__version__}; load average before/after: "
+        f"{load_before['1min']:.2f} / {result['load_average_after']['1min']:.2f}; "
+        f"matmul: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16.",
+        "",
+        table(rows),
+        "",
+        reference_table(),
+    ]
+    if variants:
+        md += [
+            "",
+            "What each change gains (full, 128×128, batch 8):",
+            "",
+            table(variants, "variant"),
+        ]
+    (args.out / "results.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    print(f"\nwrote {args.out / 'results.json'} and results.md in {result['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
