@@ -18,8 +18,8 @@ its own, and reports:
   throughput in that precision, measured by this script with the same thread count;
 - peak MB: peak RSS of the row's process (CUDA: peak allocated GPU memory).
 
-Recipes: ``fp32`` = the trainer's defaults; ``bf16+cl`` = ``--set train.amp=true --set
-train.channels_last=true`` (bf16 autocast and NHWC; on CUDA the same settings). The reference
+Recipes: ``fp32`` = the trainer's defaults (fp32, channels_last); ``bf16`` = ``--set
+train.amp=true`` on top (bf16 autocast; the same settings on CUDA). The reference
 point is the official BicycleGAN at 128×128 measured on this kind of machine (2 cores): 2.0 img/s
 at batch 2, 3.9 img/s at batch 8, 31.5 GFLOP per image per step, about 67 % of the machine's fp32
 matmul throughput; it cannot run at 64×64. Results: ``--out``/results.json and results.md.
@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from m3dgan.config import Config, apply_overrides
@@ -46,6 +47,7 @@ from m3dgan.core.objectives import get_objective
 from m3dgan.core.step import TrainStep
 from m3dgan.data.tensors import batch_to_model
 from m3dgan.modalities import ModalitySpec
+from m3dgan.modalities.image import FiLM
 from m3dgan.run_state import make_optimizers
 from m3dgan.train import batch_indices
 
@@ -55,34 +57,47 @@ REFERENCE = {  # official BicycleGAN, 128×128, this kind of machine (2 cores), 
     "gflop_per_image": 31.5,
     "fraction_fp32_matmul": {8: 0.67},
 }
-RECIPES = {
-    "fp32": {"amp": False, "channels_last": False},
-    "bf16+cl": {"amp": True, "channels_last": True},
-}
+RECIPES = {"fp32": {"amp": False}, "bf16": {"amp": True}}
 # (objective, size, batch, recipe)
 MAIN_ROWS = [
-    *[("full", 64, b, "bf16+cl") for b in (2, 4, 8, 16)],
-    *[("full", 128, b, r) for r in ("bf16+cl", "fp32") for b in (2, 8)],
-    ("bicycle", 64, 8, "bf16+cl"),
-    *[("bicycle", 128, b, r) for r in ("bf16+cl", "fp32") for b in (2, 8)],
+    *[("full", 64, b, "bf16") for b in (2, 4, 8, 16)],
+    ("full", 64, 8, "fp32"),
+    *[("full", 128, b, r) for r in ("bf16", "fp32") for b in (2, 8)],
+    ("bicycle", 64, 8, "bf16"),
+    *[("bicycle", 128, b, r) for r in ("bf16", "fp32") for b in (2, 8)],
 ]
-QUICK_ROWS = [("full", 128, 8, "bf16+cl"), ("full", 128, 8, "fp32")]
-# what each change gains, at full / 128×128 / batch 8: (label, row options)
+QUICK_ROWS = [("full", 128, 8, "bf16"), ("full", 128, 8, "fp32")]
+# what each change gains, at full / 128×128 / batch 8: (label, row options); cumulative
 VARIANTS = [
-    ("baseline: fp32, NCHW, for-each Adam", {"fused": False}),
-    ("+ fused Adam (trainer default)", {}),
-    ("+ channels_last", {"channels_last": True}),
-    ("+ bf16 autocast, NCHW", {"amp": True}),
-    ("+ bf16 autocast + channels_last", {"amp": True, "channels_last": True}),
-    ("bf16 + channels_last, 1 thread", {"amp": True, "channels_last": True, "threads": 1}),
+    (
+        "before: fp32, NCHW, for-each Adam, FiLM as instance norm + 2 affine steps",
+        {"channels_last": False, "fused": False, "legacy_film": True},
+    ),
+    ("+ fused Adam", {"channels_last": False, "legacy_film": True}),
+    ("+ FiLM as one fused kernel", {"channels_last": False}),
+    ("+ channels_last (= fp32 defaults now)", {}),
+    ("+ bf16 autocast (train.amp=true)", {"amp": True}),
+    ("bf16 autocast, NCHW", {"amp": True, "channels_last": False}),
+    ("bf16 autocast, old FiLM", {"amp": True, "legacy_film": True}),
+    ("bf16 autocast, 1 thread", {"amp": True, "threads": 1}),
 ]
 COMPILE_VARIANT = (
-    "bf16 + channels_last + torch.compile",
-    {"amp": True, "channels_last": True, "compile": True},
+    "bf16 autocast + torch.compile (train.compile=true)",
+    {"amp": True, "compile": True},
 )
 
 
 # --- one row, in its own process ------------------------------------------------------------------
+
+
+def _legacy_film_forward(self: FiLM, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+    """FiLM as it was before the fused kernel (for the variants table): instance norm, the
+    learned affine, then z's scale and shift, each a pass over the activation."""
+    h = F.instance_norm(x, eps=self.eps) * self.weight + self.bias
+    if self.to_scale_shift is not None and z is not None:
+        scale, shift = self.to_scale_shift(z)[:, :, None, None].chunk(2, dim=1)
+        h = h * (1 + scale) + shift
+    return h
 
 
 def run_row(spec: dict) -> dict:
@@ -90,14 +105,15 @@ def run_row(spec: dict) -> dict:
     device = torch.device(spec["device"])
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
+    overrides = [f"train.amp={str(spec.get('amp', False)).lower()}"]
+    if "channels_last" in spec:  # else the trainer's default
+        overrides.append(f"train.channels_last={str(spec['channels_last']).lower()}")
+    # e.g. a smaller model for a smoke test
     cfg = apply_overrides(
-        Config(objective=spec["objective"]),
-        [
-            f"train.amp={str(spec.get('amp', False)).lower()}",
-            f"train.channels_last={str(spec.get('channels_last', False)).lower()}",
-            *spec.get("overrides", []),  # e.g. a smaller model for a smoke test
-        ],
+        Config(objective=spec["objective"]), overrides + spec.get("overrides", [])
     )
+    if spec.get("legacy_film"):
+        FiLM.forward = _legacy_film_forward
     size, batch = spec["size"], spec["batch"]
     torch.manual_seed(0)
     side = ModalitySpec("image", 3, size)
@@ -158,6 +174,7 @@ def run_row(spec: dict) -> dict:
     seconds = time.perf_counter() - t0
     out = {
         **spec,
+        "load_average_1min": os.getloadavg()[0],
         "threads": torch.get_num_threads(),
         "warmup_s": round(warmup_s, 2),
         "timed_steps": timed,
@@ -263,6 +280,7 @@ def table(rows: list[dict], first: str = "row") -> str:
         "% fp32 mm",
         "% bf16 mm",
         "peak MB",
+        "load",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
@@ -279,6 +297,7 @@ def table(rows: list[dict], first: str = "row") -> str:
             fmt(row["fraction_fp32_matmul"], "{:.0%}"),
             fmt(row["fraction_bf16_matmul"], "{:.0%}"),
             fmt(memory, "{:.0f}"),
+            fmt(row.get("load_average_1min"), "{:.1f}"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
