@@ -9,13 +9,14 @@ input path (``batch_to_model``) and batch order (``batch_indices``) — on cache
 in memory, with the default ``ModelConfig``. A row runs in its own process, so its peak memory is
 its own, and reports:
 
-- images/s: batch × timed steps / wall time, after warm-up steps (oneDNN builds its kernels on the
-  first steps);
+- images/s: batch / median wall time of a step, after warm-up steps (oneDNN builds its kernels
+  on the first steps; the JSON also has the mean over all timed steps);
 - GFLOP/img: FLOPs of one training step (both updates, forward and backward) per image, counted by
   ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, as usual);
 - GFLOP/s: achieved, GFLOP/img × images/s;
 - % fp32 mm / % bf16 mm: achieved GFLOP/s as a fraction of this machine's own dense matmul
-  throughput in that precision, measured by this script with the same thread count;
+  throughput in that precision, measured by this script with the same thread count right after
+  the row (a shared VM's speed drifts by tens of percent over minutes);
 - peak MB: peak RSS of the row's process (CUDA: peak allocated GPU memory).
 
 Recipes: ``fp32`` = the trainer's defaults (fp32, channels_last); ``bf16`` = ``--set
@@ -32,6 +33,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -90,6 +92,11 @@ COMPILE_VARIANT = (
 # --- one row, in its own process ------------------------------------------------------------------
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _legacy_film_forward(self: FiLM, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
     """FiLM as it was before the fused kernel (for the variants table): instance norm, the
     learned affine, then z's scale and shift, each a pass over the activation."""
@@ -144,10 +151,14 @@ def run_row(spec: dict) -> dict:
     source = torch.randint(0, 256, (pool, 3, size, size), generator=gen, dtype=torch.uint8)
     target = torch.randint(0, 256, (pool, 3, size, size), generator=gen, dtype=torch.uint8)
 
+    data_times: list[float] = []
+
     def train_step(i: int) -> None:
+        t_data = time.perf_counter()
         idx = batch_indices(pool, batch, i, seed=0)
         s = batch_to_model(source[idx], device, cfg.train.channels_last)
         t = batch_to_model(target[idx], device, cfg.train.channels_last)
+        data_times.append(time.perf_counter() - t_data)
         step(s, t)
 
     def sync() -> None:
@@ -164,34 +175,48 @@ def run_row(spec: dict) -> dict:
         train_step(spec["warmup"])
     flops = counter.get_total_flops()
     sync()
-    timed, t0 = 0, time.perf_counter()
+    cpu0 = _cpu_seconds()
+    timed, t0, times = 0, time.perf_counter(), []
     while timed < spec["min_steps"] or (
         time.perf_counter() - t0 < spec["min_seconds"] and timed < spec["max_steps"]
     ):
-        train_step(spec["warmup"] + 1 + timed)
+        t_step = time.perf_counter()
+        train_step(spec["warmup"] + 1 + timed)  # ends in .item() calls: synchronised
+        times.append(time.perf_counter() - t_step)
         timed += 1
     sync()
     seconds = time.perf_counter() - t0
+    # our threads spin while they wait, so they use all their cores unless another process
+    # takes turns on them: a share well below 1 means the row was measured on a busy machine
+    cpu_share = (_cpu_seconds() - cpu0) / (seconds * torch.get_num_threads())
     out = {
         **spec,
-        "load_average_1min": os.getloadavg()[0],
+        "cpu_share": round(cpu_share, 3),
         "threads": torch.get_num_threads(),
         "warmup_s": round(warmup_s, 2),
         "timed_steps": timed,
         "seconds": round(seconds, 3),
-        "images_per_s": batch * timed / seconds,
+        # the median step: robust to a neighbour's process taking a core for a moment
+        "images_per_s": batch / statistics.median(times),
+        "images_per_s_mean": batch * timed / seconds,
+        # the input pipeline's share of a step (drawing the batch, uint8 → float, layout)
+        "data_ms_per_step": 1e3 * statistics.median(data_times[-timed:]),
         "gflop_per_image": flops / batch / 1e9,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if device.type == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    # this shared machine's speed drifts over minutes: its matmul peak, measured right after the
+    # row with the same threads, is the yardstick for this row's fraction
+    if spec.get("matmul_seconds", 0) > 0:
+        out["matmul_gflops"] = matmul_peaks(device, spec["matmul_seconds"])
     return out
 
 
 # --- the machine's matmul throughput --------------------------------------------------------------
 
 
-def matmul_gflops(dtype: torch.dtype, device: torch.device, seconds: float = 3.0) -> float:
+def matmul_gflops(dtype: torch.dtype, device: torch.device, seconds: float = 2.0) -> float:
     """Best dense square-matmul GFLOP/s over a few sizes and repeats (the machine's own peak)."""
     sizes = (1024, 2048, 4096) if device.type == "cpu" else (4096, 8192)
     best = 0.0
@@ -200,16 +225,24 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, seconds: float = 3.0
         b = torch.randn(n, n, device=device).to(dtype)
         a @ b  # warm-up
         deadline = time.perf_counter() + seconds / len(sizes)
-        while time.perf_counter() < deadline:
+        while True:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-            for _ in range(3):
-                a @ b
+            a @ b
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            best = max(best, 3 * 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+            best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+            if time.perf_counter() > deadline:
+                break
     return best
+
+
+def matmul_peaks(device: torch.device, seconds: float = 2.0) -> dict[str, float]:
+    return {
+        "fp32": matmul_gflops(torch.float32, device, seconds),
+        "bf16": matmul_gflops(torch.bfloat16, device, seconds),
+    }
 
 
 # --- orchestration --------------------------------------------------------------------------------
@@ -237,6 +270,7 @@ def add_ratios(row: dict, peaks: dict[str, float]) -> dict:
         return row
     achieved = row["gflop_per_image"] * row["images_per_s"]
     row["gflop_per_s"] = achieved
+    peaks = row.get("matmul_gflops", peaks)
     row["fraction_fp32_matmul"] = achieved / peaks["fp32"]
     row["fraction_bf16_matmul"] = achieved / peaks["bf16"]
     ref = REFERENCE["images_per_s"].get(row["batch"]) if row["size"] == 128 else None
@@ -280,7 +314,8 @@ def table(rows: list[dict], first: str = "row") -> str:
         "% fp32 mm",
         "% bf16 mm",
         "peak MB",
-        "load",
+        "CPU share",
+        "mm fp32/bf16",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
@@ -297,23 +332,32 @@ def table(rows: list[dict], first: str = "row") -> str:
             fmt(row["fraction_fp32_matmul"], "{:.0%}"),
             fmt(row["fraction_bf16_matmul"], "{:.0%}"),
             fmt(memory, "{:.0f}"),
-            fmt(row.get("load_average_1min"), "{:.1f}"),
+            fmt(row.get("cpu_share"), "{:.0%}"),
+            "{fp32:.0f}/{bf16:.0f}".format(**row["matmul_gflops"])
+            if "matmul_gflops" in row
+            else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def reference_table() -> str:
+def reference_table(peaks: dict[str, float]) -> str:
+    """The reference point; its efficiency also against this run's fp32 matmul yardstick."""
     ref = REFERENCE
+    rows = []
+    for batch, ips in ref["images_per_s"].items():
+        achieved = ips * ref["gflop_per_image"]
+        quoted = fmt(ref["fraction_fp32_matmul"].get(batch), "{:.0%}")
+        rows.append(
+            f"| {ref['name']}, batch {batch} | {ips} | {ref['gflop_per_image']} | {achieved:.0f} "
+            f"| {quoted} | {achieved / peaks['fp32']:.0%} |"
+        )
     return "\n".join(
         [
-            "| reference (128×128) | img/s | GFLOP/img | % fp32 mm |",
-            "|---|---|---|---|",
-            *(
-                f"| {ref['name']}, batch {b} | {ips} | {ref['gflop_per_image']} | "
-                f"{fmt(ref['fraction_fp32_matmul'].get(b), '{:.0%}')} |"
-                for b, ips in ref["images_per_s"].items()
-            ),
+            "| reference (128×128) | img/s | GFLOP/img | GFLOP/s | % fp32 mm (issue) "
+            "| % fp32 mm (this run's yardstick) |",
+            "|---|---|---|---|---|---|",
+            *rows,
         ]
     )
 
@@ -331,7 +375,13 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add a torch.compile variant")
     parser.add_argument("--threads", type=int, default=None, help="default: torch's default")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--min-seconds", type=float, default=8.0, help="timed seconds per row")
+    parser.add_argument("--min-seconds", type=float, default=6.0, help="timed seconds per row")
+    parser.add_argument(
+        "--matmul-seconds",
+        type=float,
+        default=1.5,
+        help="per dtype, after each row: that row's matmul yardstick (0: the run's, measured once)",
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row, print JSON
     args = parser.parse_args()
@@ -346,10 +396,7 @@ def main() -> None:
     started = time.time()
     load_before = load_now()
     print(f"load average before: {load_before}", flush=True)
-    peaks = {
-        "fp32": matmul_gflops(torch.float32, device),
-        "bf16": matmul_gflops(torch.bfloat16, device),
-    }
+    peaks = matmul_peaks(device, 4.0)
     print(
         f"matmul ({threads} threads): {peaks['fp32']:.0f} GFLOP/s fp32, "
         f"{peaks['bf16']:.0f} GFLOP/s bf16",
@@ -362,6 +409,7 @@ def main() -> None:
         "min_steps": 3,
         "min_seconds": args.min_seconds,
         "max_steps": 50,
+        "matmul_seconds": args.matmul_seconds,
     }
 
     rows = []
@@ -403,7 +451,7 @@ def main() -> None:
         "",
         table(rows),
         "",
-        reference_table(),
+        reference_table(peaks),
     ]
     if variants:
         md += [
