@@ -15,8 +15,9 @@ its own, and reports:
   ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, as usual);
 - GFLOP/s: achieved, GFLOP/img × images/s;
 - % fp32 mm / % bf16 mm: achieved GFLOP/s as a fraction of this machine's own dense matmul
-  throughput in that precision, measured by this script with the same thread count right after
-  the row (a shared VM's speed drifts by tens of percent over minutes);
+  throughput in that precision: the best GFLOP/s of square matmuls measured by this script with
+  the same thread count, at the start and after every row (a shared VM's speed drifts by tens
+  of percent over minutes; the table's last column shows each row's probe);
 - peak MB: peak RSS of the row's process (CUDA: peak allocated GPU memory).
 
 Recipes: ``fp32`` = the trainer's defaults (fp32, channels_last); ``bf16`` = ``--set
@@ -206,8 +207,8 @@ def run_row(spec: dict) -> dict:
     }
     if device.type == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    # this shared machine's speed drifts over minutes: its matmul peak, measured right after the
-    # row with the same threads, is the yardstick for this row's fraction
+    # a shared VM's speed drifts over minutes: the matmul peak right after the row (same threads)
+    # shows how fast the machine was while the row ran; the run's yardstick is the best of all
     if spec.get("matmul_seconds", 0) > 0:
         out["matmul_gflops"] = matmul_peaks(device, spec["matmul_seconds"])
     return out
@@ -270,7 +271,6 @@ def add_ratios(row: dict, peaks: dict[str, float]) -> dict:
         return row
     achieved = row["gflop_per_image"] * row["images_per_s"]
     row["gflop_per_s"] = achieved
-    peaks = row.get("matmul_gflops", peaks)
     row["fraction_fp32_matmul"] = achieved / peaks["fp32"]
     row["fraction_bf16_matmul"] = achieved / peaks["bf16"]
     ref = REFERENCE["images_per_s"].get(row["batch"]) if row["size"] == 128 else None
@@ -379,8 +379,8 @@ def main() -> None:
     parser.add_argument(
         "--matmul-seconds",
         type=float,
-        default=1.5,
-        help="per dtype, after each row: that row's matmul yardstick (0: the run's, measured once)",
+        default=1.0,
+        help="per dtype, matmul probe after each row (0: only the one at the start)",
     )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row, print JSON
@@ -416,8 +416,8 @@ def main() -> None:
     for objective, size, batch, recipe in QUICK_ROWS if args.quick else MAIN_ROWS:
         spec = {**common, "objective": objective, "size": size, "batch": batch}
         spec.update(RECIPES[recipe], label=f"{objective} {size}×{size} b{batch} {recipe}")
-        rows.append(add_ratios(spawn(spec), peaks))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
+        rows.append(spawn(spec))
+        print(table([add_ratios(dict(rows[-1]), peaks)]).splitlines()[-1], flush=True)
 
     variants = []
     chosen = [] if args.quick or args.no_variants else list(VARIANTS)
@@ -426,8 +426,16 @@ def main() -> None:
     for label, options in chosen:
         spec = {**common, "objective": "full", "size": 128, "batch": 8, "label": label}
         spec.update(options)
-        variants.append(add_ratios(spawn(spec), peaks))
-        print(table(variants[-1:]).splitlines()[-1], flush=True)
+        variants.append(spawn(spec))
+        print(table([add_ratios(dict(variants[-1]), peaks)]).splitlines()[-1], flush=True)
+
+    # the machine's matmul throughput: the best probe of the run at the run's thread count
+    for row in rows + variants:
+        probe = row.get("matmul_gflops")
+        if probe and row.get("threads") == threads:
+            peaks = {k: max(peaks[k], probe[k]) for k in peaks}
+    rows = [add_ratios(row, peaks) for row in rows]
+    variants = [add_ratios(row, peaks) for row in variants]
 
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -447,7 +455,8 @@ def main() -> None:
         f"Measured {result['date']} on {result['machine'].get('cpu', args.device)}, "
         f"{threads} threads, torch {torch.__version__}; load average before/after: "
         f"{load_before['1min']:.2f} / {result['load_average_after']['1min']:.2f}; "
-        f"matmul: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16.",
+        f"matmul: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16. "
+        f"Command: `{result['command']}`.",
         "",
         table(rows),
         "",
@@ -460,6 +469,9 @@ def main() -> None:
             "",
             table(variants, "variant"),
         ]
+    busy = [r["label"] for r in rows + variants if r.get("cpu_share", 1.0) < 0.9]
+    if busy:
+        md += ["", f"CPU share below 90 % (another process took turns on the cores): {busy}."]
     (args.out / "results.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     print(f"\nwrote {args.out / 'results.json'} and results.md in {result['wall_s']:.0f} s")
