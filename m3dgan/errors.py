@@ -19,3 +19,7 @@ class ConfigError(M3DGANError):
 
 class InputError(M3DGANError, ValueError):
     """An input handed to a trained model (text, image, audio) cannot be translated as given."""
+
+
+class AudioError(InputError):
+    """An audio file or waveform is missing, unreadable, empty, silent or otherwise unusable."""
