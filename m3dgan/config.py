@@ -40,6 +40,10 @@ class ModelConfig:
     text_gru: int = 128  # units per direction of the encoder's bidirectional GRU
     decoder_attention_rnn: int = 256  # attention RNN: 2-layer residual GRU
     decoder_rnn: int = 256  # decoder RNN: GRU
+    # -- speech (paper §4: mel frames through the shared sequential decoder; Tacotron's settings) --
+    frames_per_step: int = 3  # mel frames the decoder predicts per step (Tacotron's r)
+    frame_prenet: list[int] = field(default_factory=lambda: [256, 128])  # FC over the previous frame
+    frame_dropout: float = 0.5  # prenet dropout, kept on at inference too (Tacotron's finding)
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)
 

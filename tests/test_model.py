@@ -58,6 +58,7 @@ def test_objective_table_matches_the_ablation() -> None:
         "full",
         "full-noatt",
         "mle",
+        "gst",
     ]
     assert not OBJECTIVES["pix2pix"].uses_z
     assert OBJECTIVES["full"].tokens and OBJECTIVES["full"].distance

@@ -15,7 +15,13 @@ or a loss term:
 
 ``mle`` is the non-adversarial baseline of the paper's text rows (CNN-RNN for captions, an
 attention RNN for translation): the same generator trained by reconstruction (cross-entropy for
-text, L1 for images) alone — no z, no discriminator update, no GAN term.
+text, L1 for images) alone — no z, no discriminator update, no GAN term. For speech it is the
+Tacotron-like baseline of the paper's TTS rows.
+
+``gst`` is the paper's GST-Tacotron row: a reference encoder and the token layer, trained by
+reconstruction alone — the reference embedding is deterministic (the posterior mean, no KL, no
+sampling), there is no random branch and no discriminator. Only a reference (or explicit token
+weights) can set its style; random codes are not trained to mean anything.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class Objective:
     random_branch: bool  # z_s ~ N(0, I), GAN on G(S, z_s) and latent regression (L_lat-GAN)
     distance: bool  # distance regularization between G(S, z_s) and G(S, z_r) (L_dist)
     adversarial: bool = True  # GAN terms and discriminator updates (False: ``mle`` baseline)
+    variational: bool = True  # Gaussian posterior + KL (False: ``gst``, a deterministic embedding)
 
     @property
     def uses_z(self) -> bool:
@@ -50,6 +57,7 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("full", True, True, True, True),
         Objective("full-noatt", True, False, True, True),
         Objective("mle", False, False, False, False, adversarial=False),
+        Objective("gst", True, True, False, False, adversarial=False, variational=False),
     )
 }
 

@@ -177,6 +177,8 @@ class TrainStep:
         m, obj, lc = self.model, self.model.objective, self.loss_cfg
         gan, n, device = lc.gan_mode, len(source), source.device
         eps_r = self._noise(n, device) if obj.encoded_branch else None
+        if eps_r is not None and not obj.variational:
+            eps_r = torch.zeros_like(eps_r)  # ``gst``: e = μ(Enc_r(R)), no sampling
         e_s = self._noise(n, device) if obj.random_branch else None
         logs: dict[str, float] = {}
         with self._autocast(device):
@@ -204,7 +206,7 @@ class TrainStep:
             rec = m.target_modality.reconstruction_loss(fake_enc.float(), target.float())
             vae = g_gan + lc.lambda_rec * rec
             logs.update(G_gan_enc=g_gan.float().item(), rec=rec.item())
-            if out["mu"] is not None:
+            if out["mu"] is not None and obj.variational:
                 kl = losses.kl_divergence(out["mu"].float(), out["logvar"].float())
                 vae = vae + lc.lambda_kl * kl
                 logs["kl"] = kl.item()

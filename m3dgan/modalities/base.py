@@ -7,7 +7,9 @@ domain embedding z, a conditional discriminator D(S, T), and a reconstruction lo
 
 Samples of every modality are tensors: images float [B, C, H, W] in [-1, 1]; text int64 token
 ids [B, L] (0 = padding) for real data and float distributions [B, L, V] for generated text,
-which every text-consuming subnet accepts in place of ids (so gradients reach the generator).
+which every text-consuming subnet accepts in place of ids (so gradients reach the generator);
+speech normalised log-mels [B, T, n_mels] in [-1, 1] padded with the silence floor -1 (generated
+speech under teacher forcing adds a stop-logit channel, see ``modalities.speech``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ class ModalitySpec:
 
     - image: ``channels`` = colour channels, ``size`` = height = width;
     - text: ``channels`` = vocabulary size, ``size`` = longest sequence (tokens, end mark included)
-      in the training data, which bounds decoding.
+      in the training data, which bounds decoding;
+    - speech: ``channels`` = mel bins, ``size`` = longest training utterance in frames (decoding
+      stops at twice that).
     """
 
     kind: str
@@ -80,9 +84,14 @@ class Modality:
 
 def get_modality(kind: str) -> Modality:
     from m3dgan.modalities.image import ImageModality
+    from m3dgan.modalities.speech import SpeechModality
     from m3dgan.modalities.text import TextModality
 
-    registry: dict[str, Modality] = {"image": ImageModality(), "text": TextModality()}
+    registry: dict[str, Modality] = {
+        "image": ImageModality(),
+        "text": TextModality(),
+        "speech": SpeechModality(),
+    }
     if kind not in registry:
         raise ValueError(f"unknown modality {kind!r}; available: {sorted(registry)}")
     return registry[kind]

@@ -53,4 +53,8 @@ def source_summary(source: ModalitySpec, dim: int) -> nn.Module:
         return TextSummary(source.channels, dim)
     if source.kind == "image":
         return ImageSummary(source.channels, dim)
+    if source.kind == "speech":
+        from m3dgan.modalities.speech import SpeechSummary
+
+        return SpeechSummary(source.channels, dim)
     raise ValueError(f"no source summary for modality {source.kind!r}")

@@ -1,4 +1,4 @@
-"""The sequential generator M_out shared by text (and, later, speech) targets (paper §4).
+"""The sequential generator M_out shared by text and speech targets (paper §4).
 
     source representation ──► memory (sequence of states) ⊕ z replicated over time
     previous token ─ embedding ─ prenet FC ─ attention RNN (2-layer residual GRU 256) ─► query
@@ -53,50 +53,52 @@ class ImageMemory(nn.Module):
         return TextFeatures(h, torch.ones(h.shape[:2], dtype=torch.bool, device=h.device))
 
 
-class TextDecoder(nn.Module):
+class AttentionRNNDecoder(nn.Module):
+    """The part of M_out that text and speech share: the source memory (⊕ z), the attention RNN
+    (2-layer residual GRU), additive attention and the decoder RNN. Subclasses supply what goes in
+    (embedded previous tokens, or previous mel frames through a prenet) and what comes out."""
+
     def __init__(
         self,
         source: ModalitySpec,
         source_channels: int,
-        vocab_size: int,
-        max_len: int,
+        input_dim: int,
         z_dim: int,
         cfg: ModelConfig,
     ) -> None:
         super().__init__()
-        self.vocab_size, self.max_len, self.z_dim = vocab_size, max_len, z_dim
+        self.z_dim = z_dim
         self.source_attention = cfg.source_attention
+        self.image_memory: ImageMemory | None = None
         if source.kind == "image":
-            self.image_memory: ImageMemory | None = ImageMemory(
-                source_channels, source.size, cfg.decoder_rnn
-            )
+            self.image_memory = ImageMemory(source_channels, source.size, cfg.decoder_rnn)
+            mem_dim = cfg.decoder_rnn
+        elif source.kind == "speech":
+            from m3dgan.modalities.speech import SpeechMemory
+
+            self.speech_memory = SpeechMemory(source_channels, source.channels, cfg.decoder_rnn)
             mem_dim = cfg.decoder_rnn
         else:
-            self.image_memory = None
             mem_dim = source_channels
-        mem_dim += z_dim
-        self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
-        layers: list[nn.Module] = []
-        prev = cfg.text_embed
-        for width in cfg.text_prenet:
-            layers += [nn.Linear(prev, width), nn.ReLU(), nn.Dropout(0.2)]
-            prev = width
-        self.prenet = nn.Sequential(*layers)
+        self.mem_dim = mem_dim + z_dim
         a = cfg.decoder_attention_rnn
         self.attention_rnn = nn.ModuleList(
-            [nn.GRU(prev, a, batch_first=True), nn.GRU(a, a, batch_first=True)]
+            [nn.GRU(input_dim, a, batch_first=True), nn.GRU(a, a, batch_first=True)]
         )
         self.query = nn.Linear(a, a, bias=False)
-        self.key = nn.Linear(mem_dim, a)
+        self.key = nn.Linear(self.mem_dim, a)
         self.score = nn.Linear(a, 1, bias=False)
-        self.decoder_rnn = nn.GRU(a + mem_dim, cfg.decoder_rnn, batch_first=True)
-        self.out = nn.Linear(cfg.decoder_rnn + mem_dim, vocab_size)
+        self.decoder_rnn = nn.GRU(a + self.mem_dim, cfg.decoder_rnn, batch_first=True)
+        self.out_dim = cfg.decoder_rnn + self.mem_dim  # what ``_core`` returns per step
 
     # -- memory -------------------------------------------------------------------------------
-    def memory(
-        self, source: TextFeatures | torch.Tensor, z: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.image_memory(source) if self.image_memory is not None else source
+    def memory(self, source, z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.image_memory is not None:
+            feats = self.image_memory(source)
+        elif hasattr(self, "speech_memory"):
+            feats = self.speech_memory(source)
+        else:
+            feats = source
         states, mask = feats.states, feats.mask
         if not self.source_attention:
             states = feats.pooled().unsqueeze(1)
@@ -108,9 +110,9 @@ class TextDecoder(nn.Module):
         return states, mask
 
     # -- one pass over a block of steps (all teacher-forced steps, or a single decoding step) --
-    def _run(self, tokens, memory, keys, mask, state=None):
+    def _core(self, x, memory, keys, mask, state=None):
+        """x [B, T, input_dim] → ([decoder state, context] [B, T, out_dim], state, weights)."""
         s1, s2, s3 = state if state is not None else (None, None, None)
-        x = self.prenet(self.embedding(tokens))
         h1, s1 = self.attention_rnn[0](x, s1)
         h2, s2 = self.attention_rnn[1](h1, s2)
         query = h2 + h1  # residual second layer
@@ -119,8 +121,38 @@ class TextDecoder(nn.Module):
         weights = F.softmax(energy, dim=-1)  # [B, T, M]
         context = weights @ memory  # [B, T, mem_dim]
         h3, s3 = self.decoder_rnn(torch.cat([query, context], dim=-1), s3)
-        logits = self.out(torch.cat([h3, context], dim=-1))
-        return logits, (s1, s2, s3), weights
+        return torch.cat([h3, context], dim=-1), (s1, s2, s3), weights
+
+
+class TextDecoder(AttentionRNNDecoder):
+    """One token per step: embedding → prenet FC → shared core → logits over the vocabulary."""
+
+    def __init__(
+        self,
+        source: ModalitySpec,
+        source_channels: int,
+        vocab_size: int,
+        max_len: int,
+        z_dim: int,
+        cfg: ModelConfig,
+    ) -> None:
+        width_in = cfg.text_prenet[-1] if cfg.text_prenet else cfg.text_embed
+        super().__init__(source, source_channels, width_in, z_dim, cfg)
+        self.vocab_size, self.max_len = vocab_size, max_len
+        self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
+        layers: list[nn.Module] = []
+        prev = cfg.text_embed
+        for width in cfg.text_prenet:
+            layers += [nn.Linear(prev, width), nn.ReLU(), nn.Dropout(0.2)]
+            prev = width
+        self.prenet = nn.Sequential(*layers)
+        self.out = nn.Linear(self.out_dim, vocab_size)
+
+    def _run(self, tokens, memory, keys, mask, state=None):
+        h, state, weights = self._core(
+            self.prenet(self.embedding(tokens)), memory, keys, mask, state
+        )
+        return self.out(h), state, weights
 
     def forward(
         self,
