@@ -42,7 +42,8 @@ class ModelConfig:
     decoder_rnn: int = 256  # decoder RNN: GRU
     # -- speech (paper §4: mel frames through the shared sequential decoder; Tacotron's settings) --
     frames_per_step: int = 3  # mel frames the decoder predicts per step (Tacotron's r)
-    frame_prenet: list[int] = field(default_factory=lambda: [256, 128])  # FC over the previous frame
+    # FC layers over the previous frame
+    frame_prenet: list[int] = field(default_factory=lambda: [256, 128])
     frame_dropout: float = 0.5  # prenet dropout, kept on at inference too (Tacotron's finding)
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)

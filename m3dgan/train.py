@@ -36,13 +36,14 @@ from m3dgan.config import Config, TrainConfig, config_from_dict, load_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
 from m3dgan.core.step import NonFiniteLossError, TrainStep
-from m3dgan.data.store import Manifest, load_split, read_manifest
+from m3dgan.data.store import Manifest
 from m3dgan.data.tensors import (
     batch_to_model,
     build_vocabularies,
     encode_split,
     side_specs,
 )
+from m3dgan.data.views import open_dataset
 from m3dgan.errors import ConfigError
 from m3dgan.guard import DivergenceGuard, Rollback, TrainingDiverged
 from m3dgan.modalities import ModalitySpec
@@ -289,8 +290,8 @@ class _Run:
         self, cfg: Config, run_dir: Path, dist: distributed.Distributed, root: Path, progress: bool
     ) -> None:
         self.cfg, self.run_dir, self.dist, self.progress = cfg, run_dir, dist, progress
-        self.manifest = read_manifest(root)
-        train_split, test_split = load_split(root, "train"), load_split(root, "test")
+        self.manifest, splits = open_dataset(root, swap=get_task(cfg.task).swap_sides)
+        train_split, test_split = splits["train"], splits["test"]
         self.vocabs = build_vocabularies(root, self.manifest, train_split)
         self.train_split = encode_split(train_split, self.vocabs)
         self.test_split = encode_split(test_split, self.vocabs)

@@ -3,7 +3,8 @@
 Columns per test input: ground truth, G(S, z from the ground truth as reference), G(S, z from
 each of 3 fixed references), G(S, e_k) for 3 fixed random codes. Image targets become a PNG grid
 (with the source image first when the source is an image); text targets a text file with one
-block per input (and the same in TensorBoard).
+block per input (and the same in TensorBoard); speech targets a PNG of the mel spectrograms (one
+row per input, low frequencies at the bottom) plus WAVs of the first input's columns (Griffin-Lim).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def write_samples(
         if writer is not None:
             writer.add_image("samples", grid, step)
         return path
+    if model.target_spec.kind == "speech":
+        return _write_speech(model, columns, run_dir, step, writer, vocabs)
     target_vocab = vocabs["target"]
     lines = []
     for i in range(len(src)):
@@ -86,3 +89,38 @@ def write_samples(
     if writer is not None:
         writer.add_text("samples", "```\n" + text + "\n```", step)
     return path
+
+
+def mel_image(mel: torch.Tensor, n_mels: int) -> torch.Tensor:
+    """Mel [T, ≥ n_mels] in [-1, 1] → an image [1, n_mels, T] with low frequencies at the bottom."""
+    return mel[:, :n_mels].T.flip(0)[None]
+
+
+def _write_speech(model, columns, run_dir: Path, step: int, writer, vocabs) -> Path:
+    from m3dgan.audio import MelConfig, mel_to_wave, save_wav
+
+    n_mels = model.target_spec.channels
+    rows = [[mel_image(col[i], n_mels) for _, col in columns] for i in range(len(columns[0][1]))]
+    grid = make_grid(rows)
+    folder = Path(run_dir) / "samples"
+    path = folder / f"step_{step:08d}.png"
+    save_image(grid, path)
+    cfg = MelConfig()
+    waves = mel_to_wave(
+        torch.stack([c[0, :, :n_mels].float().cpu() for _, c in _same_length(columns)]), cfg
+    )
+    audio_dir = folder / f"step_{step:08d}"
+    for (name, _), wave in zip(columns, waves, strict=True):
+        save_wav(audio_dir / f"{name}.wav", wave, cfg.sample_rate)
+        if writer is not None:
+            writer.add_audio(f"samples/{name}", wave[None], step, sample_rate=cfg.sample_rate)
+    if writer is not None:
+        writer.add_image("samples", grid, step)
+    return path
+
+
+def _same_length(columns):
+    """Columns' first rows padded with silence to one length, for one batched vocoder call."""
+    t = max(col.shape[1] for _, col in columns)
+    pad = lambda x: torch.nn.functional.pad(x, (0, 0, 0, t - x.shape[1]), value=-1.0)  # noqa: E731
+    return [(name, pad(col[:1])) for name, col in columns]

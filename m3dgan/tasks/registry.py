@@ -15,9 +15,10 @@ class Task:
     dataset: str  # data set name understood by ``m3dgan.data.build.ensure_dataset``
     metrics: tuple[
         str, ...
-    ]  # realism | diversity | reference | text2image | captioning | translation
+    ]  # realism | diversity | reference | text2image | captioning | translation | tts | asr
     description: str = ""
     defaults: dict = field(default_factory=dict)  # config overrides, "section.key" -> value
+    swap_sides: bool = False  # read the data set target→source (asr reads the tts corpus)
 
 
 TASKS: dict[str, Task] = {
@@ -81,6 +82,25 @@ TASKS: dict[str, Task] = {
             ("translation",),
             "English → French phrases (emoji labels, CLDR names, gettext catalogs; subwords)",
             {"train.batch_size": 32, "train.sample_every": 250, "train.lr": 5e-4},
+        ),
+        Task(
+            "tts",
+            "text",
+            "speech",
+            "speech",
+            ("tts",),
+            "English sentences → speech (espeak-ng, 4 styles); a reference WAV or z sets the style",
+            {"train.batch_size": 16, "train.sample_every": 250, "train.lr": 5e-4},
+        ),
+        Task(
+            "asr",
+            "speech",
+            "text",
+            "speech",
+            ("asr",),
+            "speech → characters (the tts corpus read the other way round; WER/CER)",
+            {"train.batch_size": 16, "train.sample_every": 250, "train.lr": 5e-4},
+            swap_sides=True,
         ),
     )
 }
