@@ -93,7 +93,10 @@ def _add_translate(sub) -> None:
     p.add_argument("--checkpoint", required=True, type=Path, help="run folder or checkpoint file")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
-        "--input", type=Path, nargs="+", help="source file(s): images, or UTF-8 text files"
+        "--input",
+        type=Path,
+        nargs="+",
+        help="source file(s): images, UTF-8 text files, or audio (WAV/FLAC/OGG, any rate)",
     )
     src.add_argument("--text", nargs="+", help="source sentence(s), for tasks with a text source")
     g = p.add_mutually_exclusive_group()
@@ -102,6 +105,18 @@ def _add_translate(sub) -> None:
     )
     g.add_argument(
         "--samples", type=int, default=None, help="number of random-z outputs per input (default 4)"
+    )
+    g.add_argument(
+        "--tokens",
+        metavar="K:W,...",
+        help="explicit token weights instead of a reference, e.g. 3:0.7,5:0.3 (objectives with "
+        "a token layer)",
+    )
+    p.add_argument(
+        "--style-scale",
+        type=float,
+        default=1.0,
+        help="multiply the domain embedding: >1 exaggerates the style, <1 tones it down",
     )
     p.add_argument("--seed", type=int, default=None, help="seed for random z (repeatable outputs)")
     p.add_argument(
@@ -257,7 +272,21 @@ def cmd_translate(args) -> int:
         raise M3DGANError("--samples must be at least 1")
     if args.beam < 1:
         raise M3DGANError("--beam must be at least 1")
-    opts = dict(references=args.reference, samples=samples, seed=args.seed, beam_size=args.beam)
+    token_weights = None
+    if args.tokens is not None:
+        from m3dgan.infer import parse_token_weights
+
+        if tr.model.attention is None or tr.model.attention.tokens is None:
+            raise M3DGANError(f"objective {tr.cfg.objective!r} has no token layer to weight")
+        token_weights = parse_token_weights(args.tokens, tr.cfg.model.num_tokens)
+    opts = dict(
+        references=args.reference,
+        samples=samples,
+        seed=args.seed,
+        beam_size=args.beam,
+        token_weights=token_weights,
+        style_scale=args.style_scale,
+    )
     if args.text:
         if tr.source_spec.kind != "text":
             raise M3DGANError(

@@ -8,9 +8,16 @@ outs = tr.translate(tr.read_source("seven.png"), reference=tr.read_reference("mn
 tr = Translator.from_checkpoint("runs/en2fr")                          # text sides
 tr.decode(tr.translate(tr.encode_text("open file"), beam_size=4))      # -> ["ouvrir le fichier"]
 
+tr = Translator.from_checkpoint("runs/tts")                            # speech target
+mels = tr.translate(tr.encode_text("Hello there."), reference=tr.read_references(["angry.wav"]))
+tr.to_waves(mels)                                                      # Griffin-Lim, 16 kHz
+tr.translate(tr.encode_text("Hi."), token_weights=parse_token_weights("3:0.7,5:0.3", 10))
+
 Text input policy: empty text and text longer than twice the longest training text are errors
 (``InputError``, exit 2 from the CLI); characters the vocabulary lacks become <unk> with a
-warning.
+warning. Audio input policy (``m3dgan.audio.inputs``): any rate and channel count; silence at the
+ends is trimmed; a source longer than twice the longest training utterance is an error, a longer
+reference is cut with a warning; empty, silent or unreadable files are errors.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ from pathlib import Path
 import torch
 
 from m3dgan import checkpoint as ckpt
+from m3dgan.audio import MelConfig, mel_to_wave, save_wav
+from m3dgan.audio.inputs import pad_mels, read_mels
 from m3dgan.config import Config, config_from_dict
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
 from m3dgan.data.tensors import vocabularies_from_meta
-from m3dgan.errors import CheckpointError, InputError
+from m3dgan.errors import CheckpointError, ConfigError, InputError
 from m3dgan.modalities import ModalitySpec
 from m3dgan.modalities.image_io import read_image
 from m3dgan.report.grid import save_image
@@ -87,7 +96,26 @@ class Translator:
         """Output ids [N, L] → strings (text targets)."""
         return self.vocabs["target"].decode_batch(ids.cpu())
 
+    @property
+    def mel_config(self) -> MelConfig:
+        try:
+            return MelConfig.from_dict(self.meta.get("audio") or {})
+        except (ConfigError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint sidecar has damaged mel settings ({exc})") from exc
+
+    def to_waves(self, mels: torch.Tensor, iterations: int = 32) -> list[torch.Tensor]:
+        """Generated mels [N, T, n_mels] → one waveform per row (cut at its own end)."""
+        from m3dgan.modalities.speech import frame_lengths
+
+        lengths = frame_lengths(mels, mels.shape[-1])
+        waves = mel_to_wave(mels.float().cpu(), self.mel_config, iterations, lengths.cpu())
+        hop = self.mel_config.hop_length
+        return [w[: max(int(n) - 1, 1) * hop] for w, n in zip(waves, lengths, strict=True)]
+
     def read_source(self, path: str | Path) -> torch.Tensor:
+        if self.source_spec.kind == "speech":
+            mel = read_mels(path, self.mel_config, max_frames=2 * self.source_spec.size)
+            return mel[None].to(self.device)
         if self.source_spec.kind == "text":
             try:
                 text = Path(path).read_text(encoding="utf-8")
@@ -99,6 +127,9 @@ class Translator:
         )
 
     def read_reference(self, path: str | Path) -> torch.Tensor:
+        if self.target_spec.kind == "speech":
+            mel = read_mels(path, self.mel_config, max_frames=2 * self.target_spec.size, crop=True)
+            return mel[None].to(self.device)
         if self.target_spec.kind == "text":
             try:
                 text = Path(path).read_text(encoding="utf-8")
@@ -119,9 +150,12 @@ class Translator:
         token_weights: torch.Tensor | None = None,
         seed: int | None = None,
         beam_size: int = 1,
+        style_scale: float = 1.0,
     ) -> torch.Tensor:
-        """One source [1, ...] → N outputs: images [N, C', H, W] in [-1, 1], or text ids [N, L]
-        (turn them into strings with :meth:`decode`; ``beam_size`` > 1 uses beam search).
+        """One source [1, ...] → N outputs: images [N, C', H, W] in [-1, 1], text ids [N, L]
+        (turn them into strings with :meth:`decode`; ``beam_size`` > 1 uses beam search), or
+        mels [N, T, n_mels] (turn them into audio with :meth:`to_waves`). ``style_scale``
+        multiplies the domain embedding.
 
         With ``reference`` ([R, C', H, W]): one output per reference, in its domain.
         With ``token_weights`` ([N, num_tokens]): one output per weight row.
@@ -134,22 +168,27 @@ class Translator:
         def rows(n: int) -> torch.Tensor:
             return source.expand(n, *source.shape[1:])
 
+        opts = dict(beam_size=beam_size, style_scale=style_scale)
+        if seed is not None:
+            torch.manual_seed(seed)  # the speech decoder's prenet dropout stays on when decoding
         if reference is not None:
             return self.model.translate(
-                rows(len(reference)), reference=reference.to(self.device), beam_size=beam_size
+                rows(len(reference)), reference=reference.to(self.device), **opts
             )
         if token_weights is not None:
             w = token_weights.to(self.device)
-            return self.model.translate(rows(len(w)), token_weights=w, beam_size=beam_size)
+            return self.model.translate(rows(len(w)), token_weights=w, **opts)
         gen = torch.Generator(device=self.device)
         if seed is None:
             gen.seed()  # fresh randomness without touching the global RNG
         else:
             gen.manual_seed(seed)
-        return self.model.translate(rows(samples), generator=gen, beam_size=beam_size)
+        return self.model.translate(rows(samples), generator=gen, **opts)
 
     def read_references(self, paths: list[Path]) -> torch.Tensor:
-        """Reference files → one batch (text references padded to a common length)."""
+        """Reference files → one batch (text and speech references padded to a common length)."""
+        if self.target_spec.kind == "speech":
+            return pad_mels([self.read_reference(p)[0].cpu() for p in paths]).to(self.device)
         if self.target_spec.kind == "text":
             texts = []
             for path in paths:
@@ -171,9 +210,12 @@ class Translator:
         samples: int = 1,
         seed: int | None = None,
         beam_size: int = 1,
+        token_weights: torch.Tensor | None = None,
+        style_scale: float = 1.0,
     ) -> list[Path]:
-        """Translate one input file (an image, or a UTF-8 text file for a text source); write
-        ``<stem>_ref<k>.png|txt`` or ``<stem>_z<k>.png|txt`` into ``out_dir``."""
+        """Translate one input file (an image, a UTF-8 text file, or audio for a speech source);
+        write ``<stem>_ref<k>``, ``<stem>_tok<k>`` or ``<stem>_z<k>`` + ``.png|.txt|.wav`` into
+        ``out_dir``."""
         return self._write(
             self.read_source(input_path),
             Path(input_path).stem,
@@ -182,6 +224,8 @@ class Translator:
             samples,
             seed,
             beam_size,
+            token_weights,
+            style_scale,
         )
 
     def translate_text(
@@ -194,23 +238,46 @@ class Translator:
         samples: int = 1,
         seed: int | None = None,
         beam_size: int = 1,
+        token_weights: torch.Tensor | None = None,
+        style_scale: float = 1.0,
     ) -> list[Path]:
         """Like :meth:`translate_file` for a string given directly (``--text``)."""
         source = self.encode_text(text, "source")
-        return self._write(source, name, out_dir, references, samples, seed, beam_size)
+        return self._write(
+            source, name, out_dir, references, samples, seed, beam_size, token_weights, style_scale
+        )
 
-    def _write(self, source, stem, out_dir, references, samples, seed, beam_size) -> list[Path]:
+    def _write(
+        self,
+        source,
+        stem,
+        out_dir,
+        references,
+        samples,
+        seed,
+        beam_size,
+        token_weights=None,
+        style_scale=1.0,
+    ) -> list[Path]:
+        opts = dict(beam_size=beam_size, style_scale=style_scale, seed=seed)
         if references:
             refs = self.read_references(references)
-            outs = self.translate(source, reference=refs, beam_size=beam_size)
+            outs = self.translate(source, reference=refs, **opts)
             tag = "ref"
+        elif token_weights is not None:
+            outs = self.translate(source, token_weights=token_weights, **opts)
+            tag = "tok"
         else:
-            outs = self.translate(source, samples=samples, seed=seed, beam_size=beam_size)
+            outs = self.translate(source, samples=samples, **opts)
             tag = "z"
         paths = []
         texts = self.decode(outs) if self.target_spec.kind == "text" else None
+        waves = self.to_waves(outs) if self.target_spec.kind == "speech" else None
         for k in range(len(outs)):
-            if texts is not None:
+            if waves is not None:
+                path = Path(out_dir) / f"{stem}_{tag}{k}.wav"
+                save_wav(path, waves[k], self.mel_config.sample_rate)
+            elif texts is not None:
                 path = Path(out_dir) / f"{stem}_{tag}{k}.txt"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(texts[k] + "\n", encoding="utf-8")
@@ -219,3 +286,26 @@ class Translator:
                 save_image(outs[k], path)
             paths.append(path)
         return paths
+
+
+def parse_token_weights(spec: str, num_tokens: int) -> torch.Tensor:
+    """``"3:0.7,5:0.3"`` → token weights [1, num_tokens] (tokens not named weigh 0). Weights are
+    used as given — the token layer's own weights sum to 1, so sums far from 1 also change the
+    style's strength, like ``style_scale``."""
+    weights = torch.zeros(1, num_tokens)
+    items = [item for item in spec.replace(" ", "").split(",") if item]
+    if not items:
+        raise InputError("token weights are empty; write them as INDEX:WEIGHT,... e.g. 3:0.7,5:0.3")
+    for item in items:
+        index, sep, value = item.partition(":")
+        try:
+            k, w = int(index), float(value)
+        except ValueError:
+            k, w = -1, float("nan")
+        if not sep or not 0 <= k < num_tokens or not w == w or w < 0:
+            raise InputError(
+                f"bad token weight {item!r}: write INDEX:WEIGHT with 0 <= INDEX < {num_tokens} "
+                "and WEIGHT >= 0, e.g. 3:0.7,5:0.3"
+            )
+        weights[0, k] = w
+    return weights

@@ -100,9 +100,11 @@ class M3DGAN(nn.Module):
         token_weights: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         beam_size: int = 1,
+        style_scale: float = 1.0,
     ) -> torch.Tensor:
         """Inference: the domain comes from a reference (posterior mean), an explicit e, explicit
-        token weights, or, by default, e ~ N(0, I)."""
+        token weights, or, by default, e ~ N(0, I). ``style_scale`` multiplies the domain
+        embedding z (GST's style scale: above 1 exaggerates the style, below 1 tones it down)."""
         if self.attention is None:
             # a model without z (pix2pix) has one output per source: references and codes do
             # not apply, explicit token weights cannot be honoured
@@ -121,7 +123,7 @@ class M3DGAN(nn.Module):
             z = self.embed(e)
         if len(z) == 1 and len(source) > 1:
             z = z.expand(len(source), -1)
-        return self.generate(source, z, beam_size=beam_size)
+        return self.generate(source, z * style_scale, beam_size=beam_size)
 
     def generator_parameters(self) -> list[nn.Parameter]:
         skip = {id(p) for p in self.discriminator_parameters()}
