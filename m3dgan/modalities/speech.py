@@ -54,8 +54,32 @@ class SpeechFeatures:
     lengths: torch.Tensor
 
 
+def time_mask(lengths: torch.Tensor, t: int, like: torch.Tensor) -> torch.Tensor:
+    """[B, 1, 1, t] (or [B, 1, t] for 3-d ``like``): 1 on each utterance's frames, 0 after."""
+    keep = torch.arange(t, device=like.device)[None] < lengths.to(like.device)[:, None]
+    shape = (len(lengths), 1, 1, t) if like.ndim == 4 else (len(lengths), 1, t)
+    return keep.view(shape).to(like.dtype)
+
+
+def masked_conv_stack(layers: nn.Sequential, x: torch.Tensor, lengths: torch.Tensor):
+    """Run (conv, activation) pairs over [B, C, F, T] (or [B, C, T]), zeroing the frames past
+    each utterance's end after every pair. The convolutions' own zero padding then meets zeros,
+    so an utterance's features do not depend on how much padding its batch has.
+    Returns (output, lengths at the output's time resolution)."""
+    mods = list(layers)
+    for conv, act in zip(mods[::2], mods[1::2], strict=True):
+        x = act(conv(x))
+        stride = conv.stride[-1]
+        if stride == 2:
+            lengths = strided_lengths(lengths, 1)
+        x = x * time_mask(lengths, x.shape[-1], x)
+    return x, lengths
+
+
 class SpeechPrenet(nn.Module):
-    """M_in for speech: mels [B, T, ≥ n_mels] → :class:`SpeechFeatures` (conv2d [32, 32])."""
+    """M_in for speech: mels [B, T, ≥ n_mels] → :class:`SpeechFeatures` (conv2d [32, 32]).
+
+    The mel is shifted by +1 so that silence (and padding) is 0, like a convolution's padding."""
 
     def __init__(self, n_mels: int, channels: list[int]) -> None:
         super().__init__()
@@ -66,8 +90,11 @@ class SpeechPrenet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> SpeechFeatures:
         mel = x[..., : self.n_mels]
-        grid = self.convs(mel.transpose(1, 2).unsqueeze(1))  # [B, C, n_mels, T]
-        return SpeechFeatures(grid, frame_lengths(mel, self.n_mels))
+        lengths = frame_lengths(mel, self.n_mels)
+        grid = (mel - PAD_VALUE).transpose(1, 2).unsqueeze(1)  # [B, 1, n_mels, T]
+        grid = grid * time_mask(lengths, grid.shape[-1], grid)
+        grid, _ = masked_conv_stack(self.convs.net, grid, lengths)
+        return SpeechFeatures(grid, lengths)
 
 
 class SpeechReferenceEncoder(ReferenceEncoder):
@@ -75,10 +102,10 @@ class SpeechReferenceEncoder(ReferenceEncoder):
     (packed), so padding never reaches the reference embedding."""
 
     def forward(self, features: SpeechFeatures) -> Posterior:  # type: ignore[override]
-        h = self.convs(features.grid)  # [B, C, F', T']
+        h, lengths = masked_conv_stack(self.convs, features.grid, features.lengths)
         b, c, f, t = h.shape
         h = h.permute(0, 3, 1, 2).reshape(b, t, c * f)
-        lengths = strided_lengths(features.lengths, len(self.convs) // 2).clamp(1, t)
+        lengths = lengths.clamp(1, t)
         packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, last = self.gru(packed)
         mu, logvar = self.to_posterior(last[-1]).chunk(2, dim=-1)
@@ -103,10 +130,10 @@ class SpeechMemory(nn.Module):
         self.gru = nn.GRU(dim, dim // 2, batch_first=True, bidirectional=True)
 
     def forward(self, features: SpeechFeatures) -> TextFeatures:
-        h = self.convs(features.grid)
+        h, lengths = masked_conv_stack(self.convs, features.grid, features.lengths)
         b, c, f, t = h.shape
         h = F.leaky_relu(self.proj(h.permute(0, 3, 1, 2).reshape(b, t, c * f)), 0.2)
-        lengths = strided_lengths(features.lengths, 2).clamp(1, t)
+        lengths = lengths.clamp(1, t)
         packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
