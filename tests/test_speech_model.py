@@ -78,7 +78,7 @@ def test_tts_shapes_every_objective(objective):
     fake = model.generate(
         source, model.embed(model.encode(target).mu) if model.attention else None, target
     )
-    assert fake.shape == (3, 33, N_MELS + 1)  # frames + stop logit
+    assert fake.shape == (3, 33, N_MELS + 2)  # frames + stop logit + attention penalty
     # frames past each utterance's end are silence, so D sees padding like real padding
     assert torch.all(fake[2, 7:, :N_MELS] == PAD_VALUE)
     assert frame_lengths(fake, N_MELS).tolist() == [20, 33, 7]
@@ -189,3 +189,15 @@ def test_a_training_step_lowers_reconstruction(objective):
     assert last["rec"] < first["rec"]
     assert ("kl" in last) == (objective == "full")  # gst: deterministic embedding, no KL
     assert ("loss_D" in last) == (objective == "full")
+
+
+def test_guided_attention_penalises_off_diagonal_attention():
+    dec = tts("mle").generator
+    g = m = 6
+    mask = torch.ones(1, m, dtype=torch.bool)
+    lengths = torch.tensor([g * dec.r])
+    diagonal = torch.eye(g)[None]
+    anti = torch.eye(g).flip(1)[None]
+    on = dec._off_diagonal(diagonal, mask, lengths).mean()
+    off = dec._off_diagonal(anti, mask, lengths).mean()
+    assert on < 0.05 and off > 0.5

@@ -2,9 +2,10 @@
 
 Samples are normalised log-mels [B, T, n_mels] in [-1, 1] (``m3dgan.audio``); -1 is the silence
 floor and pads a batch, so an utterance's length is the index after its last frame above the floor
-(:func:`frame_lengths`). Generated speech under teacher forcing carries one more channel, the stop
-logit of each frame ([B, T, n_mels + 1]); every speech subnet reads only the first n_mels channels,
-and the reconstruction loss reads both (L1 on frames, cross-entropy on stop).
+(:func:`frame_lengths`). Generated speech under teacher forcing carries two more channels per
+frame, its stop logit and its guided-attention penalty ([B, T, n_mels + 2]); every speech subnet
+reads only the first n_mels channels, and the reconstruction loss reads all (L1 on frames,
+cross-entropy on stop, the mean penalty).
 
 - prenet M_in: 2-layer conv2d [32, 32] over the mel "image" (the image prenet), plus lengths;
 - Enc_r: the shared reference encoder (4 conv2d [64, 64, 128, 128], stride 2 in time and
@@ -253,8 +254,9 @@ class SpeechModality(Modality):
         return SpeechDiscriminator(source, target.channels, cfg)
 
     def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """L1 between frames over each utterance's real frames, plus the stop cross-entropy when
-        ``fake`` carries stop logits (teacher-forced generator output)."""
+        """L1 between frames over each utterance's real frames, plus — when ``fake`` is
+        teacher-forced generator output — the stop cross-entropy and the guided-attention
+        penalty."""
         n_mels = self.n_mels
         real = real[..., :n_mels]
         lengths = frame_lengths(real, n_mels)
@@ -268,7 +270,8 @@ class SpeechModality(Modality):
         stop = F.binary_cross_entropy_with_logits(
             fake[:, :t, n_mels].float(), stop_targets(lengths, t)
         )
-        return l1 + stop
+        guide = (fake[:, :t, n_mels + 1].float() * valid[..., 0]).sum() / valid.sum().clamp_min(1)
+        return l1 + stop + guide
 
     def output_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Mean absolute frame difference over the frames either output has, [B] (mel channels
