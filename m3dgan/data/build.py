@@ -145,11 +145,15 @@ def clear_dataset_files(root: Path) -> None:
     """Remove a previous manifest and split files so a rebuild never mixes old and new files."""
     if not root.is_dir():
         return
-    listed = []  # every file the previous manifest names (texts files, tokenizer model, ...)
+    listed = []  # every file the previous manifest names (texts files, tokenizer model, audio)
     with contextlib.suppress(DataError):
-        listed = [root / f for f in store.read_manifest(root).files if Path(f).name == f]
+        listed = [root / f for f in store.read_manifest(root).files if store.is_safe_relative(f)]
     for path in [root / store.MANIFEST, *root.glob("*.safetensors"), *root.glob("*.tmp"), *listed]:
         path.unlink(missing_ok=True)
+    for folder in sorted({p.parent for p in listed}, key=lambda p: -len(p.parts)):
+        while folder != root and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # sub-folders the listed files leave empty (audio/test/, audio/)
+            folder = folder.parent
 
 
 def ensure_dataset(name_or_path: str | Path, *, progress: bool = True) -> Path:

@@ -2,20 +2,29 @@
 
 A data set is a folder::
 
-    <root>/manifest.json         name, kinds, shapes, class and domain names, split sizes,
-                                 sha256 per file
-    <root>/<split>.safetensors   one file per split ("train", "test"): image sides + labels
+    <root>/manifest.json         name, kinds, shapes, class and domain names, mel settings,
+                                 split sizes, sha256 per file
+    <root>/<split>.safetensors   one file per split ("train", "test"): image and speech sides,
+                                 labels
     <root>/<split>.texts.json    only when a side is text: the text side(s) of the split
     <root>/<tokenizer>           optional subword model named by ``manifest.tokenizer``
+    <root>/<other files>         optional files a builder adds (e.g. ``audio/test/00000.flac``)
 
 Each side of a pair (``source`` = the input S of the translation, ``target`` = the paired ground
-truth T, also the training reference R) is either an image or a text, as ``manifest.source_kind``
-and ``manifest.target_kind`` say ("image" or "text"). A split of N rows holds:
+truth T, also the training reference R) is an image, a text or speech, as ``manifest.source_kind``
+and ``manifest.target_kind`` say ("image", "text" or "speech"). A split of N rows holds:
 
 - ``source`` / ``target`` for an **image** side: uint8 [N, C, H, W] in ``<split>.safetensors``
   (C = ``manifest.source_channels`` / ``target_channels``, H = W = ``manifest.image_size``);
 - ``source`` / ``target`` for a **text** side: N non-empty strings in ``<split>.texts.json``
   (the side's channel count is 0 in the manifest);
+- ``source`` / ``target`` for a **speech** side: N normalised log-mel spectrograms of different
+  lengths, stored ragged in ``<split>.safetensors`` as ``<side>_frames`` float16 [ΣT, n_mels]
+  (every utterance's frames one after the other) and ``<side>_lengths`` int64 [N] (frames per
+  utterance, each >= 1). The side's channel count is n_mels, and ``manifest.audio`` holds the
+  mel settings (:meth:`m3dgan.audio.MelConfig.to_dict`) the frames were made with; it is ``{}``
+  when no side is speech. :func:`load_split` returns the side as
+  :class:`~m3dgan.data.frames.SpeechFrames`, which pads a drawn batch with the silence floor;
 - ``references`` (optional, only with a text side): N non-empty lists of non-empty strings in
   ``<split>.texts.json``, every reference text of the row's item (for multi-reference BLEU);
 - ``label``  int64 [N] in ``<split>.safetensors``: content class (digit value, emoji index),
@@ -26,13 +35,16 @@ and ``manifest.target_kind`` say ("image" or "text"). A split of N rows holds:
 The texts file is a JSON object ``{"source": [...], "target": [...], "references": [[...], ...]}``
 with only the keys the split has, written as UTF-8. ``manifest.tokenizer`` names a subword model
 file inside the folder (e.g. ``spm.model``, a sentencepiece model); "" means text is modelled as
-characters. Every file (split files, texts files, tokenizer) has its sha256 in ``manifest.files``,
-which :func:`verify` checks.
+characters. Every file (split files, texts files, tokenizer, extra files, which may sit in
+sub-folders) has its sha256 in ``manifest.files`` under its path relative to the folder (with
+``/``), which :func:`verify` checks.
 
 Images are uint8 so data sets stay small and loading is a copy, not a decode: the trainer converts
 a batch to float in [-1, 1] on the fly (:func:`to_float`). Texts are kept as plain strings rather
 than token ids so that one data set serves any vocabulary (characters or subwords) and stays
-readable. Format version 1 (images only, no kind fields) is read as version 2 with image sides.
+readable. Mels are float16 for the same reason as images are uint8. Format version 1 (images only,
+no kind fields) is read as version 2 with image sides; version 2 folders written before speech
+existed read unchanged (``audio`` defaults to ``{}``).
 """
 
 from __future__ import annotations
@@ -46,18 +58,21 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from m3dgan.errors import DataError
+from m3dgan.data.frames import SpeechFrames
+from m3dgan.errors import ConfigError, DataError
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
-IMAGE, TEXT = "image", "text"
-KINDS = (IMAGE, TEXT)
+IMAGE, TEXT, SPEECH = "image", "text", "speech"
+KINDS = (IMAGE, TEXT, SPEECH)
 SIDES = ("source", "target")
 SPLIT_KEYS = ("source", "target", "label", "domain")  # the keys every split has
 REFERENCES = "references"
 TEXTS_SUFFIX = ".texts.json"
+FRAMES_SUFFIX, LENGTHS_SUFFIX = "_frames", "_lengths"  # speech side keys in the split file
 
-# One split: tensors for image sides and labels, list[str] for text sides, list[list[str]] refs.
+# One split: tensors for image sides and labels, list[str] for text sides, SpeechFrames (or a list
+# of [T, n_mels] tensors when writing) for speech sides, list[list[str]] refs.
 SplitData = dict[str, Any]
 
 
@@ -65,20 +80,21 @@ SplitData = dict[str, Any]
 class Manifest:
     name: str
     image_size: int  # size of the image side(s); 0 when no side is an image
-    source_channels: int  # 0 for a text side
-    target_channels: int  # 0 for a text side
+    source_channels: int  # 0 for a text side, n_mels for a speech side
+    target_channels: int  # 0 for a text side, n_mels for a speech side
     splits: dict[str, int] = field(default_factory=dict)
     classes: list[str] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     provenance: dict = field(default_factory=dict)  # where the material came from, licences
     format_version: int = FORMAT_VERSION
-    source_kind: str = IMAGE  # "image" | "text"
-    target_kind: str = IMAGE  # "image" | "text"
+    source_kind: str = IMAGE  # "image" | "text" | "speech"
+    target_kind: str = IMAGE  # "image" | "text" | "speech"
     tokenizer: str = ""  # subword model file in the folder; "" = text modelled as characters
+    audio: dict = field(default_factory=dict)  # MelConfig.to_dict() with a speech side, else {}
 
     def kind(self, side: str) -> str:
-        """ "image" or "text" for ``side`` ("source" or "target")."""
+        """ "image", "text" or "speech" for ``side`` ("source" or "target")."""
         return self.source_kind if side == "source" else self.target_kind
 
     def text_sides(self) -> tuple[str, ...]:
@@ -86,6 +102,9 @@ class Manifest:
 
     def image_sides(self) -> tuple[str, ...]:
         return tuple(side for side in SIDES if self.kind(side) == IMAGE)
+
+    def speech_sides(self) -> tuple[str, ...]:
+        return tuple(side for side in SIDES if self.kind(side) == SPEECH)
 
 
 def texts_file(split: str) -> str:
@@ -127,12 +146,46 @@ def _check_field_types(manifest: Manifest, where: str) -> None:
         "source_kind": lambda v: isinstance(v, str),
         "target_kind": lambda v: isinstance(v, str),
         "tokenizer": lambda v: isinstance(v, str),
+        "audio": lambda v: isinstance(v, dict),
     }
     for name, ok in checks.items():
         if hasattr(manifest, name) and not ok(getattr(manifest, name)):
             raise DataError(
                 f"{where}: field {name!r} has a wrong type: {getattr(manifest, name)!r}"
             )
+
+
+def is_safe_relative(name: str) -> bool:
+    """True for a relative ``/``-separated path that stays inside the data set folder."""
+    parts = name.split("/")
+    return (
+        bool(name)
+        and "\\" not in name
+        and not name.startswith("/")
+        and all(p not in ("", ".", "..") for p in parts)
+        and not Path(name).is_absolute()
+    )
+
+
+def _check_audio(manifest: Manifest, side: str, channels: int, where: str) -> None:
+    """A speech side needs mel settings whose bin count is the side's channel count."""
+    from m3dgan.audio.config import MelConfig
+
+    if not manifest.audio:
+        raise DataError(f"{where}: {side} is speech, so audio must hold its mel settings")
+    try:
+        cfg = MelConfig.from_dict(manifest.audio)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise DataError(f"{where}: audio holds invalid mel settings ({exc})") from exc
+    if not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in manifest.audio.values()
+    ):
+        raise DataError(f"{where}: audio values must be numbers, got {manifest.audio!r}")
+    if cfg.n_mels != channels:
+        raise DataError(
+            f"{where}: {side} is speech with {side}_channels={channels}, but audio says "
+            f"n_mels={cfg.n_mels}; they must be equal"
+        )
 
 
 def check_manifest(manifest: Manifest, where: str = "manifest") -> None:
@@ -149,6 +202,13 @@ def check_manifest(manifest: Manifest, where: str = "manifest") -> None:
             )
         if kind == IMAGE and channels < 1:
             raise DataError(f"{where}: {side} is an image, so {side}_channels must be >= 1")
+        if kind == SPEECH:
+            _check_audio(manifest, side, channels, where)
+    if manifest.audio and not manifest.speech_sides():
+        raise DataError(f"{where}: audio (mel settings) set but no side is speech")
+    for fname in manifest.files:
+        if not is_safe_relative(fname):
+            raise DataError(f"{where}: file name {fname!r} must be a relative path in the folder")
     if manifest.image_sides() and manifest.image_size < 1:
         raise DataError(f"{where}: image_size must be positive when a side is an image")
     if not manifest.image_sides() and manifest.image_size != 0:
@@ -185,6 +245,30 @@ def _check_references(split: str, refs: Any, n: int) -> None:
                 )
 
 
+def _check_speech(split: str, side: str, value: Any, n: int, n_mels: int) -> None:
+    if not isinstance(value, SpeechFrames):
+        raise DataError(
+            f"split {split!r}: {side} is speech in the manifest ({side}_kind='speech') but "
+            f"{type(value).__name__} was given; pass SpeechFrames or a list of [T, n_mels] tensors"
+        )
+    if len(value) != n:
+        raise DataError(f"split {split!r}: {side} has {len(value)} utterances, label has {n}")
+    if value.n_mels != n_mels:
+        raise DataError(
+            f"split {split!r}: {side} has {value.n_mels} mel bins, the manifest says {n_mels}"
+        )
+
+
+def _as_frames(split: str, side: str, value: Any, n_mels: int) -> Any:
+    """A list of [T, n_mels] tensors → SpeechFrames (other values are checked later)."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, torch.Tensor) for v in value):
+        try:
+            return SpeechFrames.from_list(value, n_mels)
+        except DataError as exc:
+            raise DataError(f"split {split!r}: {side}: {exc}") from exc
+    return value
+
+
 def _check_split(split: str, data: SplitData, manifest: Manifest) -> None:
     """Every key present with N rows, of the type its kind asks for."""
     missing = [k for k in SPLIT_KEYS if k not in data]
@@ -207,6 +291,9 @@ def _check_split(split: str, data: SplitData, manifest: Manifest) -> None:
                     "but a tensor was given; pass a list of strings"
                 )
             _check_texts(split, side, value, n)
+            continue
+        if manifest.kind(side) == SPEECH:
+            _check_speech(split, side, value, n, getattr(manifest, f"{side}_channels"))
             continue
         if not isinstance(value, torch.Tensor):
             raise DataError(
@@ -243,17 +330,28 @@ def write_dataset(
     manifest; every file goes to a temp name first, then is renamed."""
     root = Path(root)
     check_manifest(manifest)
+    splits = {split: dict(data) for split, data in splits.items()}
     for split, data in splits.items():
+        for side in manifest.speech_sides():
+            if side in data:
+                n_mels = getattr(manifest, f"{side}_channels")
+                data[side] = _as_frames(split, side, data[side], n_mels)
         _check_split(split, data, manifest)
     for fname in extra_files or {}:
-        if Path(fname).name != fname or fname == MANIFEST:
-            raise DataError(f"extra file name {fname!r} must be a plain file name in the folder")
+        if not is_safe_relative(fname) or fname == MANIFEST:
+            raise DataError(
+                f"extra file name {fname!r} must be a relative path inside the folder "
+                "(e.g. 'spm.model' or 'audio/test/00000.flac')"
+            )
     root.mkdir(parents=True, exist_ok=True)
     for split, data in splits.items():
         fname = f"{split}.safetensors"
-        tensor_keys = [*manifest.image_sides(), "label", "domain"]
+        tensors = {k: data[k].contiguous() for k in [*manifest.image_sides(), "label", "domain"]}
+        for side in manifest.speech_sides():
+            tensors[side + FRAMES_SUFFIX] = data[side].frames
+            tensors[side + LENGTHS_SUFFIX] = data[side].lengths
         tmp = root / (fname + ".tmp")
-        save_file({k: data[k].contiguous() for k in tensor_keys}, str(tmp))
+        save_file(tensors, str(tmp))
         tmp.replace(root / fname)
         manifest.splits[split] = len(data["label"])
         manifest.files[fname] = sha256_file(root / fname)
@@ -267,6 +365,7 @@ def write_dataset(
             (root / tname).unlink(missing_ok=True)
             manifest.files.pop(tname, None)
     for fname, payload in (extra_files or {}).items():
+        (root / fname).parent.mkdir(parents=True, exist_ok=True)
         _write_bytes(root / fname, payload)
         manifest.files[fname] = sha256_file(root / fname)
     if manifest.tokenizer and not (root / manifest.tokenizer).is_file():
@@ -324,9 +423,33 @@ def _load_texts(path: Path, keys: list[str]) -> dict[str, Any]:
     return {k: v for k, v in texts.items() if k in (*keys, REFERENCES)}
 
 
+def _load_frames(path: Path, data: SplitData, side: str, n_mels: int) -> SpeechFrames:
+    """Pop a speech side's two tensors from a loaded split file and check they agree."""
+    fkey, lkey = side + FRAMES_SUFFIX, side + LENGTHS_SUFFIX
+    missing = [k for k in (fkey, lkey) if k not in data]
+    if missing:
+        raise DataError(f"{path}: damaged data file (no {missing}); rebuild the data set")
+    frames, lengths = data.pop(fkey), data.pop(lkey)
+    if frames.dtype != torch.float16 or lengths.dtype != torch.int64:
+        raise DataError(
+            f"{path}: damaged data file ({fkey} must be float16 and {lkey} int64, got "
+            f"{frames.dtype} and {lengths.dtype}); rebuild the data set"
+        )
+    if frames.ndim == 2 and frames.shape[1] != n_mels:
+        raise DataError(
+            f"{path}: {fkey} has {frames.shape[1]} mel bins but the manifest says {n_mels}; "
+            "rebuild the data set"
+        )
+    try:
+        return SpeechFrames(frames, lengths, where=f"{path}: {side}")
+    except DataError as exc:
+        raise DataError(f"{exc}; rebuild the data set") from exc
+
+
 def load_split(root: Path, split: str) -> SplitData:
-    """Load one split: tensors for image sides, label and domain, plus ``list[str]`` for text
-    sides and ``references`` when the split has them (see module docstring)."""
+    """Load one split: tensors for image sides, label and domain, ``SpeechFrames`` for speech
+    sides, ``list[str]`` for text sides and ``references`` when the split has them (see the
+    module docstring)."""
     root = Path(root)
     manifest = read_manifest(root)
     path = root / f"{split}.safetensors"
@@ -339,6 +462,8 @@ def load_split(root: Path, split: str) -> SplitData:
     for side in manifest.image_sides():
         if side not in data:
             raise DataError(f"{path}: damaged data file (no {side} tensor); rebuild the data set")
+    for side in manifest.speech_sides():
+        data[side] = _load_frames(path, data, side, getattr(manifest, f"{side}_channels"))
     if manifest.text_sides():
         texts_path = root / texts_file(split)
         data.update(_load_texts(texts_path, list(manifest.text_sides())))

@@ -1,6 +1,8 @@
 """A loaded split → the tensors the model trains on, and the model's view of each side.
 
 Images stay uint8 until a batch is drawn (``batch_to_model`` converts to float in [-1, 1]).
+Speech sides stay ragged float16 mels (:class:`~m3dgan.data.frames.SpeechFrames`); a drawn batch
+is padded with the silence floor and becomes float32 on the device.
 Text sides are encoded once, at load time, into padded int64 ids [N, L] with the run's
 vocabulary, so drawing a batch is an index, as for images. The vocabulary is a characters list
 built from the training texts of that side (the paper's character model) or the data set's
@@ -55,13 +57,15 @@ def side_specs(
     manifest: Manifest, source_kind: str, target_kind: str, vocabs, train: SplitData
 ) -> tuple[ModalitySpec, ModalitySpec]:
     """ModalitySpec of each side: images (channels, size); text (vocabulary size, longest
-    training sequence in tokens)."""
+    training sequence in tokens); speech (mel bins, longest training utterance in frames)."""
     specs = []
     for side, kind in zip(SIDES, (source_kind, target_kind), strict=True):
+        channels = manifest.source_channels if side == "source" else manifest.target_channels
         if kind == "text":
             specs.append(ModalitySpec("text", vocabs[side].size, int(train[side].shape[1])))
+        elif kind == "speech":
+            specs.append(ModalitySpec("speech", channels, train[side].max_length))
         else:
-            channels = manifest.source_channels if side == "source" else manifest.target_channels
             specs.append(ModalitySpec(kind, channels, manifest.image_size))
     return specs[0], specs[1]
 
@@ -69,7 +73,10 @@ def side_specs(
 def batch_to_model(
     x: torch.Tensor, device: torch.device, channels_last: bool = False
 ) -> torch.Tensor:
-    """A drawn batch → model input: images float [-1, 1]; ids trimmed to the longest row."""
+    """A drawn batch → model input: images float [-1, 1]; mels (float16 [b, T, n_mels], padded
+    with the silence floor) float32; ids trimmed to the longest row."""
+    if x.dtype.is_floating_point:
+        return x.to(device, non_blocking=True).float()
     if x.dtype == torch.uint8:
         x = to_float(x.to(device, non_blocking=True))
         return x.contiguous(memory_format=torch.channels_last) if channels_last else x
