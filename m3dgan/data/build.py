@@ -28,7 +28,15 @@ BuildFn = Callable[
 BUILD_KEY = "build"  # provenance key holding the build parameters
 BUILDER_VERSION = 1  # bump when a builder's output changes, so cached folders get rebuilt
 # published data sets: see m3dgan.data.fetch.PUBLISHED (a test keeps the two lists equal)
-FETCHABLE = ("edges2shoes", "night2day", "cub", "coco-captions", "wmt14-en-fr")
+FETCHABLE = (
+    "edges2shoes",
+    "night2day",
+    "cub",
+    "coco-captions",
+    "wmt14-en-fr",
+    "ljspeech",
+    "librispeech-clean-100",
+)
 
 
 @dataclass(frozen=True)

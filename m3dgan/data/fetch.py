@@ -8,7 +8,10 @@ unpacks them safely and converts them into ``paths.dataset_dir(name)``, where
 - ``edges2shoes``, ``night2day``: pix2pix aligned archives -> :mod:`m3dgan.data.aligned`;
 - ``cub``: CUB-200-2011 + Reed et al.'s descriptions (text -> image) -> :mod:`m3dgan.data.cub`;
 - ``coco-captions``: MS-COCO 2014 captions (image -> text) -> :mod:`m3dgan.data.coco`;
-- ``wmt14-en-fr``: Europarl v7 + newstest2014 (text -> text) -> :mod:`m3dgan.data.wmt`.
+- ``wmt14-en-fr``: Europarl v7 + newstest2014 (text -> text) -> :mod:`m3dgan.data.wmt`;
+- ``ljspeech``: LJ Speech 1.1 (text -> speech, one speaker) -> :mod:`m3dgan.data.ljspeech`;
+- ``librispeech-clean-100``: LibriSpeech train-clean-100 + test-clean (text <-> speech, domain =
+  speaker) -> :mod:`m3dgan.data.librispeech`.
 
 The archives are large (edges2shoes ~2 GB, COCO's photos 19 GB), so:
 
@@ -25,10 +28,14 @@ The archives are large (edges2shoes ~2 GB, COCO's photos 19 GB), so:
 Mirrors: ``url=`` replaces the official address (a string for a one-archive data set, or
 ``{source key: url}``); the environment variable ``M3DGAN_FETCH_MIRROR`` names a base URL that
 holds every archive under its published file name. An explicit ``url`` wins over the mirror.
+Where the publisher lists mirrors of its own (openslr.org's US, EU and CN copies),
+``Source.mirrors`` holds them and a failed download from the official address goes on with the
+next mirror (a partial file resumes there: the copies are byte-identical); an explicit ``url`` or
+the environment mirror is used alone.
 
-Extraction rejects members with absolute paths or ``..`` and links pointing outside, and uses
-tarfile's ``"data"`` filter where Python has it. Zip archives that a converter reads member by
-member (COCO's photos) are never unpacked.
+Extraction (tar, tar.gz, tar.bz2, zip) rejects members with absolute paths or ``..`` and links
+pointing outside, and uses tarfile's ``"data"`` filter where Python has it. Zip archives that a
+converter reads member by member (COCO's photos) are never unpacked.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ import yaml
 from tqdm import tqdm
 
 from m3dgan import paths
-from m3dgan.data import aligned, coco, cub, store, wmt
+from m3dgan.data import aligned, coco, cub, librispeech, ljspeech, store, utterances, wmt
 from m3dgan.errors import ConfigError, DataError
 
 OFFICIAL_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
@@ -58,7 +65,7 @@ MIRROR_ENV = "M3DGAN_FETCH_MIRROR"
 FETCH_KEY = "fetch"  # provenance key holding the conversion options
 CHUNK = 1 << 20
 TIMEOUT_S = 60
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar", ".zip")
 # tarfile.FilterError exists where the "data" extraction filter does (3.12+, recent backports)
 _FILTER_ERROR: type[Exception] | tuple = getattr(tarfile, "FilterError", ())
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -74,6 +81,7 @@ class Source:
     sha256: str | None = None  # None: not pinned by the project (see module docstring)
     keep: Callable[[str], bool] | None = None  # members to unpack (None: all)
     unpack: bool = True  # False: the converter reads the archive in place
+    mirrors: tuple[str, ...] = ()  # the publisher's own copies, tried in turn after ``url``
 
 
 Converter = Callable[..., Path]  # (inputs: {key: path}, out, *, name, provenance, progress, **opts)
@@ -120,6 +128,30 @@ def _ends_with(*suffixes: str) -> Callable[[str], bool]:
 
 _COCO = "http://images.cocodataset.org"
 _STATMT = "https://www.statmt.org"
+_OPENSLR = "https://www.openslr.org/resources/12"
+_OPENSLR_MIRRORS = (  # as listed on https://www.openslr.org/12/
+    "https://us.openslr.org/resources/12",
+    "https://openslr.elda.org/resources/12",
+    "https://openslr.magicdatatech.com/resources/12",
+)
+_SPEECH_OPTIONS = {
+    "limit": None,
+    "max_seconds": utterances.DEFAULT_MAX_SECONDS,
+    "test_fraction": utterances.DEFAULT_TEST_FRACTION,
+    "skip_bad": False,
+}
+
+
+def _openslr(key: str, filename: str) -> Source:
+    return Source(
+        key,
+        f"{_OPENSLR}/{filename}",
+        filename,
+        keep=_ends_with(".flac", librispeech.TRANS_SUFFIX),
+        mirrors=tuple(f"{base}/{filename}" for base in _OPENSLR_MIRRORS),
+    )
+
+
 # Reed et al.'s archive lives on Google Drive, which may answer with a web page instead of the
 # file: then download it in a browser into the downloads folder, or give a mirror URL.
 _REED_CUB = (
@@ -192,6 +224,29 @@ PUBLISHED: dict[str, Published] = {
         {"limit": None, "lowercase": False, "vocab_size": wmt.DEFAULT_VOCAB_SIZE, "seed": 0},
         "about 0.7 GB",
     ),
+    ljspeech.NAME: Published(
+        ljspeech.NAME,
+        (
+            Source(
+                "archive",
+                "https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2",
+                "LJSpeech-1.1.tar.bz2",
+            ),
+        ),
+        ljspeech.convert,
+        {**_SPEECH_OPTIONS, "style_column": None},
+        "about 2.6 GB",
+    ),
+    librispeech.NAME: Published(
+        librispeech.NAME,
+        (
+            _openslr("train", f"{librispeech.TRAIN_SUBSET}.tar.gz"),
+            _openslr("test", f"{librispeech.TEST_SUBSET}.tar.gz"),
+        ),
+        librispeech.convert,
+        dict(_SPEECH_OPTIONS),
+        "about 6.7 GB (train-clean-100 6.3 GB, test-clean 0.35 GB)",
+    ),
 }
 
 
@@ -238,11 +293,11 @@ def fetch(
     dest.mkdir(parents=True, exist_ok=True)
     archives, provenance = {}, {}
     for source in spec.sources:
-        address = urls.get(source.key) or _mirror_url(source) or source.url
+        chosen = urls.get(source.key) or _mirror_url(source)
+        address = chosen or source.url
         archive = dest / source.filename
         if not archive.is_file():
-            download(address, archive, progress=progress)
-            refuse_web_page(archive, address)
+            address = _download_any([chosen] if chosen else _addresses(source), archive, progress)
         pinned = digests.get(source.key) or source.sha256
         expected = _expected_digest(_stem(archive), dest, pinned)
         digest = check_sha256(archive, expected)
@@ -343,6 +398,33 @@ def parse_options(values: list[str]) -> dict:
         except yaml.YAMLError as exc:
             raise ConfigError(f"--option {key}: cannot read {raw!r} ({exc})") from exc
     return options
+
+
+def _addresses(source: Source) -> list[str]:
+    return [source.url, *source.mirrors]
+
+
+def _download_any(addresses: list[str], archive: Path, progress: bool) -> str:
+    """Download ``archive`` from the first address that delivers it; return that address.
+
+    Each failure (unreachable host, HTTP error, a web page instead of the archive) moves on to
+    the next address; the last failure is raised, naming every address tried."""
+    failures = []
+    for address in addresses:
+        try:
+            download(address, archive, progress=progress)
+            refuse_web_page(archive, address)
+            return address
+        except DataError as exc:
+            failures.append(exc)
+            if len(failures) < len(addresses):
+                print(f"{exc}; trying the next mirror")
+    if len(failures) == 1:
+        raise failures[0]
+    raise DataError(
+        f"could not download {archive.name} from any of {len(addresses)} addresses "
+        f"({', '.join(addresses)}); last error: {failures[-1]}"
+    ) from failures[-1]
 
 
 def _mirror_url(source: Source) -> str | None:
