@@ -79,8 +79,8 @@ def test_fetch_ljspeech_tar_bz2_and_convert(lj) -> None:
     assert manifest.domains == ["default"]
     listed = [line[0] for line in sfx.LJ_LINES]
     assert manifest.splits == {"train": len(listed) - 1, "test": 1}
-    skipped = manifest.provenance["skipped"]
-    assert (skipped["too_long"], skipped["too_long_ids"]) == (1, [sfx.LJ_LONG[0]])
+    assert manifest.provenance["skipped"] == {"max_seconds": 10.0, "too_long": 1, "bad_audio": {}}
+    assert utterances.read_too_long_ids(out) == [sfx.LJ_LONG[0]]
     assert manifest.provenance["archive_sha256"] == hashlib.sha256(archive).hexdigest()
     assert manifest.provenance[fetch.FETCH_KEY]["max_seconds"] == 10.0
     texts = {line[0]: sfx.lj_expected_text(line) for line in sfx.LJ_LINES}
@@ -95,6 +95,16 @@ def test_fetch_ljspeech_tar_bz2_and_convert(lj) -> None:
             _check_frames(data["target"][row], clips[uid])
             assert int(data["target"].lengths[row]) == len(data["target"][row])
         seen += ids
+    # the test split's audio is kept as the built-in corpus keeps it: 16 kHz FLAC, trimmed as
+    # its mel was, listed with a checksum
+    data, ids = _rows(out, "test")
+    for row, uid in enumerate(ids):
+        name = f"audio/test/{row:05d}.flac"
+        assert name in manifest.files
+        wave, rate = sf.read(str(out / name), dtype="float32")
+        assert rate == 16000 and wave.ndim == 1
+        assert len(wave) // 256 + 1 == len(data["target"][row])
+        assert len(wave) / rate < clips[uid].speech_seconds + 0.05
     assert sorted(seen) == sorted(listed)  # every short utterance once, in one split
     labels = [*store.load_split(out, "train")["label"], *store.load_split(out, "test")["label"]]
     assert sorted(int(x) for x in labels) == list(range(len(listed)))
@@ -144,9 +154,7 @@ def test_ljspeech_styles_limit_and_max_seconds(tmp_path: Path, lj) -> None:
     )
     manifest = store.verify(out)
     assert manifest.domains == ["default"]
-    assert sorted(manifest.provenance["skipped"]["too_long_ids"]) == sorted(
-        uid for _, uid in seconds[2:]
-    )
+    assert sorted(utterances.read_too_long_ids(out)) == sorted(uid for _, uid in seconds[2:])
     ids = utterances.read_utterance_ids(out)
     assert sorted(ids["train"] + ids["test"]) == sorted(uid for _, uid in seconds[:2])
     with pytest.raises(ConfigError, match="style_column"):

@@ -190,7 +190,6 @@ def convert_folder(
         "limit": limit,
         "listed": listed,
         "unlisted_audio_files": unlisted,
-        "skipped": skipped.as_dict(max_seconds),
         "terms": TERMS,
         **(provenance if provenance is not None else {"source_folder": str(Path(root).resolve())}),
     }
@@ -201,6 +200,8 @@ def convert_folder(
         domains=speakers,
         cfg=cfg,
         provenance=info,
+        skipped=skipped,
+        max_seconds=max_seconds,
         progress=progress,
     )
 

@@ -198,12 +198,19 @@ def convert_folder(
         "style_column": style_column if style_column is not None else AUTO_STYLE_COLUMN * styled,
         "limit": limit,
         "listed": len(rows),
-        "skipped": skipped.as_dict(max_seconds),
         "terms": TERMS if name == NAME else "see the corpus's own licence",
         **(provenance if provenance is not None else {"source_folder": str(root.resolve())}),
     }
     return utt.write_speech_dataset(
-        out, name=name, splits=splits, domains=domains, cfg=cfg, provenance=info, progress=progress
+        out,
+        name=name,
+        splits=splits,
+        domains=domains,
+        cfg=cfg,
+        provenance=info,
+        skipped=skipped,
+        max_seconds=max_seconds,
+        progress=progress,
     )
 
 

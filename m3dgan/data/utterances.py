@@ -93,13 +93,10 @@ class Skipped:
     too_long: list[str] = field(default_factory=list)  # utterance ids
     bad: dict[str, str] = field(default_factory=dict)  # audio file -> why
 
-    def as_dict(self, max_seconds: float) -> dict:
-        return {
-            "max_seconds": max_seconds,
-            "too_long": len(self.too_long),
-            "too_long_ids": self.too_long,
-            "bad_audio": dict(self.bad),
-        }
+    def summary(self, max_seconds: float) -> dict:
+        """Counts for the manifest (the long ids, thousands in LibriSpeech, go to
+        ``utterances.json`` instead)."""
+        return {"max_seconds": max_seconds, "too_long": len(self.too_long), "bad_audio": self.bad}
 
 
 def check_options(max_seconds: float, test_fraction: float) -> None:
@@ -243,19 +240,22 @@ def write_speech_dataset(
     domains: list[str],
     cfg: MelConfig,
     provenance: dict,
+    skipped: Skipped,
+    max_seconds: float,
     progress: bool = True,
 ) -> Path:
     """Write the splits as a store data set (text source, speech target); labels number the
-    utterances across all splits in split order, ``utterances.json`` maps rows to ids, and the
-    test split's audio is kept (:func:`kept_test_audio`)."""
+    utterances across all splits in split order, ``utterances.json`` maps rows to ids (and
+    lists the utterances skipped as too long), and the test split's audio is kept
+    (:func:`kept_test_audio`). ``provenance["skipped"]`` gets :meth:`Skipped.summary`."""
     for split, part in splits.items():
         if not len(part):
             raise DataError(
-                f"{name}: the {split} split is empty after skipping "
-                f"{provenance.get('skipped', {}).get('too_long', 0)} long and "
-                f"{len(provenance.get('skipped', {}).get('bad_audio', {}))} bad utterances; "
+                f"{name}: the {split} split is empty after skipping {len(skipped.too_long)} "
+                f"utterances longer than {max_seconds} s and {len(skipped.bad)} bad ones; "
                 "raise max_seconds or check the audio"
             )
+    provenance = {**provenance, "skipped": skipped.summary(max_seconds)}
     rows, next_label = {}, 0
     for split, part in splits.items():
         labels = torch.arange(next_label, next_label + len(part), dtype=torch.int64)
@@ -277,7 +277,8 @@ def write_speech_dataset(
         audio=cfg.to_dict(),
         provenance=provenance,
     )
-    ids = {split: part.uids for split, part in splits.items()}
+    ids = {"splits": {split: part.uids for split, part in splits.items()}}
+    ids["too_long"] = skipped.too_long
     extra = {UTTERANCES_FILE: json.dumps(ids, ensure_ascii=False).encode("utf-8")}
     extra.update(kept_test_audio(splits["test"], cfg, progress))
     return store.write_dataset(Path(out), manifest, rows, extra)
@@ -285,4 +286,9 @@ def write_speech_dataset(
 
 def read_utterance_ids(root: Path) -> dict[str, list[str]]:
     """The corpus ids of each split's rows, as :func:`write_speech_dataset` saved them."""
-    return json.loads((Path(root) / UTTERANCES_FILE).read_text(encoding="utf-8"))
+    return json.loads((Path(root) / UTTERANCES_FILE).read_text(encoding="utf-8"))["splits"]
+
+
+def read_too_long_ids(root: Path) -> list[str]:
+    """The ids of the utterances left out for being longer than ``max_seconds``."""
+    return json.loads((Path(root) / UTTERANCES_FILE).read_text(encoding="utf-8"))["too_long"]
