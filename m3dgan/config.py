@@ -45,6 +45,7 @@ class ModelConfig:
     # FC layers over the previous frame
     frame_prenet: list[int] = field(default_factory=lambda: [256, 128])
     frame_dropout: float = 0.5  # prenet dropout, kept on at inference too (Tacotron's finding)
+    speech_attention: str = "location"  # location-sensitive + input feeding | content (parallel)
     guided_attention: float = 1.0  # weight of the diagonal attention prior (0: off; see decoder)
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)

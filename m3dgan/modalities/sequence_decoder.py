@@ -65,7 +65,10 @@ class AttentionRNNDecoder(nn.Module):
         input_dim: int,
         z_dim: int,
         cfg: ModelConfig,
+        input_feeding: bool = False,
     ) -> None:
+        """``input_feeding``: the attention RNN also reads the previous step's context vector
+        (Tacotron's design; steps then run one at a time, in training too)."""
         super().__init__()
         self.z_dim = z_dim
         self.source_attention = cfg.source_attention
@@ -82,6 +85,8 @@ class AttentionRNNDecoder(nn.Module):
             mem_dim = source_channels
         self.mem_dim = mem_dim + z_dim
         a = cfg.decoder_attention_rnn
+        if input_feeding:
+            input_dim += self.mem_dim
         self.attention_rnn = nn.ModuleList(
             [nn.GRU(input_dim, a, batch_first=True), nn.GRU(a, a, batch_first=True)]
         )

@@ -8,6 +8,11 @@ stop (paper §4; Tacotron's decoder with the paper's z concatenated to the memor
 ``frames_per_step`` (r) frames per step shortens the recurrence r times. Teacher forcing feeds
 the last real frame of the previous step, so training is one GRU call per layer, as for text.
 Decoding runs step by step until every row's stop probability passes 0.5 (or a frame limit).
+With ``model.speech_attention = "location"`` (default) the attention RNN also reads the previous
+context (input feeding) and the attention adds location features of its previous and cumulative
+weights (Tacotron 2's location-sensitive attention), so it knows where it is in the text; steps
+then run one at a time in training too. ``"content"`` is the text decoder's parallel form
+(content-only attention, one GRU call per layer), kept for comparison.
 The prenet dropout stays on when decoding: Tacotron found the decoder otherwise leans on its
 input frame and fails to generalise from ground-truth inputs to its own.
 
@@ -59,7 +64,19 @@ class SpeechDecoder(AttentionRNNDecoder):
         cfg: ModelConfig,
     ) -> None:
         prenet = FramePrenet(n_mels, cfg.frame_prenet, cfg.frame_dropout)
-        super().__init__(source, source_channels, prenet.out_dim, z_dim, cfg)
+        if cfg.speech_attention not in ("location", "content"):
+            raise ValueError(
+                f"model.speech_attention must be 'location' or 'content', not {cfg.speech_attention!r}"
+            )
+        self.location = cfg.speech_attention == "location"
+        super().__init__(
+            source, source_channels, prenet.out_dim, z_dim, cfg, input_feeding=self.location
+        )
+        if self.location:
+            a = cfg.decoder_attention_rnn
+            # location features from the previous and the cumulative attention (Tacotron 2)
+            self.location_conv = nn.Conv1d(2, 32, 31, padding=15, bias=False)
+            self.location_proj = nn.Linear(32, a, bias=False)
         self.frame_prenet = prenet
         self.n_mels, self.max_frames, self.r = n_mels, max_frames, cfg.frames_per_step
         self.guided_attention, self.guide_width = cfg.guided_attention, 0.2
@@ -67,10 +84,43 @@ class SpeechDecoder(AttentionRNNDecoder):
         self.to_stop = nn.Linear(self.out_dim, self.r)
 
     def _step(self, previous, memory, keys, mask, state=None):
-        h, state, weights = self._core(self.frame_prenet(previous), memory, keys, mask, state)
+        """Previous frames [B, G, n_mels] → (frames [B, G·r, n_mels], stop logits [B, G·r],
+        state, attention weights [B, G, M])."""
+        if self.location:
+            h, state, weights = self._located(
+                self.frame_prenet(previous), memory, keys, mask, state
+            )
+        else:
+            h, state, weights = self._core(self.frame_prenet(previous), memory, keys, mask, state)
         b, t, _ = h.shape
         frames = torch.tanh(self.to_frames(h)).view(b, t * self.r, self.n_mels)
         return frames, self.to_stop(h).view(b, t * self.r), state, weights
+
+    def _located(self, x, memory, keys, mask, state=None):
+        """The core with input feeding and location-sensitive attention, one step at a time.
+        ``state`` = (GRU states, previous context, previous and cumulative attention)."""
+        b, m = memory.shape[0], memory.shape[1]
+        if state is None:
+            zeros = memory.new_zeros(b, m)
+            state = (None, None, None, memory.new_zeros(b, memory.shape[2]), zeros, zeros)
+        s1, s2, s3, context, w_prev, w_cum = state
+        outs, all_weights = [], []
+        for g in range(x.shape[1]):
+            h1, s1 = self.attention_rnn[0](torch.cat([x[:, g], context], -1)[:, None], s1)
+            h2, s2 = self.attention_rnn[1](h1, s2)
+            query = (h1 + h2)[:, 0]
+            loc = self.location_conv(torch.stack([w_prev, w_cum], 1)).transpose(1, 2)
+            energy = self.score(
+                torch.tanh(self.query(query)[:, None] + keys + self.location_proj(loc))
+            ).squeeze(-1)
+            weights = F.softmax(energy.masked_fill(~mask, float("-inf")), dim=-1)
+            context = (weights[:, None] @ memory)[:, 0]
+            h3, s3 = self.decoder_rnn(torch.cat([query, context], -1)[:, None], s3)
+            outs.append(torch.cat([h3[:, 0], context], -1))
+            all_weights.append(weights)
+            w_prev, w_cum = weights, w_cum + weights
+        state = (s1, s2, s3, context, w_prev, w_cum)
+        return torch.stack(outs, 1), state, torch.stack(all_weights, 1)
 
     def forward(
         self,
