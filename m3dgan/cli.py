@@ -18,7 +18,7 @@ def _add_data(sub) -> None:
     p = sub.add_parser("data", help="build, fetch or list data sets")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     b = dsub.add_parser("build", help="build a built-in data set offline from installed material")
-    b.add_argument("name", help="digits | edges2emoji | text2emoji | emoji2text | en2fr")
+    b.add_argument("name", help="digits | edges2emoji | text2emoji | emoji2text | en2fr | speech")
     b.add_argument(
         "--force", action="store_true", help="rebuild even if a valid cached build exists"
     )
@@ -27,13 +27,18 @@ def _add_data(sub) -> None:
     )
     b.add_argument("--seed", type=int, default=0)
     f = dsub.add_parser("fetch", help="download a published data set (needs internet)")
-    f.add_argument("name", help="edges2shoes | night2day | cub | coco-captions | wmt14-en-fr")
+    f.add_argument(
+        "name",
+        help="edges2shoes | night2day | cub | coco-captions | wmt14-en-fr | ljspeech | "
+        "librispeech-clean-100",
+    )
     f.add_argument(
         "--url",
         action="append",
         metavar="[KEY=]URL",
         help="mirror URL of the archive; KEY=URL per archive where a data set has several "
-        "(cub: images, text; coco-captions: annotations, train, val; wmt14-en-fr: train, test). "
+        "(cub: images, text; coco-captions: annotations, train, val; wmt14-en-fr: train, test; "
+        "librispeech-clean-100: train, test). "
         "M3DGAN_FETCH_MIRROR=BASE_URL serves every archive from one mirror",
     )
     f.add_argument("--sha256", action="append", metavar="[KEY=]HEX", help="expected sha256")
@@ -42,14 +47,16 @@ def _add_data(sub) -> None:
         "--limit",
         type=int,
         default=None,
-        help="cap photos per split (wmt14-en-fr: training pairs), for quick trials",
+        help="cap photos per split (wmt14-en-fr: training pairs; speech: utterances), for quick "
+        "trials",
     )
     f.add_argument(
         "--option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="converter option, e.g. texts_per_image=1, crop=bbox, lowercase=true, vocab_size=8000",
+        help="converter option, e.g. texts_per_image=1, crop=bbox, lowercase=true, vocab_size=8000; "
+        "speech: max_seconds=10, test_fraction=0.02, skip_bad=true, style_column=4 (ljspeech)",
     )
     f.add_argument("--force", action="store_true")
     dsub.add_parser("list", help="list data sets and where they are")
