@@ -134,14 +134,19 @@ def _add_translate(sub) -> None:
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="compute the task's metrics on its test split")
+    p = sub.add_parser(
+        "evaluate",
+        help="compute the task's metrics on its test split (speech targets also write WAVs and "
+        "an index.html to listen to, in <out>_audio/)",
+    )
     p.add_argument("--checkpoint", required=True, type=Path, help="run folder or checkpoint file")
     p.add_argument("--out", required=True, type=Path, help="metrics JSON file to write")
     p.add_argument(
         "--inputs",
         type=int,
         default=None,
-        help="test inputs: images 100 for diversity (BicycleGAN); text tasks: all distinct sources",
+        help="test inputs: images 100 for diversity (BicycleGAN); text tasks: all distinct sources; "
+        "tts: 50 sentences (× every style); asr: all sentences (× every style)",
     )
     p.add_argument(
         "--samples",
@@ -335,6 +340,7 @@ def cmd_evaluate(args) -> int:
         device=args.device,
         data_root=_data_root(args.data),
         seed=args.seed,
+        audio_dir=args.out.with_name(args.out.stem + "_audio"),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(metrics, indent=2))

@@ -76,13 +76,18 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     beam: int = 1,
+    audio_dir: Path | None = None,
 ) -> dict:
     tr = Translator.from_checkpoint(checkpoint, device=device)
     task = get_task(tr.cfg.task)
     root = Path(data_root) if data_root else dataset_root(task.name)
-    test = load_split(root, "test")
     if beam < 1:
         raise M3DGANError("beam size must be at least 1")
+    if "speech" in (task.source, task.target):
+        return _evaluate_speech_task(
+            tr, task, root, checkpoint, inputs, seed, beam, progress, audio_dir
+        )
+    test = load_split(root, "test")
     if task.source == "text" or task.target == "text":
         classes = read_manifest(root).classes or None
         return _evaluate_text_task(
@@ -137,6 +142,34 @@ def evaluate(
 
     if "reference" in task.metrics:
         out.update(reference_accuracy(root, tr, test, inputs, pick, progress))
+    return out
+
+
+def _evaluate_speech_task(
+    tr, task, root, checkpoint, inputs, seed, beam, progress, audio_dir
+) -> dict:
+    from m3dgan import evaluate_speech
+    from m3dgan.data.tensors import encode_split
+    from m3dgan.data.views import open_dataset
+
+    manifest, splits = open_dataset(root, ("test",), swap=task.swap_sides)
+    test = encode_split(splits["test"], tr.vocabs)
+    test["domain_names"] = manifest.domains
+    out: dict = {
+        "task": task.name,
+        "objective": tr.cfg.objective,
+        "step": tr.meta.get("step"),
+        "checkpoint": str(checkpoint),
+        "test_size": len(test["label"]),
+    }
+    if task.target == "speech":
+        out.update(
+            evaluate_speech.evaluate_tts(
+                tr, root, test, inputs=inputs, seed=seed, progress=progress, audio_dir=audio_dir
+            )
+        )
+    else:
+        out.update(evaluate_speech.evaluate_asr(tr, test, inputs=inputs, beam=beam))
     return out
 
 
