@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from m3dgan import paths
-from m3dgan.data import aligned, digits, edges2emoji, emoji_text, en2fr, store
+from m3dgan.data import aligned, digits, edges2emoji, emoji_text, en2fr, speech, store
 from m3dgan.errors import DataError
 
 # (manifest, splits) or (manifest, splits, extra files such as a tokenizer model: name -> bytes)
@@ -80,6 +80,12 @@ BUILDERS: dict[str, Builder] = {
         en2fr.NPM_PACKAGES,
         en2fr.build,
     ),
+    "speech": Builder(
+        "speech",
+        "English sentences (fortunes) -> espeak-ng speech (80-bin mels), domain = speaking style",
+        speech.NPM_PACKAGES,
+        speech.build,
+    ),
 }
 
 
@@ -130,8 +136,8 @@ def build_dataset(
     """Build a built-in data set into ``root`` (default ``paths.dataset_dir(name)``), or reuse it.
 
     ``limit`` caps the source items (MNIST images per class for ``digits``, emoji identities for
-    ``edges2emoji``, ``text2emoji`` and ``emoji2text``, English source strings for ``en2fr``)
-    for quick small builds. Returns the data set folder.
+    ``edges2emoji``, ``text2emoji`` and ``emoji2text``, English source strings for ``en2fr``,
+    sentences for ``speech``) for quick small builds. Returns the data set folder.
     """
     builder = _builder(name)
     if limit is not None and limit < 1:
