@@ -97,7 +97,7 @@ def render(text: str, style: Style, cfg: MelConfig = MelConfig(), voice: str = V
 
         wave = soxr.resample(wave, rate, cfg.sample_rate, quality="HQ")
     wave = np.clip(wave, -1.0, 1.0).astype(np.float32)
-    trimmed = trim_silence(wave, cfg)
-    if not len(trimmed):
+    trimmed = trim_silence(wave, cfg) if len(wave) >= cfg.n_fft else wave[:0]
+    if len(trimmed) < cfg.n_fft:  # less than one analysis window: nothing was spoken
         raise DataError(f"espeak-ng produced only silence for {text!r} ({style.name})")
     return np.ascontiguousarray(trimmed, dtype=np.float32)

@@ -107,6 +107,8 @@ class SpeechFrames:
         """Any batch index → int64 row numbers (negative ones counted from the end)."""
         if isinstance(index, slice):
             return torch.arange(len(self))[index]
+        if isinstance(index, (list, tuple)) and not index:
+            return torch.zeros(0, dtype=torch.int64)
         rows = torch.as_tensor(np.asarray(index) if isinstance(index, np.ndarray) else index)
         if rows.dtype == torch.bool:
             if rows.shape != (len(self),):

@@ -1,7 +1,7 @@
 """Builder for ``speech``: English sentences (text) → the same sentence spoken (mel), four styles.
 
 The offline stand-in for the paper's text→speech task on EMT-4 (four emotions): sentences from
-Debian's fortunes files (:mod:`m3dgan.data.fortunes`, 11,800 clean sentences of 4-12 words),
+Debian's fortunes files (:mod:`m3dgan.data.fortunes`, 11,796 clean sentences of 4-12 words),
 spoken by espeak-ng's ``en-us+klatt5`` voice (:mod:`m3dgan.data.espeak`) in four speaking styles
 that play the role of the emotions (``domain``):
 
