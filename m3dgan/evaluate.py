@@ -77,7 +77,9 @@ def evaluate(
     progress: bool = True,
     beam: int = 1,
     audio_dir: Path | None = None,
+    judge_steps: int | None = None,
 ) -> dict:
+    """``judge_steps`` overrides the training steps of a judge trained on first use (tests)."""
     tr = Translator.from_checkpoint(checkpoint, device=device)
     task = get_task(tr.cfg.task)
     root = Path(data_root) if data_root else dataset_root(task.name)
@@ -85,7 +87,7 @@ def evaluate(
         raise M3DGANError("beam size must be at least 1")
     if "speech" in (task.source, task.target):
         return _evaluate_speech_task(
-            tr, task, root, checkpoint, inputs, seed, beam, progress, audio_dir
+            tr, task, root, checkpoint, inputs, seed, beam, progress, audio_dir, judge_steps
         )
     test = load_split(root, "test")
     if task.source == "text" or task.target == "text":
@@ -146,7 +148,7 @@ def evaluate(
 
 
 def _evaluate_speech_task(
-    tr, task, root, checkpoint, inputs, seed, beam, progress, audio_dir
+    tr, task, root, checkpoint, inputs, seed, beam, progress, audio_dir, judge_steps=None
 ) -> dict:
     from m3dgan import evaluate_speech
     from m3dgan.data.tensors import encode_split
@@ -165,7 +167,14 @@ def _evaluate_speech_task(
     if task.target == "speech":
         out.update(
             evaluate_speech.evaluate_tts(
-                tr, root, test, inputs=inputs, seed=seed, progress=progress, audio_dir=audio_dir
+                tr,
+                root,
+                test,
+                inputs=inputs,
+                seed=seed,
+                progress=progress,
+                audio_dir=audio_dir,
+                judge_steps=judge_steps,
             )
         )
     else:

@@ -82,6 +82,7 @@ def evaluate_tts(
     progress: bool,
     audio_dir: Path | None,
     batch: int = 16,
+    judge_steps: int | None = None,
 ) -> dict:
     from m3dgan.metrics.judge_asr import load_or_train_judge_asr
     from m3dgan.metrics.speech_batches import vocoder_round_trip
@@ -94,7 +95,7 @@ def evaluate_tts(
     if len(full) < 2 or len(styles) < 1:
         raise DataError("tts evaluation needs test sentences spoken in every style (2 or more)")
     chosen = full[: inputs or 50]
-    judge = load_or_train_judge_asr(root, device="cpu", progress=progress)
+    judge = load_or_train_judge_asr(root, steps=judge_steps, device="cpu", progress=progress)
     style_judge = load_or_train_style_classifier(root, progress=progress)
     frames = test["target"]
 

@@ -25,6 +25,9 @@ def griffin_lim(
     """Linear magnitudes [B, F, T] → waves [B, (T − 1) · hop]. ``power`` > 1 sharpens the
     spectrogram before phase recovery (less of Griffin-Lim's metallic buzz)."""
     mag = magnitude.float().pow(power)
+    shortest = cfg.n_fft // cfg.hop_length + 2  # the STFT's centre padding needs n_fft samples
+    if mag.shape[-1] < shortest:  # a few frames: pad with silence (cut off again by lengths)
+        mag = torch.nn.functional.pad(mag, (0, shortest - mag.shape[-1]))
     window = _window(cfg, mag.device)
     length = (mag.shape[-1] - 1) * cfg.hop_length
     gen = torch.Generator(device="cpu").manual_seed(seed)

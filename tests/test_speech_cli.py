@@ -1,0 +1,213 @@
+"""tts and asr end to end through the CLI on a small real espeak-ng corpus in the store format:
+train, translate (reference WAV at an odd rate, token weights, style scale, random z, speech
+input), evaluate, and the errors bad audio gets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+import torch
+from conftest import set_args
+
+from m3dgan.audio import MelConfig, load_audio, wave_to_mel
+from m3dgan.audio.inputs import trim_silence
+from m3dgan.cli import main
+from m3dgan.data.store import Manifest, write_dataset
+
+pytestmark = [
+    pytest.mark.usefixtures("isolated_env"),
+    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng"),
+]
+
+SENTENCES = [
+    "The cat sat on the mat.",
+    "A dog ran in the park.",
+    "We like green tea.",
+    "Open the red door.",
+    "She sells sea shells.",
+    "Time flies like an arrow.",
+]
+STYLES = {"low-slow": ["-p", "20", "-s", "120"], "high-fast": ["-p", "80", "-s", "220"]}
+SPEECH_OVERRIDES = [
+    "model.nz=4",
+    "model.num_tokens=4",
+    "model.token_heads=2",
+    "model.domain_dim=8",
+    "model.ref_channels=[4,4,8,8]",
+    "model.ref_gru=8",
+    "model.prenet_channels=[4,4]",
+    "model.disc_channels=8",
+    "model.disc_layers=2",
+    "model.text_embed=8",
+    "model.text_prenet=[16,8]",
+    "model.cbhg_bank=3",
+    "model.cbhg_channels=8",
+    "model.cbhg_highway=1",
+    "model.text_gru=8",
+    "model.decoder_attention_rnn=16",
+    "model.decoder_rnn=16",
+    "model.frame_prenet=[16,8]",
+    "train.batch_size=4",
+    "train.log_every=1",
+    "train.sample_every=3",
+    "train.checkpoint_every=3",
+    "train.device=cpu",
+]
+
+
+def espeak(text: str, args: list[str], path: Path) -> Path:
+    subprocess.run(["espeak-ng", "-v", "en-us+klatt5", *args, "-w", str(path), text], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """6 sentences × 2 styles; train on 4 sentences, test on 2 (both styles each)."""
+    folder = tmp_path_factory.mktemp("speech")
+    cfg = MelConfig()
+    splits = {}
+    for split, sents in (("train", SENTENCES[:4]), ("test", SENTENCES[4:])):
+        texts, mels, domains, labels = [], [], [], []
+        for k, text in enumerate(sents):
+            for d, args in enumerate(STYLES.values()):
+                wave = load_audio(espeak(text, args, folder / "clip.wav"))
+                mels.append(wave_to_mel(trim_silence(wave, cfg), cfg))
+                texts.append(text)
+                domains.append(d)
+                labels.append(k)
+        splits[split] = {
+            "source": texts,
+            "target": mels,
+            "label": torch.tensor(labels),
+            "domain": torch.tensor(domains),
+        }
+    manifest = Manifest(
+        name="tiny-speech",
+        image_size=0,
+        source_channels=0,
+        target_channels=cfg.n_mels,
+        source_kind="text",
+        target_kind="speech",
+        domains=list(STYLES),
+        audio=cfg.to_dict(),
+    )
+    return write_dataset(folder / "data", manifest, splits)
+
+
+@pytest.fixture(scope="module")
+def odd_reference(tmp_path_factory) -> Path:
+    """A reference WAV of another text at 44.1 kHz stereo (any rate and channels are accepted)."""
+    folder = tmp_path_factory.mktemp("ref")
+    wave, rate = sf.read(str(espeak("Hello there.", STYLES["high-fast"], folder / "a.wav")))
+    up = soxr.resample(wave, rate, 44100)
+    path = folder / "reference.wav"
+    sf.write(str(path), np.stack([up, up], axis=1), 44100)
+    return path
+
+
+def train(task: str, data: Path, out: Path, objective: str = "full", steps: int = 3) -> Path:
+    args = ["train", "--task", task, "--objective", objective, "--data", str(data)]
+    args += ["--out", str(out), "--steps", str(steps), "--no-progress"]
+    assert main(args + set_args(SPEECH_OVERRIDES)) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tts_run(corpus, tmp_path_factory) -> Path:
+    return train("tts", corpus, tmp_path_factory.mktemp("runs") / "tts")
+
+
+def wav_info(path: Path) -> tuple[int, int]:
+    info = sf.info(str(path))
+    return info.samplerate, info.frames
+
+
+def test_tts_training_writes_checkpoint_and_audible_samples(tts_run):
+    assert list((tts_run / "checkpoints").glob("*.safetensors"))
+    assert list((tts_run / "samples").glob("step_*.png"))
+    wavs = list((tts_run / "samples").glob("step_*/*.wav"))
+    assert wavs and all(wav_info(w)[0] == 16000 for w in wavs)
+
+
+def test_translate_with_reference_tokens_scale_and_samples(tts_run, odd_reference, tmp_path):
+    out = tmp_path / "out"
+    base = ["translate", "--checkpoint", str(tts_run), "--text", "We like tea.", "--seed", "1"]
+    assert main([*base, "--reference", str(odd_reference), "--out", str(out)]) == 0
+    rate, frames = wav_info(out / "text0_ref0.wav")
+    assert rate == 16000 and frames > 0
+    assert main([*base, "--tokens", "1:0.7,3:0.3", "--style-scale", "1.5", "--out", str(out)]) == 0
+    assert (out / "text0_tok0.wav").is_file()
+    assert main([*base, "--samples", "2", "--out", str(out)]) == 0
+    assert (out / "text0_z1.wav").is_file()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b""), "not a readable audio file|empty"),
+        (lambda p: p.write_bytes(b"RIFF1234WAVEfmt garbage"), "not a readable audio file"),
+        (lambda p: sf.write(str(p), np.zeros(16000, np.float32), 16000), "silent"),
+    ],
+)
+def test_bad_reference_audio_is_a_clean_error(tts_run, tmp_path, capsys, make, message):
+    bad = tmp_path / "bad.wav"
+    make(bad)
+    code = main(
+        ["translate", "--checkpoint", str(tts_run), "--text", "Hi there.", "--reference", str(bad)]
+        + ["--out", str(tmp_path / "o")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "error:" in err and "Traceback" not in err
+    import re
+
+    assert re.search(message, err)
+
+
+def test_bad_token_weights_are_a_clean_error(tts_run, tmp_path, capsys):
+    code = main(
+        ["translate", "--checkpoint", str(tts_run), "--text", "Hi.", "--tokens", "9:1"]
+        + ["--out", str(tmp_path / "o")]
+    )
+    assert code == 2 and "INDEX:WEIGHT" in capsys.readouterr().err
+
+
+def test_evaluate_tts_writes_metrics_and_a_listening_page(tts_run, corpus, tmp_path):
+    from m3dgan.evaluate import evaluate
+
+    metrics = evaluate(
+        tts_run, data_root=corpus, audio_dir=tmp_path / "audio", judge_steps=5, progress=False
+    )
+    for key in ("wer_tts_ref", "wer_tts_z", "wer_real", "style_accuracy_tts", "length_ratio"):
+        assert metrics[key] is not None and metrics[key] >= 0
+    page = Path(metrics["listening_page"]).read_text()
+    for name in ("grid_0_low-slow.wav", "reference_high-fast.wav"):
+        assert name in page and (tmp_path / "audio" / name).is_file()
+
+
+def test_asr_trains_translates_speech_and_evaluates(corpus, tmp_path, capsys):
+    run = train("asr", corpus, tmp_path / "asr")
+    clip = espeak("Open the red door.", [], tmp_path / "in.wav")
+    assert (
+        main(
+            ["translate", "--checkpoint", str(run), "--input", str(clip)]
+            + ["--out", str(tmp_path / "t")]
+        )
+        == 0
+    )
+    assert (tmp_path / "t" / "in_z0.txt").is_file() or list((tmp_path / "t").glob("in_*.txt"))
+    from m3dgan.evaluate import evaluate
+
+    metrics = evaluate(run, data_root=corpus, progress=False)
+    assert metrics["utterances"] == 4 and metrics["cer"] >= 0
+    out = tmp_path / "m.json"
+    assert (
+        main(["evaluate", "--checkpoint", str(run), "--data", str(corpus), "--out", str(out)]) == 0
+    )
+    assert json.loads(out.read_text())["task"] == "asr"
