@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,14 +174,24 @@ def _check_audio(manifest: Manifest, side: str, channels: int, where: str) -> No
 
     if not manifest.audio:
         raise DataError(f"{where}: {side} is speech, so audio must hold its mel settings")
+    counts = ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels")
+    for key, value in manifest.audio.items():
+        whole = key in counts
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (whole and not isinstance(value, int)):
+            kind = "a whole number" if whole else "a number"
+            raise DataError(
+                f"{where}: audio values must be numbers: {key} must be {kind}, got {value!r}"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DataError(f"{where}: audio values must be numbers: {key} is {value}")
+        if not -(1 << 31) < value < 1 << 31 or (whole and value <= 0):
+            shown = value if abs(value) < 1e12 else "a huge number"
+            raise DataError(f"{where}: audio {key}={shown} is out of range")
     try:
         cfg = MelConfig.from_dict(manifest.audio)
-    except (ConfigError, TypeError, ValueError) as exc:
+    except (ConfigError, TypeError, ValueError, OverflowError) as exc:
         raise DataError(f"{where}: audio holds invalid mel settings ({exc})") from exc
-    if not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in manifest.audio.values()
-    ):
-        raise DataError(f"{where}: audio values must be numbers, got {manifest.audio!r}")
     if cfg.n_mels != channels:
         raise DataError(
             f"{where}: {side} is speech with {side}_channels={channels}, but audio says "
