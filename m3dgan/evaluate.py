@@ -178,7 +178,11 @@ def _evaluate_speech_task(
             )
         )
     else:
-        out.update(evaluate_speech.evaluate_asr(tr, test, inputs=inputs, beam=beam))
+        out.update(
+            evaluate_speech.evaluate_asr(
+                tr, test, inputs=inputs, beam=beam, root=root, progress=progress
+            )
+        )
     return out
 
 

@@ -163,63 +163,66 @@ def evaluate_tts(
 
 
 def write_listening_page(tr, audio_dir, chosen, styles, sentences, frames, outs, test) -> Path:
-    """The swap grid (first 4 sentences × every style's reference) and references vs outputs,
-    as WAVs next to an index.html."""
+    """The swap grid (first 4 sentences × every style's reference) and the references with the
+    outputs made from them, as WAVs next to an index.html (``report.audio_page``)."""
     from m3dgan.audio import save_wav
+    from m3dgan.report.audio_page import (
+        AudioClip,
+        GridSection,
+        ListItem,
+        ListSection,
+        write_audio_page,
+    )
 
     audio_dir = Path(audio_dir)
     rate = tr.mel_config.sample_rate
     names = test.get("domain_names") or [str(s) for s in styles]
-    rows = []
     per = len(styles)
-    for k, text in enumerate(chosen[:4]):
-        cells = []
-        for j, s in enumerate(styles):
-            mel = outs[k * per + j]
-            path = save_wav(audio_dir / f"grid_{k}_{names[s]}.wav", tr.to_waves(mel[None])[0], rate)
-            cells.append((names[s], path.name))
-        rows.append((text, cells))
-    refs = []
-    for s in styles:
-        other = chosen[1 % len(chosen)]
-        ref = frames[sentences[other][s]].float()
-        path = save_wav(audio_dir / f"reference_{names[s]}.wav", tr.to_waves(ref[None])[0], rate)
-        refs.append((names[s], other, path.name))
-    return _html(audio_dir / "index.html", rows, refs)
 
+    def wav(name: str, mel: torch.Tensor) -> AudioClip:
+        return AudioClip(save_wav(audio_dir / name, tr.to_waves(mel[None])[0], rate).name)
 
-def _html(path: Path, rows, refs) -> Path:
-    import html
-
-    def audio(name: str) -> str:
-        return f'<audio controls preload="none" src="{html.escape(name)}"></audio>'
-
-    parts = [
-        "<!doctype html><meta charset='utf-8'><title>m3dgan tts</title>",
-        "<h1>Content–style swap grid</h1>",
-        "<p>Each row says one test sentence; each column takes its style from a reference "
-        "utterance of another sentence (below). Audio: mel → Griffin-Lim.</p><table border=1>",
-        "<tr><th>sentence</th>" + "".join(f"<th>{html.escape(n)}</th>" for n, _ in rows[0][1]),
+    shown = chosen[:4]
+    cells = [
+        [wav(f"grid_{k}_{names[s]}.wav", outs[k * per + j]) for j, s in enumerate(styles)]
+        for k in range(len(shown))
     ]
-    for text, cells in rows:
-        parts.append(
-            f"<tr><td>{html.escape(text)}</td>" + "".join(f"<td>{audio(f)}</td>" for _, f in cells)
-        )
-    parts.append("</table><h2>References</h2><table border=1>")
-    for name, text, f in refs:
-        parts.append(
-            f"<tr><td>{html.escape(name)}</td><td>{html.escape(text)}</td><td>{audio(f)}</td>"
-        )
-    parts.append("</table>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    grid = GridSection(
+        "Content–style swap grid",
+        list(shown),
+        [names[s] for s in styles],
+        cells,
+        note="Each row says one test sentence; each column takes its style from a reference "
+        "utterance of another sentence (listed below). Audio: mel → Griffin-Lim.",
+    )
+    items = []
+    for k, text in enumerate(shown):
+        other = chosen[(k + 1) % len(chosen)]
+        for j, s in enumerate(styles):
+            ref = wav(f"reference_{k}_{names[s]}.wav", frames[sentences[other][s]].float())
+            out = AudioClip(cells[k][j].path, f"{names[s]} style")
+            items.append(ListItem(f"{text}  (reference says: {other})", out, ref))
+    pairs = ListSection("References and outputs", items)
+    return write_audio_page(
+        audio_dir / "index.html", f"m3dgan tts — {tr.cfg.objective}", [grid, pairs]
+    )
 
 
 @torch.no_grad()
 def evaluate_asr(
-    tr: Translator, test: dict, *, inputs: int | None, beam: int, batch: int = 32
+    tr: Translator,
+    test: dict,
+    *,
+    inputs: int | None,
+    beam: int,
+    root: Path | None = None,
+    progress: bool = False,
+    batch: int = 32,
 ) -> dict:
+    """WER/CER of the model on the test utterances; where the data set keeps the test audio
+    (``audio/test/<row>.flac``), pocketsphinx on the same audio as an outside reference point."""
+    from m3dgan.audio import load_audio
+    from m3dgan.metrics.speech_scores import pocketsphinx_transcribe
     from m3dgan.metrics.transcript import wer_cer
 
     sentences: OrderedDict = OrderedDict()
@@ -235,10 +238,17 @@ def evaluate_asr(
         hyps.extend(tr.decode(model.translate(src, e=e, beam_size=beam)))
     refs = [test["target_text"][i] for i in rows]
     scores = wer_cer(hyps, refs)
+    sphinx: dict = {}
+    files = [Path(root or ".") / "audio" / "test" / f"{i:05d}.flac" for i in rows]
+    if root is not None and all(f.is_file() for f in files):
+        waves = [load_audio(f, tr.mel_config.sample_rate) for f in files]
+        sphinx = wer_cer(pocketsphinx_transcribe(waves, progress=progress), refs)
     return {
         "utterances": len(rows),
         "wer": scores["wer"],
         "cer": scores["cer"],
+        "pocketsphinx_wer": sphinx.get("wer"),
+        "pocketsphinx_cer": sphinx.get("cer"),
         "examples": [
             {"reference": r, "hypothesis": h} for r, h in zip(refs[:8], hyps[:8], strict=True)
         ],

@@ -187,7 +187,7 @@ def test_evaluate_tts_writes_metrics_and_a_listening_page(tts_run, corpus, tmp_p
     for key in ("wer_tts_ref", "wer_tts_z", "wer_real", "style_accuracy_tts", "length_ratio"):
         assert metrics[key] is not None and metrics[key] >= 0
     page = Path(metrics["listening_page"]).read_text()
-    for name in ("grid_0_low-slow.wav", "reference_high-fast.wav"):
+    for name in ("grid_0_low-slow.wav", "reference_0_high-fast.wav"):
         assert name in page and (tmp_path / "audio" / name).is_file()
 
 
