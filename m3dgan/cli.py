@@ -304,13 +304,39 @@ def cmd_translate(args) -> int:
             raise M3DGANError(
                 f"this model translates {tr.source_spec.kind} sources; pass files with --input"
             )
+        rows = []
         for i, text in enumerate(args.text):
             written = tr.translate_text(text, args.out, name=f"text{i}", **opts)
             _report(tr, repr(text), written)
+            rows.append((text, written))
+        _listening_page(tr, args, rows)
         return 0
+    rows = []
     for path in args.input:
-        _report(tr, str(path), tr.translate_file(path, args.out, **opts))
+        written = tr.translate_file(path, args.out, **opts)
+        _report(tr, str(path), written)
+        rows.append((str(path), written))
+    _listening_page(tr, args, rows)
     return 0
+
+
+def _listening_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
+    """Speech outputs: an index.html in --out with a player per output — one row per input, one
+    column per reference (the content–style swap grid), token setting or random code."""
+    if tr.target_spec.kind != "speech" or not rows:
+        return
+    from m3dgan.report.audio_page import AudioClip, GridSection, write_audio_page
+
+    if args.reference:
+        columns = [f"reference: {Path(r).name}" for r in args.reference]
+    elif args.tokens:
+        columns = [f"tokens {args.tokens}"]
+    else:
+        columns = [f"z{k}" for k in range(max(len(w) for _, w in rows))]
+    cells = [[AudioClip(p.name) for p in written] for _, written in rows]
+    grid = GridSection("Outputs", [label for label, _ in rows], columns, cells)
+    page = write_audio_page(args.out / "index.html", "m3dgan translate", [grid])
+    print(f"listen: {page}")
 
 
 def _report(tr, source: str, written: list[Path]) -> None:
