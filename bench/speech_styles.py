@@ -1,7 +1,7 @@
 """How well simple classifiers tell espeak-ng speaking styles apart: the measurement behind the
 four styles of the built-in ``speech`` corpus (see m3dgan/data/speech.py).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/speech_styles.py            # ~15 min on 2 busy cores
+    OMP_NUM_THREADS=1 .venv/bin/python bench/speech_styles.py            # 18.5 min on 2 busy cores
     OMP_NUM_THREADS=1 .venv/bin/python bench/speech_styles.py --sentences 40 --quick
 
 Every one of ``--sentences`` random fortunes sentences is rendered in every candidate style
@@ -78,7 +78,9 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="skip the Griffin-Lim round trip")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/speech_styles.json"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench/results/speech_styles/results.json")
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = MelConfig()
