@@ -317,3 +317,14 @@ def test_lpips_without_weights_is_not_loaded(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torchvision.models", fake_tv)
     assert "torchvision" in lpips_unavailable_reason()
     assert lpips_distance_fn("cpu") is None
+
+
+def test_a_judge_on_a_one_class_data_set_is_a_clean_error(tmp_path, monkeypatch) -> None:
+    """The synthetic set has one class ("square"): a class judge cannot exist, and evaluate must
+    say so as a DataError (exit 2), not crash inside the network's constructor."""
+    from conftest import write_synthetic_dataset
+
+    monkeypatch.setenv("M3DGAN_HOME", str(tmp_path / "home"))
+    root = write_synthetic_dataset(tmp_path / "one-class")
+    with pytest.raises(DataError, match="at least 2 classes"):
+        judge_mod.load_or_train_judge("class", root)

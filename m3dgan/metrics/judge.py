@@ -459,6 +459,12 @@ def _train_and_score(
             f"{manifest.name}: no {field_name} labels, so no {kind!r} judge can be trained"
         )
     num_classes = _num_classes(names, train_y, test_y)
+    if num_classes < 2:
+        what = "classes" if kind == "class" else "domains"
+        raise DataError(
+            f"{dataset_root}: the {kind} judge needs at least 2 {what}; this data set has "
+            f"{num_classes}, so the metric does not apply to it"
+        )
     start = time.perf_counter()
     # callers may hold torch.no_grad() (evaluation code); training needs gradients regardless
     with torch.enable_grad():
