@@ -29,12 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import yaml
+import harness
 
 VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
     "en2fr": [
@@ -74,22 +73,9 @@ COLUMNS = [
 ]
 
 
-def slug(name: str) -> str:
-    return name.replace(", ", "-").replace(" ", "-").replace("(", "").replace(")", "")
-
-
-def run(cmd: list[str], log: Path) -> None:
-    with open(log, "a") as handle:
-        handle.write("$ " + " ".join(cmd) + "\n")
-        handle.flush()
-        proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"command failed ({proc.returncode}), see {log}: {' '.join(cmd)}")
-
-
 def bench_one(task: str, name: str, objective: str, overrides: list[str], args) -> None:
-    run_dir = args.out / "runs" / f"{task}-{slug(name)}"
-    log = args.out / "logs" / f"{task}-{slug(name)}.log"
+    run_dir = harness.run_dir(args.out, task, name)
+    log = args.out / "logs" / f"{run_dir.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     m3dgan = [sys.executable, "-m", "m3dgan"]
     steps = args.steps[task]
@@ -104,64 +90,18 @@ def bench_one(task: str, name: str, objective: str, overrides: list[str], args) 
             cmd += ["--steps", str(steps), "--batch-size", str(args.batch_size[task])]
             cmd += [a for s in sets for a in ("--set", s)]
         cmd.append("--no-progress")
-        run(m3dgan + cmd, log)
+        harness.run(m3dgan + cmd, log)
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
         cmd = ["evaluate", "--checkpoint", str(run_dir), "--out", str(metrics_path)]
         cmd += ["--samples", str(args.samples)]
-        run(m3dgan + cmd, log)
+        harness.run(m3dgan + cmd, log)
     meta = {"task": task, "variant": name, "objective": objective, "overrides": overrides}
     (run_dir / "variant.json").write_text(json.dumps(meta))
 
 
-def collect(out: Path) -> list[dict]:
-    results = []
-    for task, variants in VARIANTS.items():
-        for name, _, _ in variants:
-            run_dir = out / "runs" / f"{task}-{slug(name)}"
-            if not (run_dir / "metrics.json").is_file():
-                continue
-            result = json.loads((run_dir / "metrics.json").read_text())
-            stats = json.loads((run_dir / "train_stats.json").read_text())
-            result.update(stats)
-            train_cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
-            result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
-            if stats.get("seconds"):  # this training session only (a resumed run: its last leg)
-                result["steps_per_s"] = stats["images"] / result["batch_size"] / stats["seconds"]
-            result["variant"] = name
-            result.pop("examples", None)
-            results.append(result)
-    return results
-
-
-def table(results: list[dict]) -> str:
-    used = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in results)]
-    head = ["task", "variant"] + [c[1] for c in used]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in results:
-        cells = [r["task"], r["variant"]]
-        cells += ["–" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in used]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def write_report(out: Path) -> str:
-    results = collect(out)
-    if not results:
-        return "no finished runs"
-    md = table(results)
-    threads = sorted({r.get("threads") for r in results})
-    meta = f"{len(results)} runs; intra-op threads per run: {threads}; greedy decoding."
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "results.md").write_text(md + "\n\n" + meta + "\n")
-    return md + "\n\n" + meta
-
-
-def parse_per_task(text: str) -> dict[str, int]:
-    """``800`` (all tasks) or ``en2fr=800,emoji2text=600``."""
-    if "=" not in text:
-        return {t: int(text) for t in VARIANTS}
-    return {k: int(v) for k, v in (item.split("=") for item in text.split(","))}
+    return harness.write_report(out, VARIANTS, COLUMNS, "greedy decoding.")
 
 
 def main() -> None:
@@ -172,10 +112,14 @@ def main() -> None:
     p.add_argument("--tasks", default="en2fr,emoji2text,text2emoji")
     p.add_argument("--variants", default=None, help="comma list of variant names (default all)")
     p.add_argument(
-        "--steps", default="en2fr=400,emoji2text=400,text2emoji=300", type=parse_per_task
+        "--steps",
+        default="en2fr=400,emoji2text=400,text2emoji=300",
+        type=lambda t: harness.parse_per_task(t, VARIANTS),
     )
     p.add_argument(
-        "--batch-size", default="en2fr=32,emoji2text=32,text2emoji=16", type=parse_per_task
+        "--batch-size",
+        default="en2fr=32,emoji2text=32,text2emoji=16",
+        type=lambda t: harness.parse_per_task(t, VARIANTS),
     )
     p.add_argument("--samples", type=int, default=4, help="text2emoji: images per caption")
     p.add_argument("--seed", type=int, default=0)

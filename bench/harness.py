@@ -1,0 +1,89 @@
+"""What the task benchmarks share: running a step as a logged subprocess, collecting finished
+runs, and the Markdown/JSON report. ``bench/text_tasks.py`` and ``bench/speech_tasks.py`` each
+define their variants and columns and call these.
+
+A run lives in ``<out>/runs/<task>-<variant slug>/`` (``config.yaml``, ``train_stats.json``,
+``metrics.json``); its log in ``<out>/logs/``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+Variants = dict[str, list[tuple[str, str, list[str]]]]  # task -> (name, objective, --set items)
+Columns = list[tuple[str, str, str]]  # (metrics key, header, format)
+
+
+def slug(name: str) -> str:
+    return name.replace(", ", "-").replace(" ", "-").replace("(", "").replace(")", "")
+
+
+def run_dir(out: Path, task: str, name: str) -> Path:
+    return out / "runs" / f"{task}-{slug(name)}"
+
+
+def run(cmd: list[str], log: Path, env: dict | None = None) -> None:
+    """Run ``cmd`` with its output appended to ``log``; stop the benchmark if it fails."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as handle:
+        handle.write("$ " + " ".join(cmd) + "\n")
+        handle.flush()
+        proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode:
+        raise SystemExit(f"command failed ({proc.returncode}), see {log}: {' '.join(cmd)}")
+
+
+def collect(out: Path, variants: Variants) -> list[dict]:
+    """Metrics + training stats + budget of every finished run, in the variants' order."""
+    results = []
+    for task, entries in variants.items():
+        for name, _, _ in entries:
+            folder = run_dir(out, task, name)
+            if not (folder / "metrics.json").is_file():
+                continue
+            result = json.loads((folder / "metrics.json").read_text())
+            stats = json.loads((folder / "train_stats.json").read_text())
+            result.update(stats)
+            train_cfg = yaml.safe_load((folder / "config.yaml").read_text())["train"]
+            result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
+            if stats.get("seconds"):  # this training session only (a resumed run: its last leg)
+                result["steps_per_s"] = stats["images"] / result["batch_size"] / stats["seconds"]
+            result["variant"] = name
+            result.pop("examples", None)
+            results.append(result)
+    return results
+
+
+def table(results: list[dict], columns: Columns) -> str:
+    used = [c for c in columns if any(r.get(c[0]) is not None for r in results)]
+    head = ["task", "variant"] + [c[1] for c in used]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r["task"], r["variant"]]
+        cells += ["–" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in used]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, variants: Variants, columns: Columns, note: str = "") -> str:
+    """``results.json`` + ``results.md`` in ``out``; returns the Markdown."""
+    results = collect(out, variants)
+    if not results:
+        return "no finished runs"
+    md = table(results, columns)
+    threads = sorted({r.get("threads") for r in results}, key=str)
+    meta = f"{len(results)} runs; intra-op threads per run: {threads}; {note}".rstrip("; ")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(md + "\n\n" + meta + "\n")
+    return md + "\n\n" + meta
+
+
+def parse_per_task(text: str, tasks) -> dict[str, int]:
+    """``800`` (every task) or ``task_a=800,task_b=600``."""
+    if "=" not in text:
+        return {t: int(text) for t in tasks}
+    return {k: int(v) for k, v in (item.split("=") for item in text.split(","))}
