@@ -14,14 +14,18 @@ speech before judging it, and to real speech to measure the best any TTS output 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from m3dgan import paths
 from m3dgan.audio import PAD_VALUE, MelConfig, mel_to_wave, wave_to_mel
 from m3dgan.data.frames import SpeechFrames
 from m3dgan.data.store import MANIFEST, TEXT, load_split, read_manifest, sha256_file
@@ -124,3 +128,55 @@ def load_speech_split(root: Path, split: str) -> SpeechSplit:
     texts = list(data[other]) if manifest.kind(other) == TEXT else None
     cfg = MelConfig.from_dict(manifest.audio) if manifest.audio else MelConfig()
     return SpeechSplit(data[side], texts, data["domain"], list(manifest.domains), cfg)
+
+
+def round_trip_rows(n: int, limit: int | None, seed: int = 0) -> torch.Tensor:
+    """The test rows the vocoder ceiling is measured on: all of them, or ``limit`` rows drawn
+    with a fixed seed (sorted), the same for every judge and every run."""
+    if limit is None or limit >= n:
+        return torch.arange(n)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.sort(torch.randperm(n, generator=gen)[:limit]).values
+
+
+def cached_round_trip(
+    root: Path,
+    split: SpeechSplit,
+    rows: torch.Tensor,
+    *,
+    split_name: str = "test",
+    iterations: int = 32,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`vocoder_round_trip` of ``split``'s ``rows`` of the data set at ``root``, cached in
+    the judges folder as ``<data set>-<split_name>-round-trip.safetensors`` (float16, keyed by
+    the manifest's sha256, the rows and the iterations): Griffin-Lim over hundreds of utterances
+    takes minutes on a CPU, and both judges need the same round trip of the same real speech."""
+    name = read_manifest(root).name
+    key = {
+        "manifest_sha256": dataset_digest(root),
+        "rows_sha256": hashlib.sha256(rows.numpy().tobytes()).hexdigest(),
+        "iterations": iterations,
+        "mel": split.cfg.to_dict(),
+    }
+    weights = paths.judges_dir() / f"{name}-{split_name}-round-trip.safetensors"
+    sidecar = weights.with_suffix(".json")
+    try:
+        if json.loads(sidecar.read_text()) == key:
+            stored = load_file(str(weights))
+            return stored["mels"].float(), stored["lengths"]
+    except (OSError, ValueError, KeyError, RuntimeError):
+        pass  # no cache or a damaged one: compute it again
+    frames = split.frames.subset(rows)
+    mels, lengths = vocoder_round_trip(
+        frames, frames.lengths, split.cfg, iterations=iterations, progress=progress
+    )
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    sidecar.unlink(missing_ok=True)
+    tmp = weights.with_name(weights.name + ".tmp")
+    save_file({"mels": mels.half().contiguous(), "lengths": lengths}, str(tmp))
+    tmp.replace(weights)
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    tmp.write_text(json.dumps(key))
+    tmp.replace(sidecar)
+    return mels.half().float(), lengths
