@@ -91,6 +91,7 @@ def evaluate_tts(
 
     sentences = _sentences(test)
     styles = sorted({s for rows in sentences.values() for s in rows if s >= 0})
+    names = test.get("domain_names") or [str(s) for s in range(max(styles) + 1)]
     full = [t for t, rows in sentences.items() if all(s in rows for s in styles)]
     if len(full) < 2 or len(styles) < 1:
         raise DataError("tts evaluation needs test sentences spoken in every style (2 or more)")
@@ -132,9 +133,7 @@ def evaluate_tts(
     real_lengths = frames.lengths[torch.tensor(src_rows)].float()
     out = {
         "sentences": len(chosen),
-        "styles": [
-            test.get("domain_names", [])[s] if test.get("domain_names") else s for s in styles
-        ],
+        "styles": [names[s] for s in styles],
         "wer_tts_ref": ref_wer["wer"],
         "cer_tts_ref": ref_wer["cer"],
         "wer_tts_z": z_wer["wer"],
@@ -143,7 +142,7 @@ def evaluate_tts(
         "wer_vocoded": (judge.info.get("round_trip") or {}).get("wer"),
         "style_accuracy_tts": float((predicted == want_t).float().mean()),
         "style_accuracy_tts_per_style": {
-            str(s): float((predicted[want_t == s] == s).float().mean()) for s in styles
+            names[s]: float((predicted[want_t == s] == s).float().mean()) for s in styles
         },
         "style_accuracy_real": style_judge.info.get("test_accuracy"),
         "style_accuracy_vocoded": style_judge.info.get("round_trip_accuracy"),
