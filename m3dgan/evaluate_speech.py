@@ -131,6 +131,7 @@ def evaluate_tts(
     predicted = style_judge.predict(mels, lengths)
     want_t = torch.tensor(want)
     real_lengths = frames.lengths[torch.tensor(src_rows)].float()
+    real = frames[torch.tensor(src_rows)].float()  # the same sentence in the wanted style
     out = {
         "sentences": len(chosen),
         "styles": [names[s] for s in styles],
@@ -147,6 +148,24 @@ def evaluate_tts(
         "style_accuracy_real": style_judge.info.get("test_accuracy"),
         "style_accuracy_vocoded": style_judge.info.get("round_trip_accuracy"),
         "length_ratio": float((lengths.float() / real_lengths).mean()),
+        # does the reference change the output at all? Styles differ in speed and loudness, so
+        # a model that follows its reference speaks longer for "sad" than for "cheerful" and
+        # more quietly for "soft" — visible here even when the style judge cannot tell
+        "seconds_by_reference_style": {
+            names[s]: float(lengths[want_t == s].float().mean() / tr.mel_config.frames_per_second)
+            for s in styles
+        },
+        "real_seconds_by_style": {
+            names[s]: float(real_lengths[want_t == s].mean() / tr.mel_config.frames_per_second)
+            for s in styles
+        },
+        "level_by_reference_style": {
+            names[s]: _mean_level(mels[want_t == s], lengths[want_t == s]) for s in styles
+        },
+        "real_level_by_style": {
+            names[s]: _mean_level(real[want_t == s], real_lengths[want_t == s].long())
+            for s in styles
+        },
         "stopped": sum(stopped) / len(stopped),
         "stopped_z": sum(z_stopped) / len(z_stopped),
         "examples": [
@@ -159,6 +178,12 @@ def evaluate_tts(
             write_listening_page(tr, audio_dir, chosen, styles, sentences, frames, outs, test)
         )
     return out
+
+
+def _mean_level(mels: torch.Tensor, lengths: torch.Tensor) -> float:
+    """Mean normalised log-mel value over real frames (higher = louder)."""
+    keep = torch.arange(mels.shape[1])[None] < lengths[:, None]
+    return float(mels[keep].mean())
 
 
 def write_listening_page(tr, audio_dir, chosen, styles, sentences, frames, outs, test) -> Path:
