@@ -56,7 +56,7 @@ def griffin_lim(
         )
         accelerated = rebuilt + (momentum / (1 + momentum)) * (rebuilt - previous)
         previous = rebuilt
-        spec = mag * torch.exp(1j * torch.angle(accelerated))
+        spec = mag * (accelerated / accelerated.abs().clamp_min(1e-8))  # unit phasors
     return istft(spec)
 
 
