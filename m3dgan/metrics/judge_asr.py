@@ -32,17 +32,14 @@ and :data:`JUDGE_ASR_VERSION`. To train it ahead of time and print its scores::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -52,6 +49,7 @@ from m3dgan import paths
 from m3dgan.audio import PAD_VALUE
 from m3dgan.data.store import read_manifest
 from m3dgan.errors import DataError
+from m3dgan.metrics import judge_cache
 from m3dgan.metrics.speech_batches import (
     cached_round_trip,
     check_lengths,
@@ -407,36 +405,6 @@ def judge_asr_path(dataset_name: str) -> Path:
     return paths.judges_dir() / f"{dataset_name}-asr.safetensors"
 
 
-def _try_load(weights: Path, expected: dict) -> JudgeASR | None:
-    sidecar = weights.with_suffix(".json")
-    if not (weights.is_file() and sidecar.is_file()):
-        return None
-    try:
-        meta = json.loads(sidecar.read_text())
-        if any(meta.get(k) != v for k, v in expected.items()):
-            return None
-        judge = JudgeASR(**meta["arch"])
-        judge.load_state_dict(load_file(str(weights)))
-    except Exception as exc:  # a damaged cache is retrained, not fatal
-        warnings.warn(f"{weights}: unreadable cached judge ASR ({exc}); retraining", stacklevel=3)
-        return None
-    judge.info = meta
-    return judge.eval()
-
-
-def _save(judge: JudgeASR, weights: Path, meta: dict) -> None:
-    """Weights then sidecar, each through a temp file (a crash leaves no valid-looking pair)."""
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    sidecar = weights.with_suffix(".json")
-    sidecar.unlink(missing_ok=True)
-    tmp = weights.with_name(weights.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in judge.state_dict().items()}, str(tmp))
-    tmp.replace(weights)
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(sidecar)
-
-
 def load_or_train_judge_asr(
     data_root: Path | str,
     *,
@@ -469,7 +437,7 @@ def load_or_train_judge_asr(
     }
     weights = judge_asr_path(name)
     if not retrain:
-        cached = _try_load(weights, expected)
+        cached = judge_cache.try_load(weights, expected, lambda arch: JudgeASR(**arch), "judge ASR")
         if cached is not None and (not round_trip or cached.info["round_trip"] is not None):
             return cached.to(device)
     train = load_speech_split(root, "train")
@@ -491,7 +459,7 @@ def load_or_train_judge_asr(
         mels, lengths = cached_round_trip(root, test, rows, progress=progress)
         texts = [test.texts[i] for i in rows.tolist()]
         meta["round_trip"] = evaluate_judge_asr(judge, mels, lengths, texts)
-    _save(judge, weights, meta)
+    judge_cache.save(judge, weights, meta)
     judge.info = meta
     return judge
 

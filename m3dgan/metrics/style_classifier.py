@@ -21,21 +21,19 @@ sidecar, keyed by the sha256 of the data set's manifest (hence of every data fil
 from __future__ import annotations
 
 import argparse
-import json
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
 from m3dgan import paths
 from m3dgan.data.store import read_manifest
 from m3dgan.errors import DataError
+from m3dgan.metrics import judge_cache
 from m3dgan.metrics.speech_batches import (
     cached_round_trip,
     check_lengths,
@@ -198,36 +196,6 @@ def style_judge_path(dataset_name: str) -> Path:
     return paths.judges_dir() / f"{dataset_name}-style.safetensors"
 
 
-def _try_load(weights: Path, expected: dict) -> StyleClassifier | None:
-    sidecar = weights.with_suffix(".json")
-    if not (weights.is_file() and sidecar.is_file()):
-        return None
-    try:
-        meta = json.loads(sidecar.read_text())
-        if any(meta.get(k) != v for k, v in expected.items()):
-            return None
-        model = StyleClassifier(**meta["arch"])
-        model.load_state_dict(load_file(str(weights)))
-    except Exception as exc:  # a damaged cache is retrained, not fatal
-        warnings.warn(f"{weights}: unreadable cached style judge ({exc}); retraining", stacklevel=3)
-        return None
-    model.info = meta
-    return model.eval()
-
-
-def _save(model: StyleClassifier, weights: Path, meta: dict) -> None:
-    """Weights then sidecar, each through a temp file (a crash leaves no valid-looking pair)."""
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    sidecar = weights.with_suffix(".json")
-    sidecar.unlink(missing_ok=True)
-    tmp = weights.with_name(weights.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(weights)
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(sidecar)
-
-
 def load_or_train_style_classifier(
     data_root: Path | str,
     *,
@@ -257,7 +225,9 @@ def load_or_train_style_classifier(
     }
     weights = style_judge_path(name)
     if not retrain:
-        cached = _try_load(weights, expected)
+        cached = judge_cache.try_load(
+            weights, expected, lambda arch: StyleClassifier(**arch), "style judge"
+        )
         if cached is not None and (
             not round_trip or cached.info["round_trip_accuracy"] is not None
         ):
@@ -297,7 +267,7 @@ def load_or_train_style_classifier(
             model, mels, lengths, test.styles[rows], train.style_names
         )
         meta["round_trip_size"] = len(rows)
-    _save(model, weights, meta)
+    judge_cache.save(model, weights, meta)
     model.info = meta
     return model
 
