@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import harness
+import text_tasks
 
 VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
     "tts": [
@@ -43,16 +44,7 @@ VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
 }
 # Half the paper's text and decoder widths for every variant, as in bench/text_tasks.py: at full
 # width a tts step takes ~2.3 s on one core here.
-BENCH_SCALE = [
-    "model.text_embed=64",
-    "model.text_prenet=[128,64]",
-    "model.cbhg_bank=8",
-    "model.cbhg_channels=64",
-    "model.text_gru=64",
-    "model.decoder_attention_rnn=128",
-    "model.decoder_rnn=128",
-    "model.frame_prenet=[128,64]",
-]
+BENCH_SCALE = [*text_tasks.BENCH_SCALE, "model.frame_prenet=[128,64]"]
 COLUMNS = [
     ("steps", "steps", "{}"),
     ("batch_size", "batch", "{}"),

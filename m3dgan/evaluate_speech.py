@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from m3dgan.audio import PAD_VALUE
+from m3dgan.audio.inputs import pad_mels
 from m3dgan.errors import DataError
 from m3dgan.infer import Translator
 from m3dgan.modalities.speech import frame_lengths
@@ -41,14 +41,6 @@ def _sentences(test: dict) -> OrderedDict:
     for i, text in enumerate(test["source_text"]):
         groups.setdefault(text, {})[int(test["domain"][i])] = i
     return groups
-
-
-def _pad(mels: list[torch.Tensor]) -> torch.Tensor:
-    t = max(len(m) for m in mels)
-    out = torch.full((len(mels), t, mels[0].shape[-1]), PAD_VALUE)
-    for i, m in enumerate(mels):
-        out[i, : len(m)] = m
-    return out
 
 
 @torch.no_grad()
@@ -122,11 +114,12 @@ def evaluate_tts(
     bar.close()
 
     def heard(mels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return vocoder_round_trip(_pad(mels), [len(m) for m in mels], tr.mel_config)
+        return vocoder_round_trip(pad_mels(mels), [len(m) for m in mels], tr.mel_config)
 
     mels, lengths = heard(outs)
     z_mels, z_lengths = heard(z_outs)
-    ref_wer = wer_cer(judge.transcribe(mels, lengths), texts)
+    heard_texts = judge.transcribe(mels, lengths)
+    ref_wer = wer_cer(heard_texts, texts)
     z_wer = wer_cer(judge.transcribe(z_mels, z_lengths), list(chosen))
     predicted = style_judge.predict(mels, lengths)
     want_t = torch.tensor(want)
@@ -169,8 +162,7 @@ def evaluate_tts(
         "stopped": sum(stopped) / len(stopped),
         "stopped_z": sum(z_stopped) / len(z_stopped),
         "examples": [
-            {"text": t, "heard": h}
-            for t, h in zip(texts[:8], judge.transcribe(mels[:8], lengths[:8]), strict=True)
+            {"text": t, "heard": h} for t, h in zip(texts[:8], heard_texts[:8], strict=True)
         ],
     }
     if audio_dir is not None:

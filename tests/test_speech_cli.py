@@ -202,7 +202,9 @@ def test_asr_trains_translates_speech_and_evaluates(corpus, tmp_path, capsys):
         )
         == 0
     )
-    assert (tmp_path / "t" / "in_z0.txt").is_file() or list((tmp_path / "t").glob("in_*.txt"))
+    assert sorted(p.name for p in (tmp_path / "t").glob("in_*.txt")) == [
+        f"in_z{k}.txt" for k in range(4)
+    ]
     from m3dgan.evaluate import evaluate
 
     metrics = evaluate(run, data_root=corpus, progress=False)

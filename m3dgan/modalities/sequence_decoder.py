@@ -73,6 +73,7 @@ class AttentionRNNDecoder(nn.Module):
         self.z_dim = z_dim
         self.source_attention = cfg.source_attention
         self.image_memory: ImageMemory | None = None
+        self.speech_memory: nn.Module | None = None
         if source.kind == "image":
             self.image_memory = ImageMemory(source_channels, source.size, cfg.decoder_rnn)
             mem_dim = cfg.decoder_rnn
@@ -100,7 +101,7 @@ class AttentionRNNDecoder(nn.Module):
     def memory(self, source, z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.image_memory is not None:
             feats = self.image_memory(source)
-        elif hasattr(self, "speech_memory"):
+        elif self.speech_memory is not None:
             feats = self.speech_memory(source)
         else:
             feats = source

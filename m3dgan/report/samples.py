@@ -98,6 +98,7 @@ def mel_image(mel: torch.Tensor, n_mels: int) -> torch.Tensor:
 
 def _write_speech(model, columns, run_dir: Path, step: int, writer, vocabs) -> Path:
     from m3dgan.audio import MelConfig, mel_to_wave, save_wav
+    from m3dgan.audio.inputs import pad_mels
 
     n_mels = model.target_spec.channels
     rows = [[mel_image(col[i], n_mels) for _, col in columns] for i in range(len(columns[0][1]))]
@@ -106,9 +107,7 @@ def _write_speech(model, columns, run_dir: Path, step: int, writer, vocabs) -> P
     path = folder / f"step_{step:08d}.png"
     save_image(grid, path)
     cfg = MelConfig()
-    waves = mel_to_wave(
-        torch.stack([c[0, :, :n_mels].float().cpu() for _, c in _same_length(columns)]), cfg
-    )
+    waves = mel_to_wave(pad_mels([col[0, :, :n_mels].float().cpu() for _, col in columns]), cfg)
     audio_dir = folder / f"step_{step:08d}"
     for (name, _), wave in zip(columns, waves, strict=True):
         save_wav(audio_dir / f"{name}.wav", wave, cfg.sample_rate)
@@ -117,10 +116,3 @@ def _write_speech(model, columns, run_dir: Path, step: int, writer, vocabs) -> P
     if writer is not None:
         writer.add_image("samples", grid, step)
     return path
-
-
-def _same_length(columns):
-    """Columns' first rows padded with silence to one length, for one batched vocoder call."""
-    t = max(col.shape[1] for _, col in columns)
-    pad = lambda x: torch.nn.functional.pad(x, (0, 0, 0, t - x.shape[1]), value=-1.0)  # noqa: E731
-    return [(name, pad(col[:1])) for name, col in columns]
