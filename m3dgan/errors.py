@@ -23,3 +23,10 @@ class InputError(M3DGANError, ValueError):
 
 class AudioError(InputError):
     """An audio file or waveform is missing, unreadable, empty, silent or otherwise unusable."""
+
+
+class OutputError(M3DGANError):
+    """A file could not be written (disk full, read-only, permission); names the path and cause.
+
+    Raised by :mod:`m3dgan.atomic`, which leaves no partial file behind when it is raised.
+    """
