@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
+from m3dgan.config import load_yaml
 
 ALL = ["pix2pix", "cvae-gan", "bicycle", "vae", "vae+lat", "full", "full-noatt"]
 DEFAULT = {"digits": ALL, "edges2emoji": ["pix2pix", "bicycle", "full"]}
@@ -161,7 +161,7 @@ def collect(out: Path) -> list[dict]:
             if (run_dir / "metrics.json").is_file() and (run_dir / "train_stats.json").is_file():
                 result = json.loads((run_dir / "metrics.json").read_text())
                 result.update(json.loads((run_dir / "train_stats.json").read_text()))
-                train_cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
+                train_cfg = load_yaml((run_dir / "config.yaml").read_text())["train"]
                 result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
                 results.append(result)
     return results

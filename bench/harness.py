@@ -12,7 +12,7 @@ import json
 import subprocess
 from pathlib import Path
 
-import yaml
+from m3dgan.config import load_yaml
 
 Variants = dict[str, list[tuple[str, str, list[str]]]]  # task -> (name, objective, --set items)
 Columns = list[tuple[str, str, str]]  # (metrics key, header, format)
@@ -48,7 +48,7 @@ def collect(out: Path, variants: Variants) -> list[dict]:
             result = json.loads((folder / "metrics.json").read_text())
             stats = json.loads((folder / "train_stats.json").read_text())
             result.update(stats)
-            train_cfg = yaml.safe_load((folder / "config.yaml").read_text())["train"]
+            train_cfg = load_yaml((folder / "config.yaml").read_text())["train"]
             result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
             if stats.get("seconds"):  # this training session only (a resumed run: its last leg)
                 result["steps_per_s"] = stats["images"] / result["batch_size"] / stats["seconds"]

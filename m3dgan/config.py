@@ -7,7 +7,9 @@ Defaults follow the paper (§4) and, where it is silent, BicycleGAN's published 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,42 @@ from typing import Any
 import yaml
 
 from m3dgan.errors import ConfigError
+
+
+class YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads every float YAML 1.2 writes: ``1e-4``, ``5E-5``, ``1.0e5``.
+
+    PyYAML resolves plain scalars by YAML 1.1's rules, where a float needs a dot and a signed
+    exponent, so ``1e-4`` (the usual way to write a learning rate) would be the *string*
+    ``'1e-4'``. This loader's float pattern also takes an exponent without a dot or without a
+    sign; everything else resolves exactly as in ``SafeLoader`` (which is left untouched). Every
+    YAML the project reads from a user goes through :func:`load_yaml`.
+    """
+
+
+_FLOAT_1_2 = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+# a copy of SafeLoader's table with the float pattern swapped in place (the order of the
+# resolvers for a first character decides between int, float and timestamp, so it is kept)
+YamlLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, _FLOAT_1_2 if tag == "tag:yaml.org,2002:float" else pattern)
+        for tag, pattern in resolvers
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text safely (no object construction), with YAML 1.2's floats."""
+    return yaml.load(text, Loader=YamlLoader)  # safe: YamlLoader is a SafeLoader
 
 
 @dataclass
@@ -208,7 +246,7 @@ def load_config(path: Path) -> Config:
     """Read a YAML config; an empty file is an error (a config names at least one setting)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such config file") from exc
     except IsADirectoryError as exc:
@@ -232,17 +270,41 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
-        node = data
+        node, path = data, []
         *parents, leaf = key.split(".")
         for part in parents:
             if not isinstance(node.get(part), dict):
-                raise ConfigError(f"override {item!r}: no section {part!r}")
+                hint = _valid_keys(node, path, part, sections=True)
+                raise ConfigError(f"override {item!r}: no section {part!r}; {hint}")
             node = node[part]
+            path.append(part)
         if leaf not in node:
-            raise ConfigError(f"override {item!r}: unknown key {key!r}")
+            hint = _valid_keys(node, path, leaf, sections=False)
+            raise ConfigError(f"override {item!r}: unknown key {key!r}; {hint}")
         try:
-            node[leaf] = yaml.safe_load(raw)
+            node[leaf] = load_yaml(raw)
         except (yaml.YAMLError, RecursionError) as exc:
             problem = " ".join(str(exc).split())  # YAML's message spans lines; the CLI prints one
             raise ConfigError(f"override {item!r}: value is not valid YAML ({problem})") from exc
     return config_from_dict(data)
+
+
+def _valid_keys(node: dict[str, Any], path: list[str], wrong: str, sections: bool) -> str:
+    """What a mistyped override could have meant: the sections, or the keys of its section."""
+    where = ".".join(path)
+    subsections = [k for k, v in node.items() if isinstance(v, dict)]
+    if sections and subsections:
+        names = subsections
+        text = f"sections{f' of {where}' if where else ''}: {', '.join(names)}"
+    elif sections:
+        names = []
+        text = f"{where} has no sections; its keys: {', '.join(node)}"
+    else:
+        names = list(node)
+        if where:
+            text = f"valid keys of {where}: {', '.join(names)}"
+        else:
+            plain = [k for k in node if k not in subsections]
+            text = f"valid keys: {', '.join(plain)}; sections (section.key=...): {', '.join(subsections)}"
+    close = difflib.get_close_matches(wrong, names, n=1)
+    return text + (f" (did you mean {close[0]!r}?)" if close else "")

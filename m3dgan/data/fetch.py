@@ -57,6 +57,7 @@ import yaml
 from tqdm import tqdm
 
 from m3dgan import paths
+from m3dgan.config import load_yaml
 from m3dgan.data import aligned, coco, cub, librispeech, ljspeech, store, utterances, wmt
 from m3dgan.errors import ConfigError, DataError
 
@@ -387,14 +388,15 @@ def parse_keyed(values: list[str] | None) -> str | dict[str, str] | None:
 
 def parse_options(values: list[str]) -> dict:
     """Command-line ``KEY=VALUE`` converter options; values are read as YAML scalars
-    (``1`` -> int, ``true`` -> bool, ``null`` -> None, anything else a string)."""
+    (``1`` -> int, ``2e-2`` -> float, ``true`` -> bool, ``null`` -> None, anything else a
+    string)."""
     options = {}
     for value in values:
         key, sep, raw = value.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key):
             raise ConfigError(f"--option wants KEY=VALUE, got {value!r}")
         try:
-            options[key] = yaml.safe_load(raw)
+            options[key] = load_yaml(raw)  # YAML 1.2 floats: test_fraction=2e-2 is a float
         except yaml.YAMLError as exc:
             raise ConfigError(f"--option {key}: cannot read {raw!r} ({exc})") from exc
     return options
