@@ -10,6 +10,7 @@ lowered the learning rate, so a lowered rate survives ``--resume``).
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,15 @@ def restore(state: RunState, checkpoint: ckpt.Checkpoint) -> None:
     checkpoint.load_model(state.model)  # a checkpoint of another model: CheckpointError
     checkpoint.restore_optimizer("g", state.opt_g)
     checkpoint.restore_optimizer("d", state.opt_d)
-    state.noise.set_state(checkpoint.rng_state("noise"))
+    noise = checkpoint.rng_state("noise")
+    if noise is not None and noise.numel() != state.noise.get_state().numel():
+        # saved by a generator of another device type (a run resumed with --device on another
+        # machine: CUDA's state is a seed and an offset, the CPU's a Mersenne Twister), so its
+        # stream cannot go on here; a new one starts, seeded from the saved state (repeatable)
+        digest = hashlib.sha256(noise.numpy().tobytes()).digest()
+        state.noise.manual_seed(int.from_bytes(digest[:8], "little"))
+    else:
+        state.noise.set_state(noise)
     torch.set_rng_state(checkpoint.rng_state("torch"))
     state.step = checkpoint.step
     state.set_guard_meta(checkpoint.meta.get("guard"))

@@ -55,14 +55,29 @@ __all__ = ["RunState", "make_optimizers", "restore", "save", "train"]
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device this machine has. A device it does
+    not have (CUDA on a machine without it, ``cuda:7`` with fewer GPUs) or a name that is not
+    one of these is a :class:`ConfigError` (exit 2), never a silent fall-back to another one."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(f"{name!r} is not a device (auto | cpu | cuda | cuda:N)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r} is not supported (auto | cpu | cuda | cuda:N)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {name!r} requested but CUDA is not available on this machine "
+                "(--device cpu or --device auto trains on what it has)"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"device {name!r} requested but this machine has {count} CUDA device(s) "
+                f"(cuda:0 to cuda:{count - 1})"
+            )
     return device
 
 
@@ -126,9 +141,19 @@ class _StopRequest:
             signal.signal(sig, old)
 
 
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The step of the run's newest checkpoint (from its name), None if it has none."""
+    found = ckpt.list_checkpoints(ckpt.checkpoint_dir(run_dir))
+    return int(found[-1].stem.split("_")[-1]) if found else None
+
+
 def read_run_config(run_dir: Path, cfg: Config | None, resume: bool) -> tuple[Config, bool]:
     """The run's config, checked without writing anything (every process of a multi-process
-    run calls this before any of them writes), and whether RUN_DIR/config.yaml must be written."""
+    run calls this before any of them writes), and whether RUN_DIR/config.yaml must be written.
+
+    On resume, ``cfg`` (if given) only carries a new ``train.steps``: it must lie beyond the
+    run's newest checkpoint, or nothing would train and config.yaml would no longer describe the
+    run, so it is refused before anything is written."""
     config_path = run_dir / "config.yaml"
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: --out must be a run folder, and this is a file")
@@ -136,6 +161,13 @@ def read_run_config(run_dir: Path, cfg: Config | None, resume: bool) -> tuple[Co
         if not config_path.is_file():
             raise ConfigError(f"{run_dir}: nothing to resume (no config.yaml)")
         saved = load_config(config_path)
+        at = checkpoint_step(run_dir)
+        if cfg is not None and at is not None and cfg.train.steps <= at:
+            raise ConfigError(
+                f"{run_dir}: the run is already at step {at}; --steps {cfg.train.steps} would not "
+                f"train (steps is the run's total, not a count to add); pass a --steps larger "
+                f"than {at} to extend it"
+            )
         if cfg is not None and cfg.train.steps != saved.train.steps:
             saved.train.steps = cfg.train.steps  # resuming may extend a run
             return saved, True
@@ -202,8 +234,15 @@ def train(
     resume: bool = False,
     progress: bool = True,
     data_root: Path | None = None,
+    device: str | None = None,
 ) -> Path:
     """Train (or resume) a run; returns the path of the last checkpoint.
+
+    ``device`` (``--device``) is where this session trains; None: the config's
+    ``train.device``. The device belongs to the machine, not to the run, so on resume it
+    overrides the saved ``train.device`` for this session only: config.yaml keeps the device the
+    run was started with (as its record of the run), and the device used is printed and written
+    to RUN_DIR/train_stats.json.
 
     Under torchrun (``WORLD_SIZE`` > 1) every process calls this with the same arguments; they
     join one process group for the run and leave it on return."""
@@ -211,10 +250,15 @@ def train(
     cfg, config_changed = read_run_config(run_dir, cfg, resume)
     get_objective(cfg.objective)
     tc = cfg.train
-    device = resolve_device(tc.device)
+    requested = device or tc.device
+    device = resolve_device(requested)
     check_train_config(tc, distributed.world_from_env()[1])
     with distributed.session(device) as dist, deterministic_mode(tc.deterministic):
         if dist.is_main:
+            notes = [f"asked for {requested!r}"] if requested != str(dist.device) else []
+            if requested != tc.device:
+                notes.append(f"this session only: config.yaml keeps train.device={tc.device!r}")
+            print(f"device: {dist.device}" + (f" ({'; '.join(notes)})" if notes else ""))
             run_dir.mkdir(parents=True, exist_ok=True)
             if config_changed:
                 cfg.save(run_dir / "config.yaml")
@@ -309,6 +353,12 @@ class _Run:
             restore(state, ckpt.load_latest(self.run_dir))
             # config.yaml's rate × the guard's scale: lowering train.lr there takes effect
             state.set_lr(tc.lr)
+            if state.step >= tc.steps and dist.is_main:
+                print(
+                    f"the run is already at step {state.step} of train.steps={tc.steps}: nothing "
+                    f"to train; pass --steps N (N > {state.step}) to extend it",
+                    file=sys.stderr,
+                )
         guard = DivergenceGuard(self.run_dir, tc.lr, tc.rollback_lr_factor, tc.max_rollbacks)
         if not has_checkpoint:
             guard.initial = Snapshot.take(state)
