@@ -19,13 +19,14 @@ from m3dgan.audio.config import PAD_VALUE, MelConfig
 from m3dgan.audio.io import load_audio
 from m3dgan.audio.mel import wave_to_mel
 from m3dgan.errors import AudioError
+from m3dgan.extras import require
 
 TRIM_TOP_DB = 40.0  # what counts as silence at the ends, relative to the loudest frame
 MIN_FRAMES = 8  # 128 ms: less than this is not an utterance
 
 
 def trim_silence(wave: np.ndarray, cfg: MelConfig) -> np.ndarray:
-    import librosa
+    librosa = require("librosa", "trimming silence")  # the speech extra, imported when used
 
     trimmed, _ = librosa.effects.trim(
         wave, top_db=TRIM_TOP_DB, frame_length=cfg.win_length, hop_length=cfg.hop_length

@@ -11,9 +11,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from m3dgan.errors import AudioError
+from m3dgan.extras import require
+
+# soundfile and soxr (the speech extra) are imported where they are used, so an image-only
+# install can import this package (m3dgan.extras)
 
 SILENCE_PEAK = 1e-4  # a file whose loudest sample is below this (-80 dBFS) holds no speech
 
@@ -23,6 +26,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, min_seconds: float = 
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
+    sf = require("soundfile", "reading audio files")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -33,8 +37,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, min_seconds: float = 
     if not np.isfinite(wave).all():
         raise AudioError(f"{path}: the audio holds NaN or infinite samples")
     if rate != sample_rate:
-        import soxr
-
+        soxr = require("soxr", "resampling audio")
         wave = soxr.resample(wave, rate, sample_rate, quality="HQ").astype(np.float32)
     if len(wave) < min_seconds * sample_rate:
         raise AudioError(
@@ -53,6 +56,8 @@ def save_wav(path: str | Path, wave, sample_rate: int = 16000) -> Path:
     samples = np.clip(np.nan_to_num(samples), -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sf.write(str(tmp), samples, sample_rate, subtype="PCM_16", format="WAV")
+    require("soundfile", "writing WAV files").write(
+        str(tmp), samples, sample_rate, subtype="PCM_16", format="WAV"
+    )
     tmp.replace(path)
     return path

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from m3dgan.audio.config import PAD_VALUE, MelConfig
+from m3dgan.extras import require
 
 _AMP_FLOOR = 1e-5  # -100 dB: quieter than anything the normalised range keeps
 
@@ -19,7 +20,8 @@ _AMP_FLOOR = 1e-5  # -100 dB: quieter than anything the normalised range keeps
 @lru_cache(maxsize=8)
 def _filterbank(cfg: MelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(mel basis [n_mels, F], its pseudo-inverse [F, n_mels]) for ``cfg``, as float32."""
-    import librosa  # imported lazily: it pulls numba, which takes a second to load
+    # imported lazily: librosa is the speech extra, and it pulls numba (a second to load)
+    librosa = require("librosa", "mel spectrograms")
 
     basis = librosa.filters.mel(
         sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax

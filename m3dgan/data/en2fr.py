@@ -32,7 +32,6 @@ round-trips and nothing a user types becomes "unknown".
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
@@ -47,6 +46,7 @@ from tqdm import tqdm
 from m3dgan.data.store import TEXT, Manifest
 from m3dgan.data.textnorm import normalise_text
 from m3dgan.errors import DataError
+from m3dgan.extras import require
 
 NAME = "en2fr"
 EMOJIBASE = "emojibase-data"
@@ -73,14 +73,9 @@ _ACCEL = re.compile(r"\s?\([_&]\w\)|(?<![\w&_])[_&](?=\w)")  # "(_F)", "_File", 
 
 
 def _require(module: str) -> object:
-    """Import a pip module, or a DataError saying how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise DataError(
-            f"the {NAME} builder needs the pip module {module!r}; install it with "
-            "`.venv/bin/pip install -e .` (or run `bash scripts/setup.sh`)"
-        ) from exc
+    """Import a module of the text extra (babel, polib, sentencepiece) when it is used, or
+    a clear error naming the extra (``m3dgan[text]``) to install."""
+    return require(module, f"the {NAME} builder")
 
 
 def locale_dir() -> Path:

@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 from xml.sax.saxutils import escape
 
 import numpy as np
-import soundfile as sf
 
 from m3dgan.audio.config import MelConfig
 from m3dgan.audio.inputs import trim_silence
 from m3dgan.errors import DataError
+from m3dgan.extras import require  # soundfile, soxr: the speech extra, imported when used
 
 VOICE = "en-us+klatt5"
 TIMEOUT_S = 60.0  # one sentence takes milliseconds; anything this slow is a hung process
@@ -81,6 +81,7 @@ def synthesize(text: str, style: Style, voice: str = VOICE) -> tuple[np.ndarray,
     if done.returncode != 0 or not done.stdout:
         message = done.stderr.decode("utf-8", "replace").strip()
         raise DataError(f"espeak-ng failed on {text!r} ({style.name}): {message}")
+    sf = require("soundfile", "the speech corpus")
     try:
         wave, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -93,8 +94,7 @@ def render(text: str, style: Style, cfg: MelConfig = MelConfig(), voice: str = V
     way :func:`m3dgan.audio.inputs.read_mels` treats a user's recording."""
     wave, rate = synthesize(text, style, voice)
     if rate != cfg.sample_rate:
-        import soxr
-
+        soxr = require("soxr", "the speech corpus")
         wave = soxr.resample(wave, rate, cfg.sample_rate, quality="HQ")
     wave = np.clip(wave, -1.0, 1.0).astype(np.float32)
     trimmed = trim_silence(wave, cfg) if len(wave) >= cfg.n_fft else wave[:0]

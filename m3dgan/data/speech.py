@@ -59,7 +59,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from tqdm import tqdm
 
@@ -69,6 +68,7 @@ from m3dgan.data import espeak, fortunes
 from m3dgan.data.espeak import Style
 from m3dgan.data.store import SPEECH, TEXT, Manifest
 from m3dgan.errors import DataError
+from m3dgan.extras import require  # soundfile: the speech extra, imported when used
 
 NAME = "speech"
 NPM_PACKAGES: tuple[str, ...] = ()  # made from Debian packages (espeak-ng, fortunes)
@@ -116,6 +116,7 @@ def split_sentences(
 
 def flac_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
     buffer = io.BytesIO()
+    sf = require("soundfile", "the speech corpus")
     sf.write(buffer, wave, sample_rate, format="FLAC", subtype="PCM_16")
     return buffer.getvalue()
 

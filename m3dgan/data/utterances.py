@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from tqdm import tqdm
 
@@ -47,6 +46,7 @@ from m3dgan.audio import AudioError, MelConfig, load_audio
 from m3dgan.audio.inputs import read_mels, trim_silence
 from m3dgan.data import store
 from m3dgan.errors import ConfigError, DataError
+from m3dgan.extras import require  # soundfile: the speech extra, imported when used
 
 DEFAULT_MAX_SECONDS = 10.0
 DEFAULT_TEST_FRACTION = 0.02
@@ -161,6 +161,7 @@ def hashed_sample(items: list[Utterance], limit: int | None) -> list[Utterance]:
 
 def duration_seconds(path: Path, where: str) -> float:
     """Duration from the file header (no decoding); AudioError when the header is unreadable."""
+    sf = require("soundfile", "reading speech corpora")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -216,6 +217,7 @@ def convert(
 def encode_flac(wave: np.ndarray, sample_rate: int) -> bytes:
     """16-bit FLAC bytes of a float waveform in [-1, 1] (lossless, about half of WAV's size)."""
     buffer = io.BytesIO()
+    sf = require("soundfile", "speech corpora")
     sf.write(buffer, np.clip(wave, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
     return buffer.getvalue()
 

@@ -30,6 +30,7 @@ import torch
 
 from m3dgan.data import store
 from m3dgan.errors import DataError
+from m3dgan.extras import require
 
 NAME = "wmt14-en-fr"
 SOURCE_LANG, TARGET_LANG = "en", "fr"
@@ -148,7 +149,7 @@ def train_sentencepiece(
 
     The vocabulary size is a soft limit, so a small corpus gets a smaller vocabulary instead of
     an error; all characters are covered (French accents must never become unknown)."""
-    import sentencepiece as spm
+    spm = require("sentencepiece", "subword vocabularies")  # the text extra, imported when used
 
     if vocab_size < 8:
         raise DataError(f"vocab_size must be at least 8, got {vocab_size}")

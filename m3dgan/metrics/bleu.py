@@ -22,9 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from sacrebleu.metrics import BLEU
-
 from m3dgan.errors import ConfigError, DataError
+from m3dgan.extras import require  # sacrebleu: the text extra, imported when used
 
 DEFAULT_TOKENIZER = "13a"
 
@@ -79,6 +78,7 @@ def corpus_bleu(
             f"{len(hypotheses)} hypotheses but {len(references)} reference lists; "
             "give one list of references per hypothesis"
         )
+    BLEU = require("sacrebleu.metrics", "BLEU").BLEU  # sacreBLEU's class
     if tokenize not in BLEU.TOKENIZERS:
         raise ConfigError(
             f"unknown BLEU tokenizer {tokenize!r}; choose from {list(BLEU.TOKENIZERS)}"

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from m3dgan.audio import MelConfig
 from m3dgan.errors import InputError
+from m3dgan.extras import require
 from m3dgan.metrics.judge_asr import JudgeASR, load_or_train_judge_asr
 from m3dgan.metrics.speech_batches import check_lengths, vocoder_round_trip
 from m3dgan.metrics.style_classifier import (
@@ -54,8 +55,8 @@ POCKETSPHINX_RATE = 16000
 @lru_cache(maxsize=1)
 def _pocketsphinx_decoder():  # -> pocketsphinx.Decoder
     """One decoder per process: loading the en-us models takes seconds."""
-    from pocketsphinx import Decoder
-
+    # the speech extra, imported when used (m3dgan.extras)
+    Decoder = require("pocketsphinx", "the pocketsphinx reference ASR").Decoder
     return Decoder(samprate=POCKETSPHINX_RATE, logfn=os.devnull)
 
 

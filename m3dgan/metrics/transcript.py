@@ -13,9 +13,8 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-import jiwer
-
 from m3dgan.errors import DataError
+from m3dgan.extras import require  # jiwer: the speech extra, imported when used
 
 # Joiners inside a word that a speaker does not pronounce as a pause: "well-known" -> "well known".
 _SPACES = re.compile(r"[\s\-\u2010-\u2015/_]+")
@@ -58,6 +57,7 @@ def wer_cer(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
         raise DataError(
             f"reference {empty[0]} ({references[empty[0]]!r}) has no words after normalisation"
         )
+    jiwer = require("jiwer", "WER/CER")
     words = jiwer.process_words(refs, hyps)
     chars = jiwer.process_characters(refs, hyps)
     return {

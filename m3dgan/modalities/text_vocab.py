@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from m3dgan.errors import InputError
+from m3dgan.extras import require
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -126,7 +127,8 @@ class SubwordVocabulary(Vocabulary):
     kind = "sentencepiece"
 
     def __init__(self, model_proto: bytes) -> None:
-        import sentencepiece as spm
+        # the text extra, imported when used (m3dgan.extras)
+        spm = require("sentencepiece", "subword vocabularies")
 
         self.proto = bytes(model_proto)
         self.sp = spm.SentencePieceProcessor()
