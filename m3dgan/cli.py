@@ -14,6 +14,29 @@ from pathlib import Path
 from m3dgan.errors import M3DGANError
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default: argparse's ``(default: X)`` where the option has a
+    value, nothing for on/off flags (off unless given) and for options whose help already says
+    its default (those whose default is decided later, e.g. by the task, say by what)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False:
+            return text
+        if action.default == []:  # repeatable options that start empty
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The CLI's parser; its subcommand parsers are of the same class (argparse's default), so
+    every ``--help`` uses :class:`_HelpFormatter`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="build, fetch or list data sets")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
@@ -23,9 +46,14 @@ def _add_data(sub) -> None:
         "--force", action="store_true", help="rebuild even if a valid cached build exists"
     )
     b.add_argument(
-        "--limit", type=int, default=None, help="cap source items, for quick small builds"
+        "--limit",
+        type=int,
+        default=None,
+        help="cap source items, for quick small builds (default: no cap)",
     )
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument(
+        "--seed", type=int, default=0, help="seed of the builder's random choices (splits, styles)"
+    )
     f = dsub.add_parser("fetch", help="download a published data set (needs internet)")
     f.add_argument(
         "name",
@@ -39,16 +67,23 @@ def _add_data(sub) -> None:
         help="mirror URL of the archive; KEY=URL per archive where a data set has several "
         "(cub: images, text; coco-captions: annotations, train, val; wmt14-en-fr: train, test; "
         "librispeech-clean-100: train, test). "
-        "M3DGAN_FETCH_MIRROR=BASE_URL serves every archive from one mirror",
+        "M3DGAN_FETCH_MIRROR=BASE_URL serves every archive from one mirror "
+        "(default: the data set's published address)",
     )
-    f.add_argument("--sha256", action="append", metavar="[KEY=]HEX", help="expected sha256")
+    f.add_argument(
+        "--sha256",
+        action="append",
+        metavar="[KEY=]HEX",
+        help="expected sha256 of the archive, KEY=HEX per archive (default: the digest the "
+        "project pins, else the one recorded at the first download)",
+    )
     f.add_argument("--image-size", type=int, default=None, help="default: the data set's own")
     f.add_argument(
         "--limit",
         type=int,
         default=None,
         help="cap photos per split (wmt14-en-fr: training pairs; speech: utterances), for quick "
-        "trials",
+        "trials (default: no cap)",
     )
     f.add_argument(
         "--option",
@@ -56,9 +91,12 @@ def _add_data(sub) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="converter option, e.g. texts_per_image=1, crop=bbox, lowercase=true, vocab_size=8000; "
-        "speech: max_seconds=10, test_fraction=0.02, skip_bad=true, style_column=4 (ljspeech)",
+        "speech: max_seconds=10, test_fraction=2e-2, skip_bad=true, style_column=4 (ljspeech); "
+        "repeatable (default: the converter's own settings)",
     )
-    f.add_argument("--force", action="store_true")
+    f.add_argument(
+        "--force", action="store_true", help="download and convert again even if already there"
+    )
     dsub.add_parser("list", help="list data sets and where they are")
 
 
@@ -74,10 +112,22 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--objective", choices=list(OBJECTIVES), help="training objective (default: full)"
     )
-    p.add_argument("--steps", type=int, help="total training steps")
-    p.add_argument("--batch-size", type=int)
     p.add_argument(
-        "--config", type=Path, help="YAML config file (see RUN_DIR/config.yaml of any run)"
+        "--steps",
+        type=int,
+        help="total training steps; with --resume, a total beyond the run's step extends it "
+        "(default: from --config, else the task's)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="global batch size (default: from --config, else the task's)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="YAML config file, e.g. a copy of RUN_DIR/config.yaml of any run "
+        "(default: the task's defaults)",
     )
     p.add_argument(
         "--set",
@@ -85,14 +135,31 @@ def _add_train(sub) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.lr=1e-4 (repeatable)",
+        help="override a config value, e.g. --set train.lr=1e-4 (repeatable; applied after "
+        "--config and the flags; default: none)",
     )
-    p.add_argument("--data", type=Path, help="data folder to use instead of the task's default")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="data folder to use instead of the task's default (default: the task's data set, "
+        "built on first use)",
+    )
+    p.add_argument(
+        "--device",
+        help="auto | cpu | cuda | cuda:N: where to train. With --resume it applies to this "
+        "session only; the run's config.yaml keeps the device it was started with "
+        "(default: from --config, else auto; with --resume: the run's)",
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the full resolved config as YAML (task defaults, --config, --set and the "
+        "flags applied; with --resume: the run's) and exit without training",
+    )
 
 
 def _add_translate(sub) -> None:
@@ -108,7 +175,11 @@ def _add_translate(sub) -> None:
     src.add_argument("--text", nargs="+", help="source sentence(s), for tasks with a text source")
     g = p.add_mutually_exclusive_group()
     g.add_argument(
-        "--reference", type=Path, nargs="+", help="reference file(s) that set the domain"
+        "--reference",
+        type=Path,
+        nargs="+",
+        help="reference file(s) that set the domain, one output per reference "
+        "(default: none, random codes: see --samples)",
     )
     g.add_argument(
         "--samples", type=int, default=None, help="number of random-z outputs per input (default 4)"
@@ -117,7 +188,7 @@ def _add_translate(sub) -> None:
         "--tokens",
         metavar="K:W,...",
         help="explicit token weights instead of a reference, e.g. 3:0.7,5:0.3 (objectives with "
-        "a token layer)",
+        "a token layer; default: none)",
     )
     p.add_argument(
         "--style-scale",
@@ -125,12 +196,17 @@ def _add_translate(sub) -> None:
         default=1.0,
         help="multiply the domain embedding: >1 exaggerates the style, <1 tones it down",
     )
-    p.add_argument("--seed", type=int, default=None, help="seed for random z (repeatable outputs)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for random z, for repeatable outputs (default: a fresh random draw)",
+    )
     p.add_argument(
         "--beam", type=int, default=1, help="beam size for text outputs (1 = greedy decoding)"
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 
 def _add_evaluate(sub) -> None:
@@ -145,24 +221,37 @@ def _add_evaluate(sub) -> None:
         "--inputs",
         type=int,
         default=None,
-        help="test inputs: images 100 for diversity (BicycleGAN); text tasks: all distinct sources; "
-        "tts: 50 sentences (× every style); asr: all sentences (× every style)",
+        help="test inputs (default: images 100 for diversity (BicycleGAN); text tasks: all "
+        "distinct sources; tts: 50 sentences (× every style); asr: all sentences (× every style))",
     )
     p.add_argument(
         "--samples",
         type=int,
         default=None,
-        help="random z per input: diversity 20 (BicycleGAN); text→image 4",
+        help="random z per input (default: diversity 20 (BicycleGAN); text→image 4)",
     )
     p.add_argument("--beam", type=int, default=1, help="beam size for text outputs (1 = greedy)")
-    p.add_argument("--data", type=Path, help="data folder to use instead of the task's default")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="data folder to use instead of the task's default (default: the checkpoint's "
+        "task's data set)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the random codes and of any sampling"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="m3dgan", description="M3D-GAN: multi-modal multi-domain translation"
+    from m3dgan import __version__
+
+    parser = _Parser(prog="m3dgan", description="M3D-GAN: multi-modal multi-domain translation")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__}",
+        help="print the version and exit",
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_data(sub)
@@ -212,7 +301,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from m3dgan.config import Config, apply_overrides, load_config
+    from m3dgan.config import Config, apply_overrides, config_from_dict, load_config
     from m3dgan.train import config_for_task, train
 
     if args.resume:
@@ -233,9 +322,10 @@ def cmd_train(args) -> int:
                 "cannot change it (only --steps can extend it). Start a new --out instead."
             )
         cfg = None
-        if args.steps:
+        if args.steps is not None:
             cfg = load_config(args.out / "config.yaml")
             cfg.train.steps = args.steps
+            cfg = config_from_dict(cfg.to_dict())  # --steps 0: a clean error
     else:
         base = load_config(args.config) if args.config else Config()
         cfg = config_for_task(args.task or base.task, args.objective or base.objective, base)
@@ -246,16 +336,31 @@ def cmd_train(args) -> int:
         if args.device:
             cfg.train.device = args.device
         cfg = apply_overrides(cfg, args.overrides)
+    if args.print_config:
+        print(_config_yaml(cfg or load_config(args.out / "config.yaml"), args), end="")
+        return 0
     last = train(
         cfg,
         args.out,
         resume=args.resume,
         progress=not args.no_progress,
         data_root=_data_root(args.data),
+        device=args.device,
     )
     print(f"checkpoint: {last}")
     print(f"next: m3dgan evaluate --checkpoint {args.out} --out {args.out / 'metrics.json'}")
     return 0
+
+
+def _config_yaml(cfg, args) -> str:
+    """``train --print-config``: the config as config.yaml holds it (on resume, --device is
+    this session's only and is noted in a comment, not written into the config)."""
+    import yaml
+
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    if args.resume and args.device and args.device != cfg.train.device:
+        text += f"# --device {args.device}: this session trains there (config.yaml keeps it)\n"
+    return text
 
 
 def _data_root(path: Path | None) -> Path | None:

@@ -48,6 +48,8 @@ echo "== Python environment .venv"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q $TORCH_SPEC
-.venv/bin/pip install -q -e ".[dev]"
+# every extra (speech, text) and the dev tools; lpips is left out: it needs torchvision, whose
+# PyPI wheels do not load beside the pinned CPU torch, and downloads AlexNet weights at first use
+.venv/bin/pip install -q -e ".[dev,speech,text]"
 .venv/bin/python -c "import torch, m3dgan; print('m3dgan', m3dgan.__version__, '| torch', torch.__version__)"
 echo "== done. Try: .venv/bin/m3dgan train --task digits --out runs/digits"
