@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from m3dgan.core.init import init_leaky_convs
+from m3dgan.core.safe_conv import Conv2d
 
 
 @dataclass
@@ -64,7 +65,7 @@ class ReferenceEncoder(nn.Module):
         for ch in channels:
             stride_f = 2 if f >= 2 else 1
             layers += [
-                nn.Conv2d(prev, ch, 3, stride=(stride_f, time_stride), padding=1),
+                Conv2d(prev, ch, 3, stride=(stride_f, time_stride), padding=1),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             prev, f = ch, math.ceil(f / stride_f)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from m3dgan.core.safe_conv import Conv2d
 from m3dgan.modalities.base import ModalitySpec
 from m3dgan.modalities.text_vocab import PAD
 from m3dgan.modalities.tokens import embed_tokens, masked_mean, token_mask
@@ -37,9 +38,9 @@ class ImageSummary(nn.Module):
     def __init__(self, channels: int, dim: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(channels, dim // 2, 4, 2, 1),
+            Conv2d(channels, dim // 2, 4, 2, 1),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(dim // 2, dim, 4, 2, 1),
+            Conv2d(dim // 2, dim, 4, 2, 1),
             nn.LeakyReLU(0.2, inplace=True),
         )
         self.out_dim = dim

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from m3dgan.config import ModelConfig
 from m3dgan.core.init import init_leaky_convs
+from m3dgan.core.safe_conv import Conv2d, ConvTranspose2d
 from m3dgan.modalities.base import Modality, ModalitySpec
 
 
@@ -28,7 +29,7 @@ class ImagePrenet(nn.Module):
         layers: list[nn.Module] = []
         prev = in_channels
         for ch in channels:
-            layers += [nn.Conv2d(prev, ch, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [Conv2d(prev, ch, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
             prev = ch
         self.net = nn.Sequential(*layers)
         init_leaky_convs(self.net)
@@ -90,12 +91,15 @@ class FiLM(nn.Module):
 class ResidualDown(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, z_dim: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+        self.conv1 = Conv2d(cin, cout, 3, stride=stride, padding=1)
         self.film1 = FiLM(cout, z_dim)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv2 = Conv2d(cout, cout, 3, padding=1)
         self.film2 = FiLM(cout, z_dim)
+        # a strided 1×1 skip: m3dgan.core.safe_conv.Conv2d runs it as subsampling + a unit
+        # stride 1×1 convolution (oneDNN's own strided 1×1 weight gradient corrupts the heap
+        # for channels-last input with few channels, see safe_conv's docstring)
         self.skip = (
-            nn.Conv2d(cin, cout, 1, stride=stride)
+            Conv2d(cin, cout, 1, stride=stride)
             if (cin != cout or stride != 1)
             else nn.Identity()
         )
@@ -110,13 +114,13 @@ class ResidualUp(nn.Module):
     def __init__(self, cin: int, cskip: int, cout: int, stride: int, z_dim: int) -> None:
         super().__init__()
         self.up = (
-            nn.ConvTranspose2d(cin, cin, 4, stride=2, padding=1) if stride == 2 else nn.Identity()
+            ConvTranspose2d(cin, cin, 4, stride=2, padding=1) if stride == 2 else nn.Identity()
         )
-        self.conv1 = nn.Conv2d(cin + cskip, cout, 3, padding=1)
+        self.conv1 = Conv2d(cin + cskip, cout, 3, padding=1)
         self.film1 = FiLM(cout, z_dim)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv2 = Conv2d(cout, cout, 3, padding=1)
         self.film2 = FiLM(cout, z_dim)
-        self.skip = nn.Conv2d(cin + cskip, cout, 1)
+        self.skip = Conv2d(cin + cskip, cout, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         x = torch.cat([self.up(x), skip], dim=1)
@@ -158,7 +162,7 @@ class ImageGenerator(nn.Module):
             self.up.append(ResidualUp(prev, skips[i], out, strides[i], z_dim))
             prev = out
         # "a final deconv2d outputs RGB": a stride-1 transposed conv to the target's channels
-        self.to_output = nn.ConvTranspose2d(prev, out_channels, 3, padding=1)
+        self.to_output = ConvTranspose2d(prev, out_channels, 3, padding=1)
 
     def forward(self, source: torch.Tensor, z: torch.Tensor | None, target=None) -> torch.Tensor:
         h = source
@@ -181,7 +185,7 @@ class ImageDiscriminator(nn.Module):
         self.size = size
         ch = cfg.disc_channels
         layers: list[nn.Module] = [
-            nn.Conv2d(source_channels + target_channels, ch, 4, 2, 1),
+            Conv2d(source_channels + target_channels, ch, 4, 2, 1),
             nn.LeakyReLU(0.2, True),
         ]
         prev = ch
@@ -189,12 +193,12 @@ class ImageDiscriminator(nn.Module):
             stride = 2 if size // 2 ** (i + 1) >= 4 else 1
             width = min(ch * 2**i, 512)
             layers += [
-                nn.Conv2d(prev, width, 4, stride, 1),
+                Conv2d(prev, width, 4, stride, 1),
                 nn.InstanceNorm2d(width),
                 nn.LeakyReLU(0.2, True),
             ]
             prev = width
-        layers.append(nn.Conv2d(prev, 1, 3, 1, 1))
+        layers.append(Conv2d(prev, 1, 3, 1, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

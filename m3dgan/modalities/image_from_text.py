@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from m3dgan.config import ModelConfig
 from m3dgan.core.init import init_leaky_convs
+from m3dgan.core.safe_conv import Conv2d
 from m3dgan.modalities.base import ModalitySpec
 from m3dgan.modalities.conditioning import source_summary
 from m3dgan.modalities.image import FiLM
@@ -32,11 +33,11 @@ def start_resolution(size: int) -> tuple[int, int]:
 class UpBlock(nn.Module):
     def __init__(self, cin: int, cout: int, cond_dim: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.conv1 = Conv2d(cin, cout, 3, 1, 1)
         self.norm1 = FiLM(cout, cond_dim)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.conv2 = Conv2d(cout, cout, 3, 1, 1)
         self.norm2 = FiLM(cout, cond_dim)
-        self.skip = nn.Conv2d(cin, cout, 1)
+        self.skip = Conv2d(cin, cout, 1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
@@ -58,7 +59,7 @@ class TextToImageGenerator(nn.Module):
         self.fc = nn.Linear(cond_dim, widths[0] * self.start * self.start)
         self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1], cond_dim) for i in range(ups))
         self.z_dim = z_dim
-        self.to_image = nn.Conv2d(widths[-1], out_channels, 3, 1, 1)
+        self.to_image = Conv2d(widths[-1], out_channels, 3, 1, 1)
         init_leaky_convs(self)
 
     def forward(self, source, z: torch.Tensor | None, target=None) -> torch.Tensor:
@@ -74,13 +75,13 @@ class TextConditionedImageDiscriminator(nn.Module):
     def __init__(self, source: ModalitySpec, target: ModalitySpec, cfg: ModelConfig) -> None:
         super().__init__()
         ch = cfg.disc_channels
-        layers: list[nn.Module] = [nn.Conv2d(target.channels, ch, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [Conv2d(target.channels, ch, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         prev, size = ch, target.size // 2
         for i in range(1, cfg.disc_layers):
             stride = 2 if size // 2 >= 4 else 1
             width = min(ch * 2**i, 512)
             layers += [
-                nn.Conv2d(prev, width, 4, stride, 1),
+                Conv2d(prev, width, 4, stride, 1),
                 nn.InstanceNorm2d(width),
                 nn.LeakyReLU(0.2, True),
             ]
@@ -88,9 +89,9 @@ class TextConditionedImageDiscriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         self.summary = source_summary(source, ch)
         self.joint = nn.Sequential(
-            nn.Conv2d(prev + ch, prev, 3, 1, 1),
+            Conv2d(prev + ch, prev, 3, 1, 1),
             nn.LeakyReLU(0.2, True),
-            nn.Conv2d(prev, 1, 3, 1, 1),
+            Conv2d(prev, 1, 3, 1, 1),
         )
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

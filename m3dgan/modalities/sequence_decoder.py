@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from m3dgan.config import ModelConfig
+from m3dgan.core.safe_conv import Conv2d
 from m3dgan.modalities.base import ModalitySpec
 from m3dgan.modalities.text import TextFeatures
 from m3dgan.modalities.text_vocab import BOS, EOS, PAD
@@ -42,9 +43,9 @@ class ImageMemory(nn.Module):
         # narrow at high resolution, ``dim`` wide at the ≤ 8×8 grid the decoder attends over
         for i in range(halvings):
             width = max(dim // 2 ** (halvings - 1 - i), 16)
-            layers += [nn.Conv2d(prev, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [Conv2d(prev, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
             prev = width
-        layers += [nn.Conv2d(prev, dim, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [Conv2d(prev, dim, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
         self.net = nn.Sequential(*layers)
         self.out_dim = dim
 

@@ -27,6 +27,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from m3dgan.audio.config import PAD_VALUE
 from m3dgan.config import ModelConfig
 from m3dgan.core.attention import Posterior, ReferenceEncoder
+from m3dgan.core.safe_conv import Conv2d
 from m3dgan.modalities.base import Modality, ModalitySpec
 from m3dgan.modalities.text import TextFeatures
 
@@ -121,9 +122,9 @@ class SpeechMemory(nn.Module):
     def __init__(self, channels: int, n_mels: int, dim: int) -> None:
         super().__init__()
         self.convs = nn.Sequential(
-            nn.Conv2d(channels, 64, 3, stride=2, padding=1),
+            Conv2d(channels, 64, 3, stride=2, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(64, 64, 3, stride=2, padding=1),
+            Conv2d(64, 64, 3, stride=2, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
         )
         freq = strided_lengths(torch.tensor(n_mels), 2).item()
