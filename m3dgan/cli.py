@@ -1,7 +1,8 @@
 """Command line: ``m3dgan data|train|translate|evaluate|tasks``.
 
 Expected errors (bad input, missing data, bad config, damaged checkpoint) print one line
-``error: ...`` and exit with status 2; anything else is a bug and shows its traceback.
+``error: ...`` and exit with status 2; anything else is a bug and shows its traceback. Warnings
+print as one line ``warning: ...``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from m3dgan.errors import M3DGANError
@@ -170,7 +172,10 @@ def _add_translate(sub) -> None:
         "--input",
         type=Path,
         nargs="+",
-        help="source file(s): images, UTF-8 text files, or audio (WAV/FLAC/OGG, any rate)",
+        help="source file(s): images, UTF-8 text files, or audio (WAV/FLAC/OGG, any rate). "
+        "Outputs are named <file name without folder and suffix>_<ref|tok|z><k>, so two inputs "
+        "with the same name (a/digit.png, b/digit.png) are refused before anything is written. "
+        "A non-square image is centre-cropped to a square (with a warning)",
     )
     src.add_argument("--text", nargs="+", help="source sentence(s), for tasks with a text source")
     g = p.add_mutually_exclusive_group()
@@ -372,10 +377,12 @@ def _data_root(path: Path | None) -> Path | None:
 
 
 def cmd_translate(args) -> int:
-    from m3dgan.infer import Translator
+    from m3dgan.infer import Translator, check_output_names
 
     if args.out.exists() and not args.out.is_dir():
         raise M3DGANError(f"{args.out}: --out must be a folder for the outputs, and this is a file")
+    if args.input:
+        check_output_names(args.input)  # before anything is read or written
     tr = Translator.from_checkpoint(args.checkpoint, device=args.device)
     samples = args.samples if args.samples is not None else 4
     if tr.model.attention is None:
@@ -500,11 +507,21 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "tasks": cmd_tasks,
     }[args.cmd]
+    show = warnings.formatwarning
+    warnings.formatwarning = _warning_line
     try:
         return handler(args)
     except M3DGANError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = show
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """Warnings (a cropped image, a repaired stereo file, <unk> characters...) as one
+    ``warning: ...`` line on stderr, like errors; Python shows each distinct one once."""
+    return f"warning: {message}\n"
 
 
 if __name__ == "__main__":

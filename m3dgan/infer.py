@@ -17,7 +17,10 @@ Text input policy: empty text and text longer than twice the longest training te
 (``InputError``, exit 2 from the CLI); characters the vocabulary lacks become <unk> with a
 warning. Audio input policy (``m3dgan.audio.inputs``): any rate and channel count; silence at the
 ends is trimmed; a source longer than twice the longest training utterance is an error, a longer
-reference is cut with a warning; empty, silent or unreadable files are errors.
+reference is cut with a warning; empty, silent or unreadable files are errors. Image input
+policy (``m3dgan.modalities.image_io.read_image``): read upright and in its true tonal range; a
+non-square image is centre-cropped (not squeezed) with a warning. Outputs are named after the
+input file's stem; :func:`check_output_names` refuses inputs whose outputs would collide.
 """
 
 from __future__ import annotations
@@ -39,6 +42,32 @@ from m3dgan.modalities import ModalitySpec
 from m3dgan.modalities.image_io import read_image
 from m3dgan.report.grid import save_image
 from m3dgan.train import resolve_device
+
+
+def output_stem(path: str | Path) -> str:
+    """The name an input file's outputs start with: its file name without folder and suffix."""
+    return Path(path).stem
+
+
+def check_output_names(paths: list[Path]) -> None:
+    """InputError naming both inputs when two of them would write the same output files.
+
+    Outputs are ``<stem>_<tag><k>.<ext>`` (:meth:`Translator.translate_file`), so two inputs
+    with the same stem — ``a/digit.png`` and ``b/digit.png``, ``digit.png`` and ``digit.jpg``,
+    or one file given twice — would overwrite each other's results. Stems are compared without
+    case, as the file systems of macOS and Windows compare names. Checked before anything is
+    read or written."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        key = output_stem(path).casefold()
+        if key in seen:
+            raise InputError(
+                f"inputs {seen[key]} and {path} would write the same output files "
+                f"({output_stem(path)}_*): output names come from the file name without its "
+                "folder and suffix; rename one, or translate them in separate runs with "
+                "different --out folders"
+            )
+        seen[key] = path
 
 
 class Translator:
@@ -215,10 +244,11 @@ class Translator:
     ) -> list[Path]:
         """Translate one input file (an image, a UTF-8 text file, or audio for a speech source);
         write ``<stem>_ref<k>``, ``<stem>_tok<k>`` or ``<stem>_z<k>`` + ``.png|.txt|.wav`` into
-        ``out_dir``."""
+        ``out_dir`` (``<stem>``: :func:`output_stem`; check a batch of inputs with
+        :func:`check_output_names` first)."""
         return self._write(
             self.read_source(input_path),
-            Path(input_path).stem,
+            output_stem(input_path),
             out_dir,
             references,
             samples,

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from m3dgan import image_decode
 from m3dgan.data import store
 from m3dgan.errors import DataError
 
@@ -73,7 +74,13 @@ def split_files(root: Path) -> dict[str, list[Path]]:
 
 
 def read_pair(path: Path, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read one A|B image; return (A, B) as uint8 [3, image_size, image_size] arrays."""
+    """Read one A|B image; return (A, B) as uint8 [3, image_size, image_size] arrays.
+
+    The A|B layout is defined on the stored pixels (as pix2pix's own loader reads it): the file
+    is split there, and each half is then turned upright by the EXIF orientation, if any. Pixels
+    are decoded as :mod:`m3dgan.image_decode` does for every reader (16-bit and float images by
+    their tonal range, grey/palette/CMYK converted, transparency on white).
+    """
     try:
         with Image.open(path) as im:
             width, height = im.size
@@ -81,14 +88,16 @@ def read_pair(path: Path, image_size: int) -> tuple[np.ndarray, np.ndarray]:
                 raise DataError(
                     f"{path}: {width}x{height} is not an A|B pair (width must be twice the height)"
                 )
+            orient = image_decode.orientation(im)
             im.draft("RGB", (2 * image_size, image_size))  # JPEG: decode at reduced scale
-            im = im.convert("RGB")
+            im = image_decode.flatten(im, "RGB", str(path))
             half = im.size[0] // 2
             halves = [im.crop((0, 0, half, im.size[1])), im.crop((half, 0, 2 * half, im.size[1]))]
             out = []
             for part in halves:
                 if part.size != (image_size, image_size):
                     part = part.resize((image_size, image_size), Image.Resampling.BICUBIC)
+                part = image_decode.upright(part, orient)
                 out.append(np.asarray(part, np.uint8).transpose(2, 0, 1))
     except DataError:
         raise

@@ -28,6 +28,7 @@ from PIL import Image
 from skimage.feature import canny
 from tqdm import tqdm
 
+from m3dgan import image_decode
 from m3dgan.data.store import Manifest
 from m3dgan.errors import DataError
 
@@ -131,7 +132,7 @@ def load_rgba(path: Path) -> np.ndarray:
     """Read a vendor PNG as float32 RGBA [64, 64, 4] in [0, 1]."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGBA")
+            im = image_decode.decode(im, "RGBA", str(path))  # upright, 8-bit (as every reader)
             if im.size != (IMAGE_SIZE, IMAGE_SIZE):
                 im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
             return np.asarray(im, np.float32) / 255.0

@@ -22,6 +22,7 @@ import numpy as np
 
 from m3dgan.audio.config import MelConfig
 from m3dgan.audio.inputs import trim_silence
+from m3dgan.audio.io import mix_to_mono
 from m3dgan.errors import DataError
 from m3dgan.extras import require  # soundfile, soxr: the speech extra, imported when used
 
@@ -83,10 +84,10 @@ def synthesize(text: str, style: Style, voice: str = VOICE) -> tuple[np.ndarray,
         raise DataError(f"espeak-ng failed on {text!r} ({style.name}): {message}")
     sf = require("soundfile", "the speech corpus")
     try:
-        wave, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
+        data, rate = sf.read(io.BytesIO(done.stdout), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise DataError(f"espeak-ng wrote unreadable audio for {text!r}: {exc}") from exc
-    return wave, rate
+    return mix_to_mono(data, f"espeak-ng output for {text!r}"), rate  # the one mixdown
 
 
 def render(text: str, style: Style, cfg: MelConfig = MelConfig(), voice: str = VOICE) -> np.ndarray:

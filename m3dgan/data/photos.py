@@ -15,6 +15,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
+from m3dgan import image_decode
 from m3dgan.errors import DataError
 
 Box = tuple[float, float, float, float]  # x, y, width, height in pixels
@@ -41,9 +42,14 @@ def read_square(
     """Read one photo from an open binary file; return uint8 [3, size, size] (RGB).
 
     ``name`` is the file's name for error messages (the file may be a member of an archive).
+    Pixels are decoded as :mod:`m3dgan.image_decode` does for every reader (16-bit and float
+    images by their tonal range, CMYK/grey/palette converted, transparency on white). ``box``
+    is in the stored pixels' frame; the square is cut there and then turned upright by the
+    EXIF orientation (for the centre square this is the same as cutting the upright photo).
     """
     try:
         with Image.open(file) as im:
+            orient = image_decode.orientation(im)  # applied to the crop, see the docstring
             full_width = im.width
             left, top, side, _ = square_box(im.width, im.height, box, margin)
             if im.format == "JPEG":  # decode at a reduced scale that still covers ``size``
@@ -51,8 +57,10 @@ def read_square(
                 im.draft("RGB", (math.ceil(im.width * zoom), math.ceil(im.height * zoom)))
                 scale = im.width / full_width
                 left, top, side = left * scale, top * scale, side * scale
-            crop = im.convert("RGB").crop((left, top, left + side, top + side))
+            flat = image_decode.flatten(im, "RGB", name)
+            crop = flat.crop((left, top, left + side, top + side))
             crop = crop.resize((size, size), Image.Resampling.BICUBIC)
+            crop = image_decode.upright(crop, orient)
     except _PIL_ERRORS as exc:
         raise DataError(f"{name}: unreadable or corrupt image ({exc})") from exc
     return np.asarray(crop, np.uint8).transpose(2, 0, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image
 
 from m3dgan.data.store import to_float
 from m3dgan.errors import DataError
+from m3dgan.image_decode import decode
 
 # PIL's format plugins report a malformed file with whatever they trip over: OSError (and its
 # UnidentifiedImageError), SyntaxError, ValueError, EOFError, struct.error, IndexError,
@@ -28,22 +30,41 @@ def check_image_path(path: Path) -> None:
 
 
 def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
-    """Image file → float [1, channels, size, size] in [-1, 1]; transparency is put on white."""
+    """Image file → float [1, channels, size, size] in [-1, 1].
+
+    Read as a viewer shows it (:mod:`m3dgan.image_decode`): the EXIF orientation is applied,
+    16-bit, 32-bit integer and float images keep their tonal range (or are refused with a
+    DataError saying why), palette/CMYK/1-bit/... are converted, transparency is put on white.
+
+    Shape policy: a square image is resized to ``size`` × ``size`` (bicubic). A non-square one
+    keeps its aspect ratio: its centre square (side = its short side) is cropped and resized to
+    ``size`` — the same centre crop the photo converters use (``m3dgan.data.photos``), like
+    pix2pix's ``--preprocess`` crops — and a warning names the file and says so.
+    """
     path = Path(path)
     check_image_path(path)
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("RGBA", "LA", "P"):
-                img = img.convert("RGBA")
-                white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(white, img)
-            img = img.convert("L" if channels == 1 else "RGB")
+            img = decode(img, "L" if channels == 1 else "RGB", str(path))
+            width, height = img.size
+            side = min(width, height)
+            if width != height:  # only the centre square's own pixels, nothing from the sides
+                left, top = (width - side) // 2, (height - side) // 2
+                img = img.crop((left, top, left + side, top + side))
             if img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BICUBIC)
             array = np.asarray(img, dtype=np.uint8)
+    except DataError:
+        raise
     except DECODE_ERRORS as exc:
         raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+    if width != height:
+        warnings.warn(
+            f"{path}: {width}x{height} is not square; its centre {side}x{side} was cropped and "
+            f"resized to the model's {size}x{size} (the sides are not used)",
+            stacklevel=1,  # one place: Python shows it once per file, however often it is read
+        )
     if array.ndim == 2:
         array = array[..., None]
     return to_float(torch.from_numpy(array.copy()).permute(2, 0, 1)[None])
