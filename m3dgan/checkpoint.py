@@ -8,9 +8,11 @@ A checkpoint is two files in ``RUN_DIR/checkpoints/``:
   the tensor file, anything else a run needs to resume, and a sha256 of the sidecar's own content
   (``sidecar_sha256``, over its canonical JSON without that key).
 
-Both are written to a temporary name and renamed, the sidecar last: a checkpoint exists once
-its sidecar does, and a checkpoint whose tensors or sidecar do not match their checksums is
-treated as damaged and skipped in favour of the previous one. Loading uses safetensors and JSON only;
+Both are written to temporary names (``m3dgan.atomic``) and renamed once both are whole, the
+sidecar last: a checkpoint exists once its sidecar does, a failed write (a full disk) leaves the
+checkpoints on disk as they were and removes its temporary files, and a checkpoint whose
+tensors or sidecar do not match their checksums is treated as damaged and skipped in favour of
+the previous one. Loading uses safetensors and JSON only;
 nothing is ever unpickled, so a malicious file cannot execute code: pickles and ``torch.save``
 archives (``.pt``, ``.pth``, ``.ckpt``, or one renamed to ``.safetensors``) are refused with a
 :class:`~m3dgan.errors.CheckpointError` before anything parses them.
@@ -31,6 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from m3dgan.atomic import atomic_paths
 from m3dgan.data.store import sha256_file
 from m3dgan.errors import CheckpointError
 
@@ -142,9 +145,13 @@ def save_checkpoint(
     meta: dict[str, Any] | None = None,
     keep: int = 3,
 ) -> Path:
-    """Atomically write checkpoint ``step`` and delete all but the newest ``keep``."""
+    """Atomically write checkpoint ``step`` and delete all but the newest ``keep``.
+
+    Raises:
+        OutputError: a file could not be written (disk full, ...); nothing is left of the
+            failed checkpoint and no older checkpoint is deleted or changed.
+    """
     folder = checkpoint_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     optim_meta: dict[str, Any] = {}
     for name, opt in (optimizers or {}).items():
@@ -152,23 +159,23 @@ def save_checkpoint(
     for name, state in (rng or {}).items():
         tensors[f"rng.{name}"] = state.detach().cpu().contiguous()
     stem = f"step_{step:08d}"
-    tensor_path = folder / f"{stem}.safetensors"
-    tmp = folder / f".{stem}.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(tensor_path)
-    sidecar = {
-        **{k: v for k, v in (meta or {}).items() if k not in _RESERVED},
-        "format": FORMAT,
-        "version": VERSION,
-        "step": step,
-        "sha256": sha256_file(tensor_path),
-        "optimizers": optim_meta,
-    }
-    sidecar[SIDECAR_CHECKSUM] = sidecar_checksum(sidecar)
-    tmp = folder / f".{stem}.json.tmp"
-    tmp.write_text(json.dumps(sidecar, indent=1))
-    tmp.replace(folder / f"{stem}.json")
-    prune(folder, keep)
+    tensor_path, sidecar_path = folder / f"{stem}.safetensors", folder / f"{stem}.json"
+    # both files are written before either is renamed (tensors first, then the sidecar): a full
+    # disk strikes while writing, so it leaves the checkpoints on disk as they were, also when
+    # this step's checkpoint is written again (after a rollback)
+    with atomic_paths(tensor_path, sidecar_path) as (tensor_tmp, sidecar_tmp):
+        save_file(tensors, str(tensor_tmp))
+        sidecar = {
+            **{k: v for k, v in (meta or {}).items() if k not in _RESERVED},
+            "format": FORMAT,
+            "version": VERSION,
+            "step": step,
+            "sha256": sha256_file(tensor_tmp),
+            "optimizers": optim_meta,
+        }
+        sidecar[SIDECAR_CHECKSUM] = sidecar_checksum(sidecar)
+        sidecar_tmp.write_text(json.dumps(sidecar, indent=1))
+    prune(folder, keep)  # only once this checkpoint is whole: a failed save deletes nothing
     return tensor_path
 
 
@@ -184,7 +191,12 @@ def sidecar_checksum(sidecar: dict[str, Any]) -> str:
 
 def prune(folder: Path, keep: int) -> None:
     """Keep the newest ``keep`` checkpoints (all if ``keep`` <= 0); also remove tensor files that
-    lost their sidecar (a crash between the two renames) once a newer checkpoint exists."""
+    lost their sidecar (a crash between the two renames) once a newer checkpoint exists, and
+    temporary files that a process killed while saving left behind (only one process saves a
+    run, and it is not saving now)."""
+    for stale in folder.glob(".step_*"):
+        if ".tmp" in stale.name:
+            stale.unlink(missing_ok=True)
     found = list_checkpoints(folder)
     for old in found[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)

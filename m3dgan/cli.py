@@ -460,6 +460,7 @@ def _report(tr, source: str, written: list[Path]) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    from m3dgan.atomic import write_text
     from m3dgan.evaluate import evaluate
 
     # checked before an evaluation that may take a while, not after it
@@ -480,8 +481,7 @@ def cmd_evaluate(args) -> int:
         seed=args.seed,
         audio_dir=args.out.with_name(args.out.stem + "_audio"),
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(metrics, indent=2))
+    write_text(args.out, json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -513,6 +513,15 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except M3DGANError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # files go through m3dgan.atomic (OutputError above); this is the net for what cannot:
+        # creating a folder, extracting an archive, a library's own cache
+        from m3dgan.atomic import FULL_DISK_ERRNOS, output_error
+
+        if exc.errno not in FULL_DISK_ERRNOS:
+            raise
+        print(f"error: {output_error(exc.filename or 'output', exc)}", file=sys.stderr)
         return 2
     finally:
         warnings.formatwarning = show

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from m3dgan.atomic import write_text
 from m3dgan.errors import ConfigError
 
 
@@ -138,7 +139,8 @@ class Config:
         return asdict(self)
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        """Write as YAML, atomically (``m3dgan.atomic``; OutputError when the disk is full)."""
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from m3dgan import checkpoint as ckpt
+from m3dgan.atomic import write_text
 from m3dgan.audio import MelConfig, mel_to_wave, save_wav
 from m3dgan.audio.inputs import pad_mels, read_mels
 from m3dgan.config import Config, config_from_dict
@@ -310,7 +311,7 @@ class Translator:
             elif texts is not None:
                 path = Path(out_dir) / f"{stem}_{tag}{k}.txt"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(texts[k] + "\n", encoding="utf-8")
+                write_text(path, texts[k] + "\n")  # atomic: a full disk is an OutputError
             else:
                 path = Path(out_dir) / f"{stem}_{tag}{k}.png"
                 save_image(outs[k], path)

@@ -5,9 +5,14 @@ Run folder layout::
     RUN_DIR/config.yaml        the full config of the run (edit a copy to start a variant)
     RUN_DIR/log.jsonl          one line of losses per ``log_every`` steps (loss curves), and one
                                line per divergence-guard event (``"event": "rollback"``)
-    RUN_DIR/tb/                TensorBoard scalars and sample grids
+    RUN_DIR/tb/                TensorBoard scalars and sample grids (off, with one warning,
+                               once it cannot be written: see ``_Board``)
     RUN_DIR/samples/           sample grids as PNG
     RUN_DIR/checkpoints/       safetensors + JSON sidecars (see ``m3dgan.checkpoint``)
+
+Every file but TensorBoard's goes through ``m3dgan.atomic``: a full disk stops the run with an
+OutputError (the CLI prints ``error: PATH: cannot write (no space left on device)`` and exits
+with 2), and the checkpoints on disk stay as they were, so ``--resume`` goes on from the last one.
 
 Batches are a pure function of (seed, step): a resumed run sees exactly the batches an
 uninterrupted run would have seen. Under ``torchrun`` every process trains on its share of each
@@ -22,6 +27,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +38,7 @@ from tqdm.auto import tqdm
 
 from m3dgan import checkpoint as ckpt
 from m3dgan import distributed
+from m3dgan.atomic import append_text, output_error, write_text
 from m3dgan.config import Config, TrainConfig, config_from_dict, load_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
@@ -44,7 +51,7 @@ from m3dgan.data.tensors import (
     side_specs,
 )
 from m3dgan.data.views import open_dataset
-from m3dgan.errors import ConfigError
+from m3dgan.errors import ConfigError, OutputError
 from m3dgan.guard import DivergenceGuard, Rollback, TrainingDiverged
 from m3dgan.modalities import ModalitySpec
 from m3dgan.report.samples import fixed_samples, write_samples
@@ -293,22 +300,22 @@ def build_state(
 
 
 class _Outputs:
-    """log.jsonl, TensorBoard and sample grids: opened by rank 0 only, so processes of one run
-    never write the same file. Every method is a no-op elsewhere."""
+    """log.jsonl, TensorBoard and sample grids: written by rank 0 only, so processes of one run
+    never write the same file. Every method is a no-op elsewhere.
+
+    When a write fails (a full disk): log.jsonl and the samples are the run's record, so the run
+    stops with :class:`~m3dgan.errors.OutputError` (exit 2; the checkpoints stay as they were);
+    a log line is appended whole or not at all (``m3dgan.atomic.append_text``). TensorBoard is a
+    viewer's copy of the same numbers and images, so it warns once and is off for the rest of
+    the session (:class:`_Board`)."""
 
     def __init__(self, run_dir: Path, enabled: bool) -> None:
         self.run_dir, self.enabled = run_dir, enabled
-        self.writer = self.log = None
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir / "tb"))
-            self.log = open(run_dir / "log.jsonl", "a")  # noqa: SIM115 (closed in close())
+        self.writer = _Board(run_dir / "tb") if enabled else None
 
     def record(self, row: dict[str, Any]) -> None:
-        if self.log is not None:
-            self.log.write(json.dumps(row) + "\n")
-            self.log.flush()
+        if self.enabled:
+            append_text(self.run_dir / "log.jsonl", json.dumps(row) + "\n")
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if self.writer is not None:
@@ -317,14 +324,90 @@ class _Outputs:
         self.record({"step": step, **values})
 
     def samples(self, step: int, model: M3DGAN, fixed: dict, vocabs: dict) -> None:
-        if self.writer is not None:
+        if self.enabled:
             write_samples(model, fixed, self.run_dir, step, self.writer, vocabs)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-        if self.log is not None:
-            self.log.close()
+
+
+class _Board:
+    """TensorBoard's SummaryWriter, off with one warning once writing its event file fails.
+
+    A failure to write RUN_DIR/tb (a full disk) must not end a run that can still checkpoint
+    (space may come back), nor print a traceback: TensorBoard writes from a thread of its own,
+    which stores the error for the next call and prints it as a traceback, so that thread's
+    OSErrors are taken here too (``threading.excepthook``, restored on close). The event file
+    keeps every record written before: TensorBoard reads an event file up to its last whole
+    record, and an empty one left by a failed start is removed."""
+
+    def __init__(self, folder: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.folder, self.writer = folder, None
+        self._warned, self._thread_error = False, None
+        self._hook_before = threading.excepthook
+        threading.excepthook = self._thread_failed
+        try:
+            self.writer = SummaryWriter(str(folder))
+        except OSError as exc:
+            self._off(exc)
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        self._call("add_scalar", *args, **kwargs)
+
+    def add_image(self, *args, **kwargs) -> None:
+        self._call("add_image", *args, **kwargs)
+
+    def add_text(self, *args, **kwargs) -> None:
+        self._call("add_text", *args, **kwargs)
+
+    def add_audio(self, *args, **kwargs) -> None:
+        self._call("add_audio", *args, **kwargs)
+
+    def close(self) -> None:
+        self._call("close")
+        self.writer = None
+        if threading.excepthook == self._thread_failed:
+            threading.excepthook = self._hook_before
+
+    def _call(self, name: str, *args, **kwargs) -> None:
+        if self.writer is None:
+            return
+        try:
+            getattr(self.writer, name)(*args, **kwargs)
+        except OSError as exc:
+            self._off(exc)
+        if self._thread_error is not None:  # a close() that flushed without raising it
+            self._off(self._thread_error)
+
+    def _thread_failed(self, args: threading.ExceptHookArgs) -> None:
+        """TensorBoard's writer thread failed: no traceback; this thread turns it off at its
+        next call (the writer also raises the error again there)."""
+        if type(args.thread).__module__.startswith("tensorboard.") and isinstance(
+            args.exc_value, OSError
+        ):
+            self._thread_error = args.exc_value
+        else:
+            self._hook_before(args)
+
+    def _off(self, exc: OSError) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                writer.close()
+        for empty in self.folder.glob("events.out.tfevents.*") if self.folder.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if empty.stat().st_size == 0:
+                    empty.unlink()
+        if not self._warned:
+            self._warned = True
+            tqdm.write(
+                f"warning: TensorBoard is off for the rest of this session: "
+                f"{output_error(self.folder, exc)}; log.jsonl and samples/ are still written",
+                file=sys.stderr,
+            )
 
 
 class _Run:
@@ -446,7 +529,8 @@ class _Run:
         try:
             event: Rollback = guard.roll_back(self.state, error)
         except TrainingDiverged:
-            out.record({"step": self.state.step + 1, "event": "diverged", "reason": str(error)})
+            with contextlib.suppress(OutputError):  # a full disk must not hide why the run ends
+                out.record({"step": self.state.step + 1, "event": "diverged", "reason": str(error)})
             raise
         self.dist.barrier()  # every process has read the checkpoint before rank 0 rewrites it
         self.save()
@@ -476,7 +560,7 @@ def _write_stats(
     }
     if device.type == "cuda":
         stats["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    (run_dir / "train_stats.json").write_text(json.dumps(stats, indent=1))
+    write_text(run_dir / "train_stats.json", json.dumps(stats, indent=1))
 
 
 def config_for_task(task_name: str, objective: str, base: Config | None = None) -> Config:

@@ -8,12 +8,13 @@ file — raise :class:`AudioError` naming the file.
 
 from __future__ import annotations
 
-import os
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from m3dgan.atomic import write_bytes
 from m3dgan.errors import AudioError
 from m3dgan.extras import require
 
@@ -104,14 +105,16 @@ def load_audio(path: str | Path, sample_rate: int = 16000, min_seconds: float = 
 
 
 def save_wav(path: str | Path, wave, sample_rate: int = 16000) -> Path:
-    """Write 16-bit PCM WAV atomically (temp file, then rename); returns the path."""
+    """Write 16-bit PCM WAV atomically (``m3dgan.atomic``); returns the path.
+
+    The WAV is encoded in memory first: libsndfile writing to a file reports a full disk as a
+    bare "System error" without its cause, the atomic writer names the path and the cause
+    (OutputError) and leaves no partial file."""
     path = Path(path)
     samples = np.asarray(wave.detach().cpu() if hasattr(wave, "detach") else wave, np.float32)
     samples = np.clip(np.nan_to_num(samples), -1.0, 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buffer = io.BytesIO()
     require("soundfile", "writing WAV files").write(
-        str(tmp), samples, sample_rate, subtype="PCM_16", format="WAV"
+        buffer, samples, sample_rate, subtype="PCM_16", format="WAV"
     )
-    tmp.replace(path)
-    return path
+    return write_bytes(path, buffer.getvalue())

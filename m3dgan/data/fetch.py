@@ -40,6 +40,7 @@ converter reads member by member (COCO's photos) are never unpacked.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import re
@@ -57,9 +58,10 @@ import yaml
 from tqdm import tqdm
 
 from m3dgan import paths
+from m3dgan.atomic import FULL_DISK_ERRNOS, output_error, write_text
 from m3dgan.config import load_yaml
 from m3dgan.data import aligned, coco, cub, librispeech, ljspeech, store, utterances, wmt
-from m3dgan.errors import ConfigError, DataError
+from m3dgan.errors import ConfigError, DataError, OutputError
 
 OFFICIAL_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 MIRROR_ENV = "M3DGAN_FETCH_MIRROR"
@@ -69,6 +71,8 @@ TIMEOUT_S = 60
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar", ".zip")
 # tarfile.FilterError exists where the "data" extraction filter does (3.12+, recent backports)
 _FILTER_ERROR: type[Exception] | tuple = getattr(tarfile, "FilterError", ())
+# OSErrors that say writing failed (not that the archive is damaged): an OutputError
+_WRITE_ERRNOS = FULL_DISK_ERRNOS | {errno.EROFS}
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
@@ -489,7 +493,7 @@ def check_sha256(archive: Path, expected: str | None) -> str:
     """
     digest = store.sha256_file(archive)
     if expected is None:
-        _sha256_record(_stem(archive), archive.parent).write_text(f"{digest}  {archive.name}\n")
+        write_text(_sha256_record(_stem(archive), archive.parent), f"{digest}  {archive.name}\n")
         print(f"{archive.name}: sha256 {digest} (no pinned digest; recorded for later checks)")
         return digest
     if digest != expected:
@@ -582,28 +586,51 @@ def _resume_point(response, offset: int, url: str) -> tuple[int, int | None]:
 
 
 def _stream(response, part: Path, offset: int, total: int | None, url: str, progress: bool):
-    """Append (206) or write afresh (200) the response body to the part file."""
+    """Append (206) or write afresh (200) the response body to the part file.
+
+    The part file is the one file m3dgan writes in place rather than through
+    ``m3dgan.atomic``: it is the download's resume point. A failure to read (the network) is a
+    DataError; a failure to write it (a full disk) an OutputError naming it, which keeps what was
+    downloaded (a whole prefix of the file, so a later fetch resumes from it) and removes an
+    empty one."""
     mode = "ab" if offset else "wb"
-    with (
-        open(part, mode) as handle,
-        tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            desc=_stem(part.with_name(part.name.removesuffix(".part"))),
-            disable=not progress,
-        ) as bar,
-    ):
-        try:
-            while block := response.read(CHUNK):
+    try:
+        with (
+            open(part, mode) as handle,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                desc=_stem(part.with_name(part.name.removesuffix(".part"))),
+                disable=not progress,
+            ) as bar,
+        ):
+            while True:
+                try:
+                    block = response.read(CHUNK)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise DataError(
+                        f"download of {url} interrupted at {handle.tell()} bytes ({exc}); "
+                        "run again to resume"
+                    ) from exc
+                if not block:
+                    break
                 handle.write(block)
                 bar.update(len(block))
-        except (OSError, http.client.HTTPException) as exc:
-            raise DataError(
-                f"download of {url} interrupted at {handle.tell()} bytes ({exc}); "
-                "run again to resume"
-            ) from exc
+    except OSError as exc:  # opening, writing or flushing the part file
+        raise _part_error(part, exc) from exc
+
+
+def _part_error(part: Path, exc: OSError) -> OutputError:
+    size = part.stat().st_size if part.is_file() else 0
+    if not size:
+        part.unlink(missing_ok=True)
+        return output_error(part, exc)
+    return OutputError(
+        f"{output_error(part, exc)}; the {size} bytes downloaded so far are kept there: free "
+        "space and fetch again to resume, or delete it"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,7 +675,11 @@ def safe_extract(archive: Path, dest: Path, keep: Callable[[str], bool] | None =
                 tar.extractall(dest, members=members)
     except _FILTER_ERROR as exc:  # the "data" filter caught something our checks missed
         raise DataError(f"{archive}: refusing unsafe member ({exc})") from exc
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRNOS:  # the caller removes the half-extracted folder
+            raise output_error(dest, exc) from exc
+        raise DataError(f"{archive}: damaged or not a tar or zip archive ({exc})") from exc
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise DataError(f"{archive}: damaged or not a tar or zip archive ({exc})") from exc
     return dest
 
@@ -664,6 +695,10 @@ def _extract_zip(archive: Path, dest: Path, keep: Callable[[str], bool] | None) 
             for name in names:
                 if keep is None or keep(name):
                     zf.extract(name, dest)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, OSError) as exc:
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRNOS:  # the caller removes the half-extracted folder
+            raise output_error(dest, exc) from exc
+        raise DataError(f"{archive}: damaged zip archive ({exc})") from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{archive}: damaged zip archive ({exc})") from exc
     return dest

@@ -57,8 +57,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from m3dgan.atomic import write_bytes, write_safetensors
 from m3dgan.data.frames import SpeechFrames
 from m3dgan.errors import ConfigError, DataError
 
@@ -325,10 +326,9 @@ def _check_split(split: str, data: SplitData, manifest: Manifest) -> None:
 
 
 def _write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temp name, then rename, so a crash never leaves a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
+    """Write atomically (``m3dgan.atomic``): a crash or a full disk never leaves a half-written
+    file; OutputError names the path."""
+    write_bytes(path, payload)
 
 
 def write_dataset(
@@ -338,7 +338,8 @@ def write_dataset(
     extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Write split files, texts files, ``extra_files`` (e.g. the tokenizer model) and the
-    manifest; every file goes to a temp name first, then is renamed."""
+    manifest (last); every file goes to a temp name first, then is renamed
+    (``m3dgan.atomic``), so a failure (a full disk: OutputError) leaves no half-written file."""
     root = Path(root)
     check_manifest(manifest)
     splits = {split: dict(data) for split, data in splits.items()}
@@ -361,9 +362,7 @@ def write_dataset(
         for side in manifest.speech_sides():
             tensors[side + FRAMES_SUFFIX] = data[side].frames
             tensors[side + LENGTHS_SUFFIX] = data[side].lengths
-        tmp = root / (fname + ".tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(root / fname)
+        write_safetensors(root / fname, tensors)
         manifest.splits[split] = len(data["label"])
         manifest.files[fname] = sha256_file(root / fname)
         tname = texts_file(split)

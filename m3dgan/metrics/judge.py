@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from m3dgan import paths
+from m3dgan.atomic import atomic_paths
 from m3dgan.data.store import Manifest, load_split, read_manifest, to_float
 from m3dgan.errors import DataError
 
@@ -383,17 +384,15 @@ def _try_load(weights: Path, expected: dict) -> JudgeNet | None:
 
 
 def _save(judge: JudgeNet, weights: Path, meta: dict) -> None:
-    """Write weights then sidecar, each via a temp file, so a crash never leaves a valid-looking pair."""
-    weights.parent.mkdir(parents=True, exist_ok=True)
+    """Write weights then sidecar via temp files renamed once both are written
+    (``m3dgan.atomic``); the old sidecar goes first, so a crash never leaves a valid-looking
+    pair and a full disk (OutputError) no partial file."""
     sidecar = weights.with_suffix(".json")
     sidecar.unlink(missing_ok=True)
-    tmp = weights.with_name(weights.name + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in judge.state_dict().items()}
-    save_file(state, str(tmp))
-    tmp.replace(weights)
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(sidecar)
+    with atomic_paths(weights, sidecar) as (weights_tmp, sidecar_tmp):
+        save_file(state, str(weights_tmp))
+        sidecar_tmp.write_text(json.dumps(meta, indent=2))
 
 
 def load_or_train_judge(

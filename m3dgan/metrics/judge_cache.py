@@ -15,6 +15,8 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from m3dgan.atomic import atomic_paths
+
 
 def try_load(
     weights: Path, expected: dict, build: Callable[[dict], nn.Module], what: str
@@ -38,13 +40,12 @@ def try_load(
 
 
 def save(module: nn.Module, weights: Path, meta: dict) -> None:
-    """Weights then sidecar, each through a temp file (a crash leaves no valid-looking pair)."""
-    weights.parent.mkdir(parents=True, exist_ok=True)
+    """Weights then sidecar, through temp files renamed once both are written
+    (``m3dgan.atomic``); the old sidecar goes first, so a crash leaves no valid-looking pair and
+    a full disk (OutputError) no partial file."""
     sidecar = weights.with_suffix(".json")
     sidecar.unlink(missing_ok=True)
-    tmp = weights.with_name(weights.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
-    tmp.replace(weights)
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(sidecar)
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_paths(weights, sidecar) as (weights_tmp, sidecar_tmp):
+        save_file(state, str(weights_tmp))
+        sidecar_tmp.write_text(json.dumps(meta, indent=2))

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from m3dgan import paths
+from m3dgan.atomic import atomic_paths
 from m3dgan.audio import PAD_VALUE, MelConfig, mel_to_wave, wave_to_mel
 from m3dgan.data.frames import SpeechFrames
 from m3dgan.data.store import MANIFEST, TEXT, load_split, read_manifest, sha256_file
@@ -171,12 +172,8 @@ def cached_round_trip(
     mels, lengths = vocoder_round_trip(
         frames, frames.lengths, split.cfg, iterations=iterations, progress=progress
     )
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    sidecar.unlink(missing_ok=True)
-    tmp = weights.with_name(weights.name + ".tmp")
-    save_file({"mels": mels.half().contiguous(), "lengths": lengths}, str(tmp))
-    tmp.replace(weights)
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(key))
-    tmp.replace(sidecar)
+    sidecar.unlink(missing_ok=True)  # first: a crash leaves no valid-looking pair
+    with atomic_paths(weights, sidecar) as (weights_tmp, sidecar_tmp):
+        save_file({"mels": mels.half().contiguous(), "lengths": lengths}, str(weights_tmp))
+        sidecar_tmp.write_text(json.dumps(key))
     return mels.half().float(), lengths

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from m3dgan.atomic import write_text
 from m3dgan.errors import DataError
 
 _STYLE = """
@@ -164,7 +165,4 @@ def write_audio_page(path: Path | str, title: str, sections: Sequence[Section]) 
             "",
         ]
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text(path, page)

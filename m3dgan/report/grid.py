@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from m3dgan.atomic import atomic_path
 from m3dgan.data.store import to_uint8
 
 
@@ -32,9 +33,12 @@ def make_grid(rows: list[list[torch.Tensor]], pad: int = 2) -> torch.Tensor:
 
 
 def save_image(image: torch.Tensor, path: Path) -> None:
-    """Save uint8 [C, H, W] or float [-1, 1] [C, H, W] as PNG."""
+    """Save uint8 [C, H, W] or float [-1, 1] [C, H, W] as PNG (the format of ``path``'s suffix),
+    atomically (``m3dgan.atomic``: a full disk is an OutputError naming ``path``, and leaves no
+    partial file)."""
     if image.dtype != torch.uint8:
         image = to_uint8(image)
     array = image.permute(1, 2, 0).cpu().numpy()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
+    picture = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    with atomic_path(path) as tmp:
+        picture.save(tmp)  # the temp name keeps the suffix: Pillow picks the format by it

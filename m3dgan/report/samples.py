@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from m3dgan.atomic import write_text
 from m3dgan.core.model import M3DGAN
 from m3dgan.data.tensors import batch_to_model
 from m3dgan.modalities.text_vocab import Vocabulary
@@ -84,8 +85,7 @@ def write_samples(
         lines.append("")
     text = "\n".join(lines)
     path = Path(run_dir) / "samples" / f"step_{step:08d}.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_text(path, text)
     if writer is not None:
         writer.add_text("samples", "```\n" + text + "\n```", step)
     return path
