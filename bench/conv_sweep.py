@@ -9,9 +9,10 @@ float64. A crash is a result naming the case, not the end of the sweep.
 
 Cases:
 - ``project``: every convolution one training step of each task's model runs, at the test
-  suite's tiny widths and at the default widths (``m3dgan.kernel_check.project_cases``);
+  suite's tiny widths and at the default widths (``m3dgan.kernel_check.project_cases``), and
+  those of the metric judges (``judge_cases``);
 - ``grid``: a grid around them (conv2d and transposed conv2d; kernels 1, 3, 4; strides 1, 2;
-  input channels 1–32; output channels 1–32; 16 and 32 px), fp32 only.
+  input channels 1–32; output channels 1–32; 16 and 33 px), fp32 only.
 
 ``--raw`` runs plain ``torch.nn`` layers (what the bug looks like); the default runs the
 project's own layers (``m3dgan.core.safe_conv``), which must come out clean.
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from m3dgan.kernel_check import ConvCase, project_cases, run_cases
+from m3dgan.kernel_check import ConvCase, judge_cases, project_cases, run_cases
 
 
 def cpu_flags() -> list[str]:
@@ -64,10 +65,10 @@ def cpu_model() -> str:
 
 def grid_cases() -> list[ConvCase]:
     cases = []
-    channels_in = (1, 2, 3, 4, 6, 8, 12, 16, 32)
-    channels_out = (1, 3, 4, 8, 16, 32)
+    channels_in = (1, 2, 3, 4, 8, 12, 16, 32)
+    channels_out = (1, 4, 8, 16, 32)
     for op, k, s, cin, cout, size in itertools.product(
-        ("conv2d", "conv_transpose2d"), (1, 3, 4), (1, 2), channels_in, channels_out, (16, 32)
+        ("conv2d", "conv_transpose2d"), (1, 3, 4), (1, 2), channels_in, channels_out, (16, 33)
     ):
         pad = {1: 0, 3: 1, 4: 1}[k]
         if op == "conv_transpose2d" and k == 1 and s == 2:
@@ -109,7 +110,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
 
-    project = project_cases()
+    project = project_cases() + judge_cases()
     grid = [] if args.quick else grid_cases()
     settings = []
     for isa, threads, cl, dtype in itertools.product(

@@ -231,6 +231,34 @@ def project_cases(
     return list(found)
 
 
+def judge_cases(batch: int = 8) -> list[ConvCase]:
+    """The convolutions of the metric judges the project trains (``m3dgan.metrics``): the image
+    class/vendor judge at the data sets' sizes and the widths the defaults and the tests use,
+    and the judge ASR at its default and the tests' widths."""
+    from m3dgan.metrics.judge import DEFAULT_WIDTHS, JudgeNet
+    from m3dgan.metrics.judge_asr import JudgeASR
+
+    found: dict[ConvCase, None] = {}
+
+    def add(name: str, model: nn.Module, run: Callable[[], torch.Tensor]) -> None:
+        for case in collect_cases(model, lambda: run().float().square().mean().backward()):
+            found.setdefault(ConvCase(**{**asdict(case), "where": f"{name}:{case.where}"}), None)
+
+    for channels, size in ((1, 32), (3, 64), (3, 16), (1, 16)):
+        for widths in (DEFAULT_WIDTHS, (16, 32, 64), (8, 16, 32), (8, 8, 8)):
+            torch.manual_seed(0)
+            judge = JudgeNet(channels, 10, size, widths)
+            x = torch.rand(batch, channels, size, size) * 2 - 1
+            add(f"judge{channels}x{size}/{list(widths)}", judge, lambda j=judge, x=x: j(x))
+    for conv_channels in (256, 32, 16):
+        torch.manual_seed(0)
+        asr = JudgeASR(list(" abc"), conv_channels=conv_channels, hidden=16, layers=1)
+        mels = torch.rand(batch, 120, 80) * 2 - 1
+        lengths = torch.full((batch,), 120)
+        add(f"judge_asr/{conv_channels}", asr, lambda a=asr, m=mels, n=lengths: a(m, n)[0])
+    return list(found)
+
+
 # -- running one case (inside the child process) -------------------------------------------------
 
 

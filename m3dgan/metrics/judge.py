@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from m3dgan import paths
 from m3dgan.atomic import atomic_paths
+from m3dgan.core.safe_conv import Conv2d
 from m3dgan.data.store import Manifest, load_split, read_manifest, to_float
 from m3dgan.errors import DataError
 
@@ -91,7 +92,7 @@ class JudgeNet(nn.Module):
             kernel, pad = (3, 1) if stride == 1 else (2 * stride, stride // 2)
             blocks.append(
                 nn.Sequential(
-                    nn.Conv2d(prev, width, kernel, stride=stride, padding=pad, bias=False),
+                    Conv2d(prev, width, kernel, stride=stride, padding=pad, bias=False),
                     nn.BatchNorm2d(width),
                     nn.ReLU(inplace=True),
                 )
