@@ -201,6 +201,38 @@ def test_a_gpu_index_the_machine_lacks_is_an_error(
     assert not out.exists()
 
 
+class _CheckpointFromAnotherDevice:
+    """What restore() reads from a checkpoint saved by a CUDA run: its noise generator's state
+    is CUDA's (16 bytes: seed and offset), not a CPU Mersenne Twister's."""
+
+    step, meta = 3, {}
+
+    def load_model(self, model) -> None:
+        pass
+
+    def restore_optimizer(self, name, optimizer) -> None:
+        pass
+
+    def rng_state(self, name: str) -> torch.Tensor:
+        cuda_like = torch.arange(16, dtype=torch.uint8)
+        return cuda_like if name == "noise" else torch.get_rng_state()
+
+
+def test_a_noise_stream_saved_on_another_device_type_restarts_repeatably() -> None:
+    """Resuming a CUDA run with --device cpu: the CPU generator cannot take CUDA's state."""
+    from m3dgan.run_state import RunState, restore
+
+    draws = []
+    for _ in range(2):
+        state = RunState(None, None, None, torch.Generator())
+        restore(state, _CheckpointFromAnotherDevice())
+        assert state.step == 3
+        draws.append(torch.randn(4, generator=state.noise))
+    assert torch.equal(draws[0], draws[1])
+    fresh = torch.randn(4, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(draws[0], fresh)
+
+
 # --- resuming to fewer steps (issue 10, §2.5) ------------------------------------------------------
 
 
