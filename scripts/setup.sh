@@ -52,4 +52,4 @@ echo "== Python environment .venv"
 # PyPI wheels do not load beside the pinned CPU torch, and downloads AlexNet weights at first use
 .venv/bin/pip install -q -e ".[dev,speech,text]"
 .venv/bin/python -c "import torch, m3dgan; print('m3dgan', m3dgan.__version__, '| torch', torch.__version__)"
-echo "== done. Try: .venv/bin/m3dgan train --task digits --out runs/digits"
+echo "== done. Next: bash scripts/demo.sh (the main job on built-in data) or bash scripts/test.sh (the tests)"
