@@ -26,7 +26,7 @@ fi
 echo "== data: digits"
 "$M" data build digits  # reuses an earlier build
 
-echo "== training the default digits job into $OUT${STEPS:+ ($STEPS steps)}"
+echo "== training the default digits job into $OUT${STEPS:+ (STEPS=$STEPS)}"
 if [ -f "$OUT/config.yaml" ]; then
   saved=$("$M" train --resume --out "$OUT" --print-config | awk '$1 == "steps:" {print $2; exit}')
   extra=()
