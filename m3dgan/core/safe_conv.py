@@ -14,7 +14,8 @@ that workspace for the block but fills it by the real channel count, writing pas
 heap corruption (``free(): invalid next size``, segfaults) on one thread, wrong weight
 gradients or a hang on two. The image generator's strided skip (``ResidualDown.skip``) is
 such a layer at the test suite's widths, and the first block's skip is one at any width for a
-1- or 3-channel input. Seen with torch 2.13.0 and 2.14.1 (both oneDNN 3.12.0), on AVX2,
+1- or 3-channel input. Seen with torch 2.13.0 and 2.14.1 (oneDNN 3.12.0) and 2.15.0 (oneDNN
+3.13.3, the newest release on PyPI on 2026-11-30), on AVX2,
 AVX-512 and AMX code paths.
 
 The route: a stride-s 1×1 convolution without padding equals a stride-1 1×1 convolution of
@@ -33,7 +34,7 @@ from torch.nn import functional as F
 
 # torch releases checked against the bug (bench/conv_sweep.py --raw). When a release with a
 # fixed oneDNN is pinned, the route can be limited to older releases here.
-CHECKED_TORCH = ("2.13.0", "2.14.1")
+CHECKED_TORCH = ("2.13.0", "2.14.1", "2.15.0")
 
 
 def is_strided_pointwise(module: nn.Conv2d) -> bool:
