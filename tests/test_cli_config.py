@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_OVERRIDES, set_args
+from conftest import TINY_OVERRIDES, set_args, train_args
 
 import m3dgan
 from m3dgan import checkpoint as ckpt
@@ -23,22 +23,6 @@ from m3dgan.config import Config, apply_overrides, config_from_dict, load_config
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
-
-def train_args(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--task",
-        "digits",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--steps",
-        str(steps),
-        "--no-progress",
-        *set_args(),
-        *extra,
-    ]
 
 
 def resume_args(run: Path, data: Path, *extra: str) -> list[str]:

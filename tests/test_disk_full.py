@@ -24,6 +24,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import conftest
 import pytest
 import torch
 from conftest import set_args
@@ -145,21 +146,7 @@ def assert_disk_full_error(code: int, capsys: pytest.CaptureFixture, path: Path)
 
 
 def train_args(data: Path, out: Path, steps: int, *overrides: str) -> list[str]:
-    return [
-        "train",
-        "--task",
-        "digits",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--steps",
-        str(steps),
-        "--no-progress",
-        *set_args(),
-        *set_args(list(overrides)),
-    ]
-
+    return conftest.train_args(data, out, steps, *set_args(list(overrides)))
 
 # --- the atomic writer ------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import set_args
+from conftest import train_args
 
 from m3dgan import checkpoint as ckpt
 from m3dgan import train as train_mod
@@ -26,10 +26,6 @@ LR = 2e-4
 # D update, so they depend on the learning rate)
 BEFORE_UPDATE = ("loss_D", "rec", "kl", "lat", "dist")
 
-
-def train_args(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
-    args = ["train", "--task", "digits", "--data", str(data), "--out", str(out)]
-    return [*args, "--steps", str(steps), "--no-progress", *set_args(), *extra]
 
 
 def rows(run: Path) -> list[dict]:

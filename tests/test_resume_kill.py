@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import conftest
 import pytest
 import torch
-from conftest import set_args
 from safetensors.torch import load_file
 
 from m3dgan import checkpoint as ckpt
@@ -29,23 +29,7 @@ pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def train_args(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--task",
-        "digits",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--steps",
-        str(steps),
-        "--no-progress",
-        *set_args(),
-        "--set",
-        "train.deterministic=true",
-        *extra,
-    ]
-
+    return conftest.train_args(data, out, steps, "--set", "train.deterministic=true", *extra)
 
 def start(args: list[str], logs: Path) -> subprocess.Popen:
     """``python -m m3dgan ...`` in the background, on one thread like the in-process runs."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REAL_NPM, TINY_OVERRIDES, set_args
+from conftest import REAL_NPM, TINY_OVERRIDES, set_args, train_args
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -19,22 +19,6 @@ from m3dgan.config import load_config
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
-
-def train_args(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--task",
-        "digits",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--steps",
-        str(steps),
-        "--no-progress",
-        *set_args(),
-        *extra,
-    ]
 
 
 def assert_clean_error(code: int, capsys: pytest.CaptureFixture, *fragments: str) -> str:
