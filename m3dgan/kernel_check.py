@@ -26,12 +26,15 @@ The project's test ``tests/test_kernel_safety.py`` and the sweep ``bench/conv_sw
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -444,8 +447,10 @@ def run_cases(
     """Run ``cases`` in child processes with the given settings; one :class:`CaseResult` each.
 
     ``isa``: value for ``ONEDNN_MAX_CPU_ISA`` (``None``: the machine's own). All cases run in
-    one child; when it dies (crash or hang), the case it was running is rerun alone to confirm
-    it (``isolate_crashes``) and the remaining cases continue in a fresh child.
+    one child; ``timeout`` bounds each case. When the child dies, the case it was running is
+    rerun alone to confirm it (``isolate_crashes``; a crash that does not repeat alone is
+    reported as ``crash-in-sequence``); a case that hangs is killed and reported as ``hang``.
+    The remaining cases continue in a fresh child.
     """
     settings = {
         "threads": threads,
@@ -470,7 +475,7 @@ def run_cases(
             break
         i = pending[dead_local]
         status, detail = why
-        if isolate_crashes and len(pending) > 1:
+        if isolate_crashes and status == "crash" and len(pending) > 1:
             alone = _run_child([cases[i]], settings, isa, timeout)
             if alone[1] is None and 0 in alone[0]:
                 status = "crash-in-sequence"
@@ -504,8 +509,10 @@ def _child_env(isa: str | None, threads: int) -> dict:
 def _run_child(
     cases: list[ConvCase], settings: dict, isa: str | None, timeout: float
 ) -> tuple[dict[int, dict], int | None, tuple[str, str] | str]:
-    """Run ``cases`` in one child. Returns (finished cases' errors by index, index of the case
-    the child died in or None, (status, detail) of the death or a note)."""
+    """Run ``cases`` in one child; ``timeout`` bounds each case (and the child's start).
+
+    Returns (finished cases' errors by index, index of the case the child died or hung in or
+    None, (status, detail) of the death or a note)."""
     payload = json.dumps({"settings": settings, "cases": [asdict(c) for c in cases]})
     proc = subprocess.Popen(
         [sys.executable, "-m", "m3dgan.kernel_check"],
@@ -515,16 +522,34 @@ def _run_child(
         text=True,
         env=_child_env(isa, settings["threads"]),
     )
-    try:
-        stdout, stderr = proc.communicate(payload, timeout=timeout)
-        hung = False
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        stdout, stderr = proc.communicate()
-        hung = True
+    lines: queue.Queue[str | None] = queue.Queue()
+    errors: list[str] = []
+
+    def pump_stdout() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    def pump_stderr() -> None:
+        errors.extend(proc.stderr)
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (pump_stdout, pump_stderr)]
+    for reader in readers:
+        reader.start()
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.write(payload)
+        proc.stdin.close()
     done: dict[int, dict] = {}
-    started = None
-    for line in stdout.splitlines():
+    started, hung = None, False
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            hung = True
+            proc.kill()
+            break
+        if line is None:
+            break
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
@@ -534,18 +559,19 @@ def _run_child(
         elif event.get("event") == "done":
             done[event["index"]] = {k: v for k, v in event.items() if k not in ("event", "index")}
             started = None
-    tail = " | ".join(stderr.strip().splitlines()[-2:])[-300:]
+    proc.wait()
+    for reader in readers:
+        reader.join(timeout=10)
+    tail = " | ".join("".join(errors).strip().splitlines()[-2:])[-300:]
+    where = started if started is not None else len(done)
     if hung:
-        where = started if started is not None else len(done)
-        return done, where, ("hang", f"no result within {timeout:.0f} s")
+        return done, where, ("hang", f"no result within {timeout:.0f} s (threads spinning)")
     if proc.returncode == 0:
         return done, None, ""
-    where = started if started is not None else len(done)
     if where >= len(cases):
         return done, None, f"exit {proc.returncode}: {tail}"
     if proc.returncode < 0:
-        detail = f"killed by {_signal_name(proc.returncode)}: {tail}"
-        return done, where, ("crash", detail)
+        return done, where, ("crash", f"killed by {_signal_name(proc.returncode)}: {tail}")
     return done, where, ("error", f"exit {proc.returncode}: {tail}")
 
 

@@ -55,6 +55,34 @@ TINY_OVERRIDES = [
 ]
 
 
+# A tiny text→speech model (CBHG, decoder and frame prenet widths of 8-16) as ``--set`` overrides.
+TINY_SPEECH_OVERRIDES = [
+    "model.nz=4",
+    "model.num_tokens=4",
+    "model.token_heads=2",
+    "model.domain_dim=8",
+    "model.ref_channels=[4,4,8,8]",
+    "model.ref_gru=8",
+    "model.prenet_channels=[4,4]",
+    "model.disc_channels=8",
+    "model.disc_layers=2",
+    "model.text_embed=8",
+    "model.text_prenet=[16,8]",
+    "model.cbhg_bank=3",
+    "model.cbhg_channels=8",
+    "model.cbhg_highway=1",
+    "model.text_gru=8",
+    "model.decoder_attention_rnn=16",
+    "model.decoder_rnn=16",
+    "model.frame_prenet=[16,8]",
+    "train.batch_size=4",
+    "train.log_every=1",
+    "train.sample_every=1000",
+    "train.checkpoint_every=1000",
+    "train.device=cpu",
+]
+
+
 def set_args(overrides: list[str] = TINY_OVERRIDES) -> list[str]:
     """``--set a=b --set c=d ...`` for ``m3dgan.cli.main``."""
     return [arg for item in overrides for arg in ("--set", item)]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import set_args
+from conftest import TINY_SPEECH_OVERRIDES, set_args
 
 import m3dgan
 from m3dgan.audio import AudioError, MelConfig, load_audio, wave_to_mel
@@ -138,31 +138,7 @@ def test_every_audio_reader_mixes_down_with_mix_to_mono() -> None:
 
 # --- through the command line -----------------------------------------------------------------
 
-SPEECH_OVERRIDES = [
-    "model.nz=4",
-    "model.num_tokens=4",
-    "model.token_heads=2",
-    "model.domain_dim=8",
-    "model.ref_channels=[4,4,8,8]",
-    "model.ref_gru=8",
-    "model.prenet_channels=[4,4]",
-    "model.disc_channels=8",
-    "model.disc_layers=2",
-    "model.text_embed=8",
-    "model.text_prenet=[16,8]",
-    "model.cbhg_bank=3",
-    "model.cbhg_channels=8",
-    "model.cbhg_highway=1",
-    "model.text_gru=8",
-    "model.decoder_attention_rnn=16",
-    "model.decoder_rnn=16",
-    "model.frame_prenet=[16,8]",
-    "train.batch_size=4",
-    "train.log_every=1",
-    "train.sample_every=1000",
-    "train.checkpoint_every=1000",
-    "train.device=cpu",
-]
+SPEECH_OVERRIDES = TINY_SPEECH_OVERRIDES
 
 
 @pytest.fixture(scope="module")

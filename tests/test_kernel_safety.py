@@ -44,7 +44,7 @@ def _report(results) -> str:
 def test_model_convolutions_are_safe(cases, isa, threads, channels_last):
     chosen = [c for c in cases if not channels_last or len(c.input_shape) == 4]
     results = run_cases(
-        chosen, threads=threads, channels_last=channels_last, isa=isa, rounds=2, timeout=300
+        chosen, threads=threads, channels_last=channels_last, isa=isa, rounds=2, timeout=120
     )
     assert len(results) == len(chosen)
     bad = _report(results)

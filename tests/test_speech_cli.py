@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import soxr
 import torch
-from conftest import set_args
+from conftest import TINY_SPEECH_OVERRIDES, set_args
 
 from m3dgan.audio import MelConfig, load_audio, wave_to_mel
 from m3dgan.audio.inputs import trim_silence
@@ -35,31 +35,7 @@ SENTENCES = [
     "Time flies like an arrow.",
 ]
 STYLES = {"low-slow": ["-p", "20", "-s", "120"], "high-fast": ["-p", "80", "-s", "220"]}
-SPEECH_OVERRIDES = [
-    "model.nz=4",
-    "model.num_tokens=4",
-    "model.token_heads=2",
-    "model.domain_dim=8",
-    "model.ref_channels=[4,4,8,8]",
-    "model.ref_gru=8",
-    "model.prenet_channels=[4,4]",
-    "model.disc_channels=8",
-    "model.disc_layers=2",
-    "model.text_embed=8",
-    "model.text_prenet=[16,8]",
-    "model.cbhg_bank=3",
-    "model.cbhg_channels=8",
-    "model.cbhg_highway=1",
-    "model.text_gru=8",
-    "model.decoder_attention_rnn=16",
-    "model.decoder_rnn=16",
-    "model.frame_prenet=[16,8]",
-    "train.batch_size=4",
-    "train.log_every=1",
-    "train.sample_every=3",
-    "train.checkpoint_every=3",
-    "train.device=cpu",
-]
+SPEECH_OVERRIDES = [*TINY_SPEECH_OVERRIDES, "train.sample_every=3", "train.checkpoint_every=3"]
 
 
 def espeak(text: str, args: list[str], path: Path) -> Path:
