@@ -110,7 +110,16 @@ def main() -> int:
         "for the 1-thread settings; keep jobs × threads ≤ cores)",
     )
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument(
+        "--report-only", action="store_true", help="rewrite results.md from results.json"
+    )
     args = ap.parse_args()
+    if args.report_only:
+        data = json.loads((args.out / "results.json").read_text())
+        text = report(data["meta"], data["rows"], data["failures"])
+        (args.out / "results.md").write_text(text)
+        print(text)
+        return 0
 
     project = project_cases() + judge_cases()
     grid = [] if args.quick else grid_cases()
@@ -195,10 +204,19 @@ def main() -> int:
     (args.out / "results.json").write_text(
         json.dumps({"meta": meta, "rows": rows, "failures": failures}, indent=1)
     )
+    text = report(meta, rows, failures)
+    (args.out / "results.md").write_text(text)
+    print(text)
+    return 0
+
+
+def report(meta: dict, rows: list[dict], failures: list[dict]) -> str:
+    """results.md: the per-setting table, the failing kinds, then every failing case."""
     lines = [
-        f"# Convolution kernel sweep ({'plain torch.nn' if args.raw else 'project layers'})",
+        f"# Convolution kernel sweep ({'plain torch.nn' if meta['raw'] else 'project layers'})",
         "",
         f"{meta['date']}; CPU {meta['cpu']}; torch {meta['torch']}; flags: {' '.join(meta['cpu_flags'])}",
+        f"`{meta['command']}`",
         "",
         "| cases | ISA cap | threads | format | dtype | n | ok | wrong | crash | hang | error |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -209,14 +227,28 @@ def main() -> int:
             f"| {r['cases']} | {r['isa']} | {r['threads']} | {r['format']} | {r['dtype']} | {r['n']} "
             f"| {r['ok']} | {r['wrong']} | {crash} | {r['hang']} | {r['error']} |"
         )
+    lines += ["", "## Failing kinds (op, kernel, stride, format, dtype) by ISA cap", ""]
+    kinds: dict[tuple, dict[str, set]] = {}
+    for f in failures:
+        c, st = f["case"], f["settings"]
+        fmt = "channels_last" if st["channels_last"] else "contiguous"
+        key = (c["op"], tuple(c["kernel_size"]), tuple(c["stride"]), fmt, st["dtype"])
+        entry = kinds.setdefault(key, {})
+        entry.setdefault(st["isa"], set()).add(c["in_channels"])
+    if not kinds:
+        lines.append("None: every case ran clean in every setting.")
+    for (op, k, stride, fmt, dtype), by_isa in sorted(kinds.items()):
+        where = "; ".join(
+            f"{isa}: input channels {sorted(ch)}" for isa, ch in sorted(by_isa.items())
+        )
+        lines.append(
+            f"- {op} {'x'.join(map(str, k))} stride {'x'.join(map(str, stride))}, {fmt}, {dtype} — {where}"
+        )
     lines += ["", "## Failing cases", ""]
     bad = Counter((f["label"], f["status"]) for f in failures)
     for (label, status), n in sorted(bad.items()):
         lines.append(f"- {status}: `{label}` ({n} settings)")
-    text = "\n".join(lines) + "\n"
-    (args.out / "results.md").write_text(text)
-    print(text)
-    return 0
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
