@@ -82,12 +82,13 @@ def test_checker_catches_the_unrouted_kernel():
 
 @pytest.mark.parametrize("stride", [(2, 2), (2, 1), (3, 2)])
 @pytest.mark.parametrize("size", [(16, 16), (15, 17)])
-def test_routed_strided_pointwise_equals_torch(stride, size):
+@pytest.mark.parametrize("padding", [0, (1, 2)])
+def test_routed_strided_pointwise_equals_torch(stride, size, padding):
     """Subsampling + unit-stride 1×1 is the same function as nn.Conv2d's strided 1×1 (float64,
     contiguous: the reference path, which has no bug), with the same parameters."""
     torch.manual_seed(0)
-    routed = Conv2d(3, 5, 1, stride=stride).double()
-    plain = torch.nn.Conv2d(3, 5, 1, stride=stride).double()
+    routed = Conv2d(3, 5, 1, stride=stride, padding=padding).double()
+    plain = torch.nn.Conv2d(3, 5, 1, stride=stride, padding=padding).double()
     plain.load_state_dict(routed.state_dict())
     x = torch.randn(2, 3, *size, dtype=torch.float64)
     torch.testing.assert_close(routed(x), plain(x), rtol=0, atol=1e-12)

@@ -18,8 +18,8 @@ such a layer at the test suite's widths, and the first block's skip is one at an
 3.13.3, the newest release on PyPI on 2026-11-30), on AVX2,
 AVX-512 and AMX code paths.
 
-The route: a stride-s 1×1 convolution without padding equals a stride-1 1×1 convolution of
-every s-th pixel (``x[..., ::s, ::s]``), so :class:`Conv2d` takes the pixels itself and runs
+The route: a stride-s 1×1 convolution equals a stride-1 1×1 convolution of every s-th pixel
+of the (zero-padded) input (``x[..., ::s, ::s]``), so :class:`Conv2d` takes the pixels itself and runs
 the unit-stride kernel, which has no workspace. Exact same function and parameters; the
 layout stays channels-last, so that speed gain is kept (the slice costs one copy of a quarter
 of the input). It is applied on every CPU and device, not behind an instruction-set check:
@@ -38,11 +38,12 @@ CHECKED_TORCH = ("2.13.0", "2.14.1", "2.15.0")
 
 
 def is_strided_pointwise(module: nn.Conv2d) -> bool:
-    """A 1×1 kernel with a stride above 1 and no padding: the configuration oneDNN #6035 hits."""
+    """A 1×1 kernel with a stride above 1 (zero padding, if any): the configuration oneDNN
+    #6035 hits. (Dilation does nothing to a 1×1 kernel.)"""
     return (
         tuple(module.kernel_size) == (1, 1)
         and any(s > 1 for s in module.stride)
-        and tuple(module.padding) == (0, 0)
+        and not isinstance(module.padding, str)
         and module.padding_mode == "zeros"
     )
 
@@ -58,7 +59,9 @@ class Conv2d(nn.Conv2d):
         self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
         if is_strided_pointwise(self):
-            sh, sw = self.stride
+            (sh, sw), (ph, pw) = self.stride, self.padding
+            if ph or pw:
+                input = F.pad(input, (pw, pw, ph, ph))
             return F.conv2d(input[..., ::sh, ::sw], weight, bias, 1, 0, 1, self.groups)
         return super()._conv_forward(input, weight, bias)
 
