@@ -77,7 +77,7 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError(
                 f"device {name!r} requested but CUDA is not available on this machine "
-                "(--device cpu or --device auto trains on what it has)"
+                "(use --device cpu, or --device auto for what the machine has)"
             )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
@@ -470,7 +470,8 @@ class _Run:
             bar.close()
             out.close()
         dist.barrier()  # rank 0's last checkpoint is on disk before any process returns
-        return last_path or ckpt.resolve(self.run_dir)
+        # nothing trained (a finished run resumed): the newest checkpoint, named like save()'s
+        return last_path or ckpt.resolve(self.run_dir).with_suffix(".safetensors")
 
     def _loop(self, step_fn: TrainStep, guard: DivergenceGuard, out: _Outputs, bar) -> Path | None:
         tc, dist, state, device = self.cfg.train, self.dist, self.state, self.dist.device

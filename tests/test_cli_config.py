@@ -290,6 +290,8 @@ def test_version(capsys: pytest.CaptureFixture) -> None:
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in pyproject and 'attr = "m3dgan.__version__"' in pyproject
     assert "\nversion = " not in pyproject.split("[project]")[1].split("\n[")[0]
+    citation = (Path(__file__).parents[1] / "CITATION.cff").read_text()
+    assert f'version: "{m3dgan.__version__}"' in citation
 
 
 def _parsers(parser: argparse.ArgumentParser, name: str = "m3dgan"):
