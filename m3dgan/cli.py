@@ -383,6 +383,7 @@ def cmd_translate(args) -> int:
         raise M3DGANError(f"{args.out}: --out must be a folder for the outputs, and this is a file")
     if args.input:
         check_output_names(args.input)  # before anything is read or written
+    _note_earlier_outputs(args)
     tr = Translator.from_checkpoint(args.checkpoint, device=args.device)
     samples = args.samples if args.samples is not None else 4
     if tr.model.attention is None:
@@ -430,6 +431,33 @@ def cmd_translate(args) -> int:
         rows.append((str(path), written))
     _listening_page(tr, args, rows)
     return 0
+
+
+def _note_earlier_outputs(args) -> None:
+    """Say so when --out already holds outputs of these inputs: files of the same name are
+    replaced, others (e.g. more samples than this run makes) stay beside the new ones."""
+    import re
+
+    from m3dgan.infer import output_stem
+
+    if not args.out.is_dir():
+        return
+    stems = (
+        [output_stem(p) for p in args.input]
+        if args.input
+        else [f"text{i}" for i in range(len(args.text))]
+    )
+    pattern = re.compile(
+        "(" + "|".join(re.escape(s) for s in stems) + r")_(ref|tok|z)\d+\.(png|txt|wav)",
+        re.IGNORECASE,
+    )
+    earlier = sorted(p.name for p in args.out.iterdir() if pattern.fullmatch(p.name))
+    if earlier:
+        print(
+            f"note: {args.out} already holds {len(earlier)} output file(s) of these inputs "
+            f"(e.g. {earlier[0]}); files of the same name are replaced, the others stay",
+            file=sys.stderr,
+        )
 
 
 def _listening_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:

@@ -438,6 +438,27 @@ def test_distinct_names_translate_each_input(trained_run: Path, tmp_path: Path) 
     assert names == ["digit_b_z0.png", "digit_b_z1.png", "digit_z0.png", "digit_z1.png"]
 
 
+def test_translating_into_a_folder_with_earlier_outputs_says_so(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    Image.new("RGB", (16, 16), (60,) * 3).save(tmp_path / "digit.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "digit_b_z0.png").write_bytes(b"another input's output")
+    args = ["--input", str(tmp_path / "digit.png"), "--seed", "0"]
+    assert main(translate_args(trained_run, out, *args, "--samples", "3")) == 0
+    assert "note:" not in capsys.readouterr().err  # digit_b's output is not digit's
+    assert main(translate_args(trained_run, out, *args, "--samples", "1")) == 0
+    err = capsys.readouterr().err
+    assert f"note: {out} already holds 3 output file(s) of these inputs (e.g. digit_z0.png)" in err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "digit_b_z0.png",
+        "digit_z0.png",
+        "digit_z1.png",
+        "digit_z2.png",
+    ]
+
+
 def test_check_output_names() -> None:
     check_output_names([Path("a/one.png"), Path("a/two.png"), Path("one_z0.png")])
     for clash in (
