@@ -147,6 +147,23 @@ def write_synthetic_dataset(root: Path, n_train: int = 16, n_test: int = 8, seed
     return write_dataset(root, manifest, splits)
 
 
+def train_tiny_run(data: Path, factory: pytest.TempPathFactory, steps: int) -> Path:
+    """A finished ``steps``-step tiny digits run on ``data`` for a module-scoped fixture: one
+    thread and its own M3DGAN_HOME (module fixtures run outside ``isolated_env``)."""
+    out = factory.mktemp("runs") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from m3dgan.cli import main
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("M3DGAN_HOME", str(factory.mktemp("home")))
+            assert main(train_args(data, out, steps)) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A built data set folder (manifest + splits), 3-channel 16 px sources, 1-channel targets.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_OVERRIDES, set_args, train_args
+from conftest import TINY_OVERRIDES, set_args, train_args, train_tiny_run
 
 import m3dgan
 from m3dgan import checkpoint as ckpt
@@ -41,14 +41,7 @@ def clean_error(code: int, capsys: pytest.CaptureFixture, *fragments: str) -> st
 @pytest.fixture(scope="module")
 def run4(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 4-step run (train.device: cpu); tests copy it before changing it."""
-    out = tmp_path_factory.mktemp("runs") / "run4"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("M3DGAN_HOME", str(tmp_path_factory.mktemp("home")))
-        assert main(train_args(tiny_data, out, 4)) == 0
-    torch.set_num_threads(threads)
-    return out
+    return train_tiny_run(tiny_data, tmp_path_factory, 4)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from pathlib import Path
 import conftest
 import pytest
 import torch
-from conftest import set_args
+from conftest import set_args, train_tiny_run
 from http_server import serve
 from PIL import Image
 
@@ -334,14 +334,7 @@ def test_extracting_onto_a_full_disk_says_so(disk: FullDisk, tmp_path: Path) -> 
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("M3DGAN_HOME", str(tmp_path_factory.mktemp("home")))
-        assert main(train_args(tiny_data, out, 2)) == 0
-    torch.set_num_threads(threads)
-    return out
+    return train_tiny_run(tiny_data, tmp_path_factory, 2)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import set_args
+from conftest import train_tiny_run
 from PIL import Image, ImageOps
 
 from m3dgan import image_decode
@@ -350,15 +350,7 @@ def test_square_images_are_resized_without_warning(tmp_path: Path, side: int) ->
 @pytest.fixture(scope="module")
 def trained_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-step run of the tiny model (16 px, 3-channel sources, 1-channel targets)."""
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("M3DGAN_HOME", str(tmp_path_factory.mktemp("home")))
-        args = ["train", "--task", "digits", "--data", str(tiny_data), "--out", str(out)]
-        assert main([*args, "--steps", "2", "--no-progress", *set_args()]) == 0
-    torch.set_num_threads(threads)
-    return out
+    return train_tiny_run(tiny_data, tmp_path_factory, 2)
 
 
 def translate_args(run: Path, out: Path, *args: str) -> list[str]:
