@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from m3dgan.data.build import task_dataset_root
 from m3dgan.data.store import load_split, read_manifest, to_float
 from m3dgan.errors import DataError, M3DGANError
 from m3dgan.infer import Translator
@@ -27,7 +28,6 @@ from m3dgan.metrics import diversity as div
 from m3dgan.metrics.judge import JudgeNet, load_or_train_judge, predict
 from m3dgan.metrics.realism import classification_accuracy
 from m3dgan.tasks import get_task
-from m3dgan.train import dataset_root
 
 
 def _batched(fn, *tensors: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
@@ -82,7 +82,7 @@ def evaluate(
     """``judge_steps`` overrides the training steps of a judge trained on first use (tests)."""
     tr = Translator.from_checkpoint(checkpoint, device=device)
     task = get_task(tr.cfg.task)
-    root = Path(data_root) if data_root else dataset_root(task.name)
+    root = Path(data_root) if data_root else task_dataset_root(task.name)
     if beam < 1:
         raise M3DGANError("beam size must be at least 1")
     if "speech" in (task.source, task.target):

@@ -38,11 +38,11 @@ from m3dgan.config import Config, config_from_dict
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
 from m3dgan.data.tensors import vocabularies_from_meta
+from m3dgan.device import resolve_device
 from m3dgan.errors import CheckpointError, ConfigError, InputError
 from m3dgan.modalities import ModalitySpec
 from m3dgan.modalities.image_io import read_image
 from m3dgan.report.grid import save_image
-from m3dgan.train import resolve_device
 
 
 def output_stem(path: str | Path) -> str:

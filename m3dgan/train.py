@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import resource
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,7 @@ from m3dgan.config import Config, TrainConfig, config_from_dict, load_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
 from m3dgan.core.step import NonFiniteLossError, TrainStep
+from m3dgan.data.build import task_dataset_root
 from m3dgan.data.store import Manifest
 from m3dgan.data.tensors import (
     batch_to_model,
@@ -51,6 +50,7 @@ from m3dgan.data.tensors import (
     side_specs,
 )
 from m3dgan.data.views import open_dataset
+from m3dgan.device import deterministic_mode, resolve_device
 from m3dgan.errors import ConfigError, OutputError
 from m3dgan.guard import DivergenceGuard, Rollback, TrainingDiverged
 from m3dgan.modalities import ModalitySpec
@@ -59,33 +59,6 @@ from m3dgan.run_state import RunState, Snapshot, make_optimizers, restore, save
 from m3dgan.tasks import get_task
 
 __all__ = ["RunState", "make_optimizers", "restore", "save", "train"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device this machine has. A device it does
-    not have (CUDA on a machine without it, ``cuda:7`` with fewer GPUs) or a name that is not
-    one of these is a :class:`ConfigError` (exit 2), never a silent fall-back to another one."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"{name!r} is not a device (auto | cpu | cuda | cuda:N)") from exc
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device {name!r} is not supported (auto | cpu | cuda | cuda:N)")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device {name!r} requested but CUDA is not available on this machine "
-                "(use --device cpu, or --device auto for what the machine has)"
-            )
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ConfigError(
-                f"device {name!r} requested but this machine has {count} CUDA device(s) "
-                f"(cuda:0 to cuda:{count - 1})"
-            )
-    return device
 
 
 def specs_from_manifest(
@@ -117,12 +90,6 @@ def batch_indices(
     perm = torch.randperm(n, generator=gen)
     idx = perm[pos * batch_size : (pos + 1) * batch_size]
     return idx[rank::world]
-
-
-def dataset_root(task_name: str) -> Path:
-    from m3dgan.data.build import ensure_dataset
-
-    return ensure_dataset(get_task(task_name).dataset)
 
 
 class _StopRequest:
@@ -209,31 +176,6 @@ def check_train_config(tc: TrainConfig, world: int) -> None:
         raise ConfigError(f"train.max_rollbacks={tc.max_rollbacks} must be >= 0")
 
 
-@contextlib.contextmanager
-def deterministic_mode(enabled: bool) -> Iterator[None]:
-    """``train.deterministic``: the same config and data give bitwise the same weights, on CPU
-    and on CUDA (where it costs speed: no cuDNN autotuning, deterministic kernels only, and an
-    error naming any op that has no deterministic implementation). Restored on exit, so a
-    caller's own setting survives an in-process ``train()``."""
-    if not enabled:
-        yield
-        return
-    before = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
-    )
-    # cuBLAS reproducibility needs a fixed workspace; read when CUDA initialises
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-        torch.backends.cudnn.benchmark = before[2]
-
-
 def train(
     cfg: Config | None,
     run_dir: Path,
@@ -269,10 +211,10 @@ def train(
             run_dir.mkdir(parents=True, exist_ok=True)
             if config_changed:
                 cfg.save(run_dir / "config.yaml")
-            root = data_root or dataset_root(cfg.task)  # may build it: one process does
+            root = data_root or task_dataset_root(cfg.task)  # may build it: one process does
         dist.barrier()
         if not dist.is_main:
-            root = data_root or dataset_root(cfg.task)
+            root = data_root or task_dataset_root(cfg.task)
         return _Run(cfg, run_dir, dist, root, progress).run(resume)
 
 

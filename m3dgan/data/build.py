@@ -18,6 +18,7 @@ from pathlib import Path
 from m3dgan import paths
 from m3dgan.data import aligned, digits, edges2emoji, emoji_text, en2fr, speech, store
 from m3dgan.errors import DataError
+from m3dgan.tasks import get_task
 
 # (manifest, splits) or (manifest, splits, extra files such as a tokenizer model: name -> bytes)
 BuildFn = Callable[
@@ -195,6 +196,11 @@ def ensure_dataset(name_or_path: str | Path, *, progress: bool = True) -> Path:
         f"{list(FETCHABLE)}, a built data set folder (with {store.MANIFEST}) nor a pix2pix "
         "aligned folder (train/ and val/ or test/ holding A|B images)"
     )
+
+
+def task_dataset_root(task_name: str) -> Path:
+    """The ready data set folder of a task (``m3dgan.tasks``), built on first use."""
+    return ensure_dataset(get_task(task_name).dataset)
 
 
 def _fetched(name: str) -> Path:
