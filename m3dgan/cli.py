@@ -306,8 +306,8 @@ def cmd_data(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from m3dgan.config import Config, apply_overrides, config_from_dict, load_config
-    from m3dgan.train import config_for_task, train
+    from m3dgan.config import config_from_dict, layered_config, load_config
+    from m3dgan.train import train
 
     if args.resume:
         changed = [
@@ -332,15 +332,12 @@ def cmd_train(args) -> int:
             cfg.train.steps = args.steps
             cfg = config_from_dict(cfg.to_dict())  # --steps 0: a clean error
     else:
-        base = load_config(args.config) if args.config else Config()
-        cfg = config_for_task(args.task or base.task, args.objective or base.objective, base)
-        if args.steps is not None:
-            cfg.train.steps = args.steps
-        if args.batch_size is not None:
-            cfg.train.batch_size = args.batch_size
-        if args.device:
-            cfg.train.device = args.device
-        cfg = apply_overrides(cfg, args.overrides)
+        flags = {
+            "train.steps": args.steps,
+            "train.batch_size": args.batch_size,
+            "train.device": args.device or None,
+        }
+        cfg = layered_config(args.task, args.objective, args.config, flags, args.overrides)
     if args.print_config:
         print(_config_yaml(cfg or load_config(args.out / "config.yaml"), args), end="")
         return 0

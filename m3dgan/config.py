@@ -18,6 +18,7 @@ import yaml
 
 from m3dgan.atomic import write_text
 from m3dgan.errors import ConfigError
+from m3dgan.tasks import get_task
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -244,8 +245,11 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
-def load_config(path: Path) -> Config:
-    """Read a YAML config; an empty file is an error (a config names at least one setting)."""
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings a YAML config file names (a nested mapping), checked like a whole config.
+
+    An empty file is an error (a config names at least one setting); so are unknown keys and
+    bad values, each named with the file's path."""
     path = Path(path)
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
@@ -260,9 +264,56 @@ def load_config(path: Path) -> Config:
     if data is None:
         raise ConfigError(f"{path}: empty config file (no settings in it)")
     try:
-        return config_from_dict(data)
+        config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    return data
+
+
+def load_config(path: Path) -> Config:
+    """A YAML config file as a whole config (settings it does not name: built-in defaults)."""
+    return config_from_dict(read_config_file(path))
+
+
+def _merge(into: dict[str, Any], settings: dict[str, Any]) -> None:
+    for key, value in settings.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def layered_config(
+    task: str | None = None,
+    objective: str | None = None,
+    config_file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
+    """The config of a new run, each layer over the one before:
+
+    built-in defaults < the task's defaults (``m3dgan.tasks``) < the ``--config`` file <
+    flags (``--steps``, ``--batch-size``, ``--device``: ``flags`` maps ``train.<key>`` to a
+    value, ``None`` = not given) < ``--set`` overrides.
+
+    The task and objective are the arguments if given, else the file's, else the defaults.
+    Raises ConfigError for an unknown task, key or bad value (naming the file or override).
+    """
+    file_data = read_config_file(config_file) if config_file else {}
+    defaults = Config()
+    task = task or file_data.get("task") or defaults.task
+    objective = objective or file_data.get("objective") or defaults.objective
+    data = defaults.to_dict()
+    for key, value in get_task(task).defaults.items():
+        section, leaf = key.split(".")
+        data[section][leaf] = value
+    _merge(data, file_data)
+    data["task"], data["objective"] = task, objective
+    for key, value in (flags or {}).items():
+        if value is not None:
+            section, leaf = key.split(".")
+            data[section][leaf] = value
+    return apply_overrides(config_from_dict(data), overrides or [])
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from m3dgan import checkpoint as ckpt
 from m3dgan import distributed
 from m3dgan.atomic import append_text, output_error, write_text
-from m3dgan.config import Config, TrainConfig, config_from_dict, load_config
+from m3dgan.config import Config, TrainConfig, load_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
 from m3dgan.core.step import NonFiniteLossError, TrainStep
@@ -504,13 +504,3 @@ def _write_stats(
     if device.type == "cuda":
         stats["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     write_text(run_dir / "train_stats.json", json.dumps(stats, indent=1))
-
-
-def config_for_task(task_name: str, objective: str, base: Config | None = None) -> Config:
-    cfg = base or Config()
-    data = cfg.to_dict()
-    data["task"], data["objective"] = task_name, objective
-    for key, value in get_task(task_name).defaults.items():
-        section, leaf = key.split(".")
-        data[section][leaf] = value
-    return config_from_dict(data)

@@ -29,11 +29,10 @@ from torch import nn
 
 from m3dgan import checkpoint as ckpt
 from m3dgan.cli import main
-from m3dgan.config import apply_overrides, load_config
+from m3dgan.config import apply_overrides, layered_config, load_config
 from m3dgan.data.store import sha256_file
 from m3dgan.errors import CheckpointError, ConfigError
 from m3dgan.infer import Translator
-from m3dgan.train import config_for_task
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -133,7 +132,7 @@ def test_the_payloads_are_real(tmp_path: Path) -> None:
 
 
 def tiny_config_yaml(path: Path) -> None:
-    cfg = apply_overrides(config_for_task("digits", "full"), TINY_OVERRIDES)
+    cfg = apply_overrides(layered_config("digits", "full"), TINY_OVERRIDES)
     path.write_text(json.dumps(cfg.to_dict()))  # JSON is YAML
 
 
