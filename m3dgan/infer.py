@@ -31,15 +31,17 @@ from pathlib import Path
 import torch
 
 from m3dgan import checkpoint as ckpt
+from m3dgan import paths
 from m3dgan.atomic import write_text
 from m3dgan.audio import MelConfig, mel_to_wave, save_wav
 from m3dgan.audio.inputs import pad_mels, read_mels
 from m3dgan.config import Config, config_from_dict
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
+from m3dgan.data.store import read_manifest
 from m3dgan.data.tensors import vocabularies_from_meta
 from m3dgan.device import resolve_device
-from m3dgan.errors import CheckpointError, ConfigError, InputError
+from m3dgan.errors import CheckpointError, ConfigError, InputError, M3DGANError
 from m3dgan.modalities import ModalitySpec
 from m3dgan.modalities.image_io import read_image
 from m3dgan.report.grid import save_image
@@ -128,10 +130,44 @@ class Translator:
 
     @property
     def mel_config(self) -> MelConfig:
+        """The mel settings of the data set the model was trained on (the checkpoint's
+        ``audio``), used to read audio inputs and to vocode outputs.
+
+        Checkpoints written before the settings were saved lack them; for those, the settings of
+        the data set they name are read from its manifest if it is on this machine.
+
+        Raises:
+            CheckpointError: the model has no speech side, or the settings are missing (and the
+                data set is not here) or damaged.
+        """
+        if "speech" not in (self.source_spec.kind, self.target_spec.kind):
+            raise CheckpointError("this model has no speech side, so no mel settings")
+        settings = self.meta.get("audio")
+        where = "checkpoint sidecar"
+        if not settings:
+            settings, where = self._dataset_mel_settings(), "data set manifest"
         try:
-            return MelConfig.from_dict(self.meta.get("audio") or {})
+            return MelConfig.from_dict(settings)
         except (ConfigError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint sidecar has damaged mel settings ({exc})") from exc
+            raise CheckpointError(f"{where} has damaged mel settings ({exc})") from exc
+
+    def _dataset_mel_settings(self) -> dict:
+        """Mel settings of the data set an older checkpoint names (see :attr:`mel_config`)."""
+        name = self.meta.get("dataset")
+        root = paths.dataset_dir(str(name)) if isinstance(name, str) and name else None
+        if root is not None and (root / "manifest.json").is_file():
+            try:
+                audio = read_manifest(root).audio
+            except M3DGANError:
+                audio = {}
+            if audio:
+                return audio
+        raise CheckpointError(
+            "the checkpoint lacks the mel settings of its speech data (it was saved before "
+            f"m3dgan recorded them) and its data set {name!r} is not on this machine to read "
+            "them from; build or fetch that data set, or resume the run for one step with "
+            "this version to save them"
+        )
 
     def to_waves(self, mels: torch.Tensor, iterations: int = 32) -> list[torch.Tensor]:
         """Generated mels [N, T, n_mels] → one waveform per row (cut at its own end)."""

@@ -74,6 +74,9 @@ def save(
         "source": vars(state.model.source_spec),
         "target": vars(state.model.target_spec),
         "domains": manifest.domains,
+        # the mel settings the speech side was made with ({} without one): inference vocodes
+        # and reads audio with them (m3dgan.infer.Translator.mel_config)
+        "audio": dict(manifest.audio),
         "classes_count": len(manifest.classes),
         "guard": state.guard_meta(),
     }

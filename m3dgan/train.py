@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from m3dgan import checkpoint as ckpt
 from m3dgan import distributed
 from m3dgan.atomic import append_text, output_error, write_text
+from m3dgan.audio.config import MelConfig
 from m3dgan.config import Config, TrainConfig, load_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
@@ -265,9 +266,11 @@ class _Outputs:
                 self.writer.add_scalar(f"train/{key}", value, step)
         self.record({"step": step, **values})
 
-    def samples(self, step: int, model: M3DGAN, fixed: dict, vocabs: dict) -> None:
+    def samples(
+        self, step: int, model: M3DGAN, fixed: dict, vocabs: dict, mel_config: MelConfig | None
+    ) -> None:
         if self.enabled:
-            write_samples(model, fixed, self.run_dir, step, self.writer, vocabs)
+            write_samples(model, fixed, self.run_dir, step, self.writer, vocabs, mel_config)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -362,6 +365,8 @@ class _Run:
         self.manifest, splits = open_dataset(root, swap=get_task(cfg.task).swap_sides)
         train_split, test_split = splits["train"], splits["test"]
         self.vocabs = build_vocabularies(root, self.manifest, train_split)
+        # a speech side's mel settings, as the data set was built (samples are vocoded with them)
+        self.mel_config = MelConfig.from_dict(self.manifest.audio) if self.manifest.audio else None
         self.train_split = encode_split(train_split, self.vocabs)
         self.test_split = encode_split(test_split, self.vocabs)
         self.state = build_state(cfg, self.manifest, dist.device, self.vocabs, self.train_split)
@@ -447,7 +452,7 @@ class _Run:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in shown})
                     out.scalars(state.step, logs)
                 if dist.is_main and (state.step % tc.sample_every == 0 or state.step == tc.steps):
-                    out.samples(state.step, state.model, fixed, self.vocabs)
+                    out.samples(state.step, state.model, fixed, self.vocabs, self.mel_config)
                     state.model.train()
                 if state.step % tc.checkpoint_every == 0 or state.step == tc.steps:
                     last_path = self.save() or last_path

@@ -169,3 +169,45 @@ def librispeech_files(subset: str, tree: dict) -> tuple[dict[str, bytes], dict[s
                 lines.append(f"{uid} {text}\n")
             files[f"{folder}/{speaker}-{chapter}.trans.txt"] = "".join(lines).encode()
     return files, clips
+
+
+def tiny_tts_dataset(folder: Path, cfg, name: str = "tiny-speech") -> Path:
+    """A built text→speech data set of 4 espeak-ng sentences in 2 styles (low-slow, high-fast),
+    2 to train and 2 to test, made with the mel settings ``cfg`` (a ``MelConfig``)."""
+    import torch
+
+    from m3dgan.audio import load_audio, wave_to_mel
+    from m3dgan.audio.inputs import trim_silence
+    from m3dgan.data.store import Manifest, write_dataset
+
+    styles = ({"pitch": 20, "speed": 120}, {"pitch": 80, "speed": 220})
+    sentences = {"train": ["The cat sat.", "Open the door."], "test": ["We like tea.", "Hi."]}
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for split, texts in sentences.items():
+        rows: dict[str, list] = {"source": [], "target": [], "label": [], "domain": []}
+        for k, text in enumerate(texts):
+            for d, voice in enumerate(styles):
+                samples, rate = espeak(text, **voice)
+                sf.write(str(folder / "clip.wav"), samples, rate)
+                wave = load_audio(folder / "clip.wav", cfg.sample_rate)
+                rows["source"].append(text)
+                rows["target"].append(wave_to_mel(trim_silence(wave, cfg), cfg))
+                rows["label"].append(k)
+                rows["domain"].append(d)
+        splits[split] = {
+            **rows,
+            "label": torch.tensor(rows["label"]),
+            "domain": torch.tensor(rows["domain"]),
+        }
+    manifest = Manifest(
+        name=name,
+        image_size=0,
+        source_channels=0,
+        target_channels=cfg.n_mels,
+        source_kind="text",
+        target_kind="speech",
+        domains=["low", "high"],
+        audio=cfg.to_dict(),
+    )
+    return write_dataset(folder / "data", manifest, splits)

@@ -18,13 +18,13 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import TINY_SPEECH_OVERRIDES, set_args
+from speech_fixtures import tiny_tts_dataset
 
 import m3dgan
 from m3dgan.audio import AudioError, MelConfig, load_audio, wave_to_mel
 from m3dgan.audio.inputs import read_mels, trim_silence
 from m3dgan.audio.io import mix_to_mono
 from m3dgan.cli import main
-from m3dgan.data.store import Manifest, write_dataset
 from m3dgan.data.utterances import Utterance, utterance_mel
 
 pytestmark = [
@@ -144,33 +144,7 @@ SPEECH_OVERRIDES = TINY_SPEECH_OVERRIDES
 @pytest.fixture(scope="module")
 def tts_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-step tts run on 4 espeak-ng sentences in 2 styles (a reference sets the style)."""
-    folder = tmp_path_factory.mktemp("speech")
-    cfg = MelConfig()
-    styles = (["-p", "20", "-s", "120"], ["-p", "80", "-s", "220"])
-    sentences = {"train": ["The cat sat.", "Open the door."], "test": ["We like tea.", "Hi."]}
-    splits = {}
-    for split, texts in sentences.items():
-        rows: dict[str, list] = {"source": [], "target": [], "label": [], "domain": []}
-        for k, text in enumerate(texts):
-            for d, args in enumerate(styles):
-                wave = load_audio(espeak(text, folder / "clip.wav", *args))
-                rows["source"].append(text)
-                rows["target"].append(wave_to_mel(trim_silence(wave, cfg), cfg))
-                rows["label"].append(k)
-                rows["domain"].append(d)
-        splits[split] = {**rows, "label": torch.tensor(rows["label"])}
-        splits[split]["domain"] = torch.tensor(rows["domain"])
-    manifest = Manifest(
-        name="tiny-speech",
-        image_size=0,
-        source_channels=0,
-        target_channels=cfg.n_mels,
-        source_kind="text",
-        target_kind="speech",
-        domains=["low", "high"],
-        audio=cfg.to_dict(),
-    )
-    data = write_dataset(folder / "data", manifest, splits)
+    data = tiny_tts_dataset(tmp_path_factory.mktemp("speech"), MelConfig())
     out = tmp_path_factory.mktemp("runs") / "tts"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

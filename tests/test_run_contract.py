@@ -55,3 +55,83 @@ def test_config_file_over_task_defaults_through_the_cli(tmp_path, capsys) -> Non
     assert main(["train", "--config", str(path), "--out", str(out), "--print-config"]) == 0
     printed = capsys.readouterr().out
     assert "lr: 0.001" in printed and "batch_size: 8" in printed
+
+
+# -- the mel settings travel with the run ------------------------------------------------------
+
+ODD_MELS = dict(sample_rate=22050, hop_length=220, n_mels=64, fmax=11025.0)
+
+
+@pytest.fixture(scope="module")
+def odd_mel_run(tmp_path_factory):
+    """A 2-step tts run on a data set built with non-default mel settings (22.05 kHz, hop 220,
+    64 bins); samples written at step 2."""
+    import torch
+    from conftest import TINY_SPEECH_OVERRIDES, set_args
+    from speech_fixtures import tiny_tts_dataset
+
+    from m3dgan.audio import MelConfig
+    from m3dgan.cli import main
+
+    cfg = MelConfig(**ODD_MELS)
+    data = tiny_tts_dataset(tmp_path_factory.mktemp("odd"), cfg, name="odd-mels")
+    out = tmp_path_factory.mktemp("runs") / "tts"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("M3DGAN_HOME", str(tmp_path_factory.mktemp("home")))
+            overrides = [*TINY_SPEECH_OVERRIDES, "train.sample_every=2"]
+            args = ["train", "--task", "tts", "--data", str(data), "--out", str(out)]
+            assert main([*args, "--steps", "2", "--no-progress", *set_args(overrides)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out, data, cfg
+
+
+def test_non_default_mel_settings_survive_the_checkpoint(odd_mel_run, tmp_path, monkeypatch):
+    """Bug: the run state never saved the mel settings, so inference and the training samples
+    vocoded a 22.05 kHz data set as 16 kHz (MelConfig() defaults)."""
+    import soundfile as sf
+
+    from m3dgan import checkpoint as ckpt
+    from m3dgan.cli import main
+    from m3dgan.infer import Translator
+
+    run, _, cfg = odd_mel_run
+    monkeypatch.setenv("M3DGAN_HOME", str(tmp_path / "home"))
+    assert ckpt.load_latest(run).meta["audio"] == cfg.to_dict()
+    tr = Translator.from_checkpoint(run)
+    assert tr.mel_config == cfg
+    sample_wavs = sorted((run / "samples" / "step_00000002").glob("*.wav"))
+    assert sample_wavs and all(sf.info(str(p)).samplerate == 22050 for p in sample_wavs)
+    out = tmp_path / "out"
+    assert main(["translate", "--checkpoint", str(run), "--text", "The cat.", "--out", str(out)]) == 0
+    wav = sf.info(str(out / "text0_z0.wav"))
+    assert wav.samplerate == 22050
+    # one hop of audio per generated frame: the data set's hop (220), not the default's (256)
+    mels = tr.translate(tr.encode_text("The cat."), seed=0)
+    waves = tr.to_waves(mels)
+    from m3dgan.modalities.speech import frame_lengths
+
+    frames = int(frame_lengths(mels, mels.shape[-1])[0])
+    assert len(waves[0]) == max(frames - 1, 1) * 220
+
+
+def test_older_checkpoint_without_mel_settings(odd_mel_run, tmp_path, monkeypatch):
+    """A checkpoint saved before the settings were recorded: read from its data set if it is on
+    this machine, else one clear CheckpointError (never silent defaults)."""
+    import shutil
+
+    from m3dgan import paths
+    from m3dgan.errors import CheckpointError
+    from m3dgan.infer import Translator
+
+    run, data, cfg = odd_mel_run
+    monkeypatch.setenv("M3DGAN_HOME", str(tmp_path / "home"))
+    tr = Translator.from_checkpoint(run)
+    tr.meta = {k: v for k, v in tr.meta.items() if k != "audio"}
+    with pytest.raises(CheckpointError, match="lacks the mel settings .* 'odd-mels' is not on"):
+        _ = tr.mel_config
+    shutil.copytree(data, paths.dataset_dir("odd-mels"))
+    assert tr.mel_config == cfg

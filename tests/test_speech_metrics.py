@@ -92,7 +92,7 @@ def corpus(tmp_path_factory) -> dict:
         waves = [espeak_wave(t, list(STYLES.values())[s], folder) for t, s in rows]
         out[split] = {
             "waves": waves,
-            "mels": SpeechFrames.from_list([wave_to_mel(w) for w in waves]),
+            "mels": SpeechFrames.from_list([wave_to_mel(w, MelConfig()) for w in waves]),
             "texts": [t for t, _ in rows],
             "styles": torch.tensor([s for _, s in rows]),
         }
@@ -257,6 +257,7 @@ def test_tts_scores_on_real_speech_as_if_generated(corpus, dataset):
         test["texts"],
         test["styles"],
         judges,
+        cfg=MelConfig(),
         style_names=list(STYLES),
         iterations=8,
     )
@@ -265,12 +266,12 @@ def test_tts_scores_on_real_speech_as_if_generated(corpus, dataset):
     assert set(scores["style_per_style"]) == set(STYLES)
     assert judges.ceiling()["style_real"] == 1.0
     with pytest.raises(ValueError, match="4 generated utterances but 3 texts"):
-        tts_scores(padded, test["mels"].lengths, test["texts"][:3], None, judges)
+        tts_scores(padded, test["mels"].lengths, test["texts"][:3], None, judges, cfg=MelConfig())
 
 
 def test_vocoder_round_trip_keeps_order_and_lengths(corpus):
     test = corpus["test"]
-    mels, lengths = vocoder_round_trip(test["mels"], test["mels"].lengths, iterations=4)
+    mels, lengths = vocoder_round_trip(test["mels"], test["mels"].lengths, MelConfig(), iterations=4)
     assert torch.equal(lengths, test["mels"].lengths)
     for i in range(len(lengths)):
         real, heard = test["mels"][i].float(), mels[i, : lengths[i]]

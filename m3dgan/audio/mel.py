@@ -55,7 +55,7 @@ def stft_magnitude(wave: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
     return spec.abs()
 
 
-def wave_to_mel(wave: np.ndarray | torch.Tensor, cfg: MelConfig = MelConfig()) -> torch.Tensor:
+def wave_to_mel(wave: np.ndarray | torch.Tensor, cfg: MelConfig) -> torch.Tensor:
     """Waves [N] or [B, N] (float, [-1, 1], at ``cfg.sample_rate``) → normalised log-mel
     [T, n_mels] or [B, T, n_mels] in [-1, 1] (float32)."""
     x, single = _as_batch(wave)
@@ -67,7 +67,7 @@ def wave_to_mel(wave: np.ndarray | torch.Tensor, cfg: MelConfig = MelConfig()) -
     return out[0] if single else out
 
 
-def mel_to_linear(mel: torch.Tensor, cfg: MelConfig = MelConfig()) -> torch.Tensor:
+def mel_to_linear(mel: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
     """Normalised log-mel [B, T, n_mels] → non-negative linear magnitude [B, F, T] (the
     pseudo-inverse of the filterbank, clamped at zero)."""
     db = (mel.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * -cfg.min_db + cfg.min_db + cfg.ref_db

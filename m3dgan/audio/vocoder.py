@@ -16,7 +16,7 @@ from m3dgan.audio.mel import _window, mel_to_linear
 
 def griffin_lim(
     magnitude: torch.Tensor,
-    cfg: MelConfig = MelConfig(),
+    cfg: MelConfig,
     iterations: int = 32,
     momentum: float = 0.99,
     power: float = 1.2,
@@ -63,7 +63,7 @@ def griffin_lim(
 @torch.no_grad()
 def mel_to_wave(
     mel: torch.Tensor,
-    cfg: MelConfig = MelConfig(),
+    cfg: MelConfig,
     iterations: int = 32,
     lengths: torch.Tensor | list[int] | None = None,
 ) -> torch.Tensor:

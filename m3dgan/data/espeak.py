@@ -90,7 +90,7 @@ def synthesize(text: str, style: Style, voice: str = VOICE) -> tuple[np.ndarray,
     return mix_to_mono(data, f"espeak-ng output for {text!r}"), rate  # the one mixdown
 
 
-def render(text: str, style: Style, cfg: MelConfig = MelConfig(), voice: str = VOICE) -> np.ndarray:
+def render(text: str, style: Style, cfg: MelConfig, voice: str = VOICE) -> np.ndarray:
     """``text`` spoken in ``style`` at ``cfg.sample_rate``, silence trimmed from both ends, the
     way :func:`m3dgan.audio.inputs.read_mels` treats a user's recording."""
     wave, rate = synthesize(text, style, voice)

@@ -66,7 +66,7 @@ def length_sorted_batches(
 def vocoder_round_trip(
     frames: Any,
     lengths: torch.Tensor | list[int],
-    cfg: MelConfig = MelConfig(),
+    cfg: MelConfig,
     *,
     iterations: int = 32,
     batch_size: int = 16,
@@ -127,7 +127,7 @@ def load_speech_split(root: Path, split: str) -> SpeechSplit:
     side = speech[0]
     other = "source" if side == "target" else "target"
     texts = list(data[other]) if manifest.kind(other) == TEXT else None
-    cfg = MelConfig.from_dict(manifest.audio) if manifest.audio else MelConfig()
+    cfg = MelConfig.from_dict(manifest.audio)  # store.verify: a speech side has its settings
     return SpeechSplit(data[side], texts, data["domain"], list(manifest.domains), cfg)
 
 

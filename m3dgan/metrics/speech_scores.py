@@ -128,7 +128,7 @@ def tts_scores(
     styles: torch.Tensor | list[int] | None,
     judges: SpeechJudges,
     *,
-    cfg: MelConfig = MelConfig(),
+    cfg: MelConfig,
     style_names: Sequence[str] | None = None,
     iterations: int = 32,
     progress: bool = False,

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from m3dgan.atomic import write_text
+from m3dgan.audio.config import MelConfig
 from m3dgan.core.model import M3DGAN
 from m3dgan.data.tensors import batch_to_model
 from m3dgan.modalities.text_vocab import Vocabulary
@@ -56,8 +57,12 @@ def write_samples(
     step: int,
     writer=None,
     vocabs: dict[str, Vocabulary] | None = None,
+    mel_config: MelConfig | None = None,
 ) -> Path:
-    """Write this step's samples under RUN_DIR/samples/ (PNG grid or text) and to TensorBoard."""
+    """Write this step's samples under RUN_DIR/samples/ (PNG grid or text) and to TensorBoard.
+
+    ``mel_config``: the data set's mel settings, required for a speech target (its samples are
+    vocoded with them); ValueError without them."""
     columns = sample_columns(model, fixed)
     vocabs = vocabs or {}
     src = fixed["source"]
@@ -72,7 +77,9 @@ def write_samples(
             writer.add_image("samples", grid, step)
         return path
     if model.target_spec.kind == "speech":
-        return _write_speech(model, columns, run_dir, step, writer, vocabs)
+        if mel_config is None:
+            raise ValueError("speech samples need the data set's mel settings (mel_config)")
+        return _write_speech(model, columns, run_dir, step, writer, mel_config)
     target_vocab = vocabs["target"]
     lines = []
     for i in range(len(src)):
@@ -96,8 +103,8 @@ def mel_image(mel: torch.Tensor, n_mels: int) -> torch.Tensor:
     return mel[:, :n_mels].T.flip(0)[None]
 
 
-def _write_speech(model, columns, run_dir: Path, step: int, writer, vocabs) -> Path:
-    from m3dgan.audio import MelConfig, mel_to_wave, save_wav
+def _write_speech(model, columns, run_dir: Path, step: int, writer, cfg: MelConfig) -> Path:
+    from m3dgan.audio import mel_to_wave, save_wav
     from m3dgan.audio.inputs import pad_mels
 
     n_mels = model.target_spec.channels
@@ -106,7 +113,6 @@ def _write_speech(model, columns, run_dir: Path, step: int, writer, vocabs) -> P
     folder = Path(run_dir) / "samples"
     path = folder / f"step_{step:08d}.png"
     save_image(grid, path)
-    cfg = MelConfig()
     waves = mel_to_wave(pad_mels([col[0, :, :n_mels].float().cpu() for _, col in columns]), cfg)
     audio_dir = folder / f"step_{step:08d}"
     for (name, _), wave in zip(columns, waves, strict=True):
