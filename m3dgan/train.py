@@ -59,8 +59,6 @@ from m3dgan.report.samples import fixed_samples, write_samples
 from m3dgan.run_state import RunState, Snapshot, make_optimizers, restore, save
 from m3dgan.tasks import get_task
 
-__all__ = ["RunState", "make_optimizers", "restore", "save", "train"]
-
 
 def specs_from_manifest(
     task_name: str, manifest: Manifest, vocabs: dict | None = None, train: dict | None = None
@@ -153,15 +151,6 @@ def read_run_config(run_dir: Path, cfg: Config | None, resume: bool) -> tuple[Co
         )
     assert cfg is not None
     return cfg, True
-
-
-def prepare_run(run_dir: Path, cfg: Config | None, resume: bool) -> Config:
-    """Write or read RUN_DIR/config.yaml; refuse to overwrite a run by accident."""
-    cfg, changed = read_run_config(Path(run_dir), cfg, resume)
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    if changed:
-        cfg.save(Path(run_dir) / "config.yaml")
-    return cfg
 
 
 def check_train_config(tc: TrainConfig, world: int) -> None:

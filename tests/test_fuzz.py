@@ -346,7 +346,8 @@ def test_load_split_wrong_tensors(tmp_path: Path, dataset: Path, tensors: dict) 
 def checkpoint_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
     """A real two-checkpoint run of a tiny full model, written by the trainer's own save()."""
     from m3dgan.config import config_from_dict
-    from m3dgan.train import RunState, build_model, make_optimizers, save
+    from m3dgan.run_state import RunState, make_optimizers, save
+    from m3dgan.train import build_model
 
     run = tmp_path_factory.mktemp("fuzzrun")
     data = Config().to_dict()
