@@ -37,7 +37,6 @@ from m3dgan.audio import MelConfig, mel_to_wave, save_wav
 from m3dgan.audio.inputs import pad_mels, read_mels
 from m3dgan.config import Config, config_from_dict
 from m3dgan.core.model import M3DGAN
-from m3dgan.core.objectives import get_objective
 from m3dgan.data.store import read_manifest
 from m3dgan.data.tensors import vocabularies_from_meta
 from m3dgan.device import resolve_device
@@ -97,7 +96,7 @@ class Translator:
                 f"{checkpoint.path}: sidecar lacks model description ({exc})"
             ) from exc
         dev = resolve_device(device)
-        model = M3DGAN(source, target, get_objective(cfg.objective), cfg.model)
+        model = M3DGAN.from_config(cfg, source, target)
         checkpoint.load_model(model)
         return cls(model.to(dev), cfg, meta, dev)
 

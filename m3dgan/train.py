@@ -76,7 +76,7 @@ def build_model(
     cfg: Config, manifest: Manifest, vocabs: dict | None = None, train: dict | None = None
 ) -> M3DGAN:
     source, target = specs_from_manifest(cfg.task, manifest, vocabs, train)
-    return M3DGAN(source, target, get_objective(cfg.objective), cfg.model)
+    return M3DGAN.from_config(cfg, source, target)
 
 
 def batch_indices(

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from m3dgan.config import ModelConfig
+from m3dgan.config import Config, ModelConfig
 from m3dgan.core.attention import Posterior, UniversalAttention
-from m3dgan.core.objectives import Objective
+from m3dgan.core.objectives import Objective, get_objective
 from m3dgan.modalities import ModalitySpec, get_modality
 
 
@@ -56,6 +56,14 @@ class M3DGAN(nn.Module):
         self.disc_rand = (
             tgt_mod.build_discriminator(source, target, cfg) if objective.random_branch else None
         )
+
+    @classmethod
+    def from_config(cls, cfg: Config, source: ModalitySpec, target: ModalitySpec) -> M3DGAN:
+        """The model a run config describes for these sides: the one place training
+        (``m3dgan.train.build_model``) and inference (``Translator.from_checkpoint``) build it.
+
+        Raises ConfigError for an unknown objective, ValueError for sides no modality pairs."""
+        return cls(source, target, get_objective(cfg.objective), cfg.model)
 
     # -- the generator side -------------------------------------------------------------------
     def encode(self, reference: torch.Tensor) -> Posterior:
