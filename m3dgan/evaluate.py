@@ -105,7 +105,7 @@ def evaluate(
     out: dict = {
         "task": task.name,
         "objective": tr.cfg.objective,
-        "step": tr.meta.get("step"),
+        "step": tr.step,
         "checkpoint": str(checkpoint),
         "test_size": len(sources),
     }
@@ -160,7 +160,7 @@ def _evaluate_speech_task(
     out: dict = {
         "task": task.name,
         "objective": tr.cfg.objective,
-        "step": tr.meta.get("step"),
+        "step": tr.step,
         "checkpoint": str(checkpoint),
         "test_size": len(test["label"]),
     }
@@ -196,7 +196,7 @@ def _evaluate_text_task(
     out: dict = {
         "task": task.name,
         "objective": tr.cfg.objective,
-        "step": tr.meta.get("step"),
+        "step": tr.step,
         "checkpoint": str(checkpoint),
         "test_size": len(test["label"]),
     }

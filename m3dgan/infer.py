@@ -35,15 +35,14 @@ from m3dgan import paths
 from m3dgan.atomic import write_text
 from m3dgan.audio import MelConfig, mel_to_wave, save_wav
 from m3dgan.audio.inputs import pad_mels, read_mels
-from m3dgan.config import Config, config_from_dict
 from m3dgan.core.model import M3DGAN
 from m3dgan.data.store import read_manifest
-from m3dgan.data.tensors import vocabularies_from_meta
 from m3dgan.device import resolve_device
 from m3dgan.errors import CheckpointError, ConfigError, InputError, M3DGANError
 from m3dgan.modalities import ModalitySpec
 from m3dgan.modalities.image_io import read_image
 from m3dgan.report.grid import save_image
+from m3dgan.run_record import RunRecord
 
 
 def output_stem(path: str | Path) -> str:
@@ -73,32 +72,25 @@ def check_output_names(paths: list[Path]) -> None:
 
 
 class Translator:
-    def __init__(self, model: M3DGAN, cfg: Config, meta: dict, device: torch.device) -> None:
-        self.model, self.cfg, self.meta, self.device = model.eval(), cfg, meta, device
-        try:
-            self.vocabs = vocabularies_from_meta(meta)
-        except (KeyError, TypeError, ValueError, InputError) as exc:
-            raise CheckpointError(f"checkpoint sidecar has a damaged vocabulary ({exc})") from exc
-        for side, spec in (("source", model.source_spec), ("target", model.target_spec)):
-            if spec.kind == "text" and side not in self.vocabs:
-                raise CheckpointError(f"checkpoint sidecar lacks the {side} vocabulary")
+    """A trained model ready to translate: its weights, its :class:`RunRecord` (config, sides,
+    vocabularies, mel settings) and the device it runs on. ``step``: the checkpoint's step."""
+
+    def __init__(
+        self, model: M3DGAN, record: RunRecord, device: torch.device, step: int | None = None
+    ) -> None:
+        self.model, self.record, self.device, self.step = model.eval(), record, device, step
+        self.cfg = record.config
+        self.vocabs = record.vocabularies()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Translator:
         """Load from a run folder (newest good checkpoint) or one checkpoint file."""
         checkpoint = ckpt.load_latest(Path(path))
-        meta = checkpoint.meta
-        try:
-            cfg = config_from_dict(meta["config"])
-            source, target = ModalitySpec(**meta["source"]), ModalitySpec(**meta["target"])
-        except (KeyError, TypeError) as exc:
-            raise CheckpointError(
-                f"{checkpoint.path}: sidecar lacks model description ({exc})"
-            ) from exc
+        record = RunRecord.from_dict(checkpoint.meta, str(checkpoint.path))
         dev = resolve_device(device)
-        model = M3DGAN.from_config(cfg, source, target)
+        model = M3DGAN.from_config(record.config, record.source, record.target)
         checkpoint.load_model(model)
-        return cls(model.to(dev), cfg, meta, dev)
+        return cls(model.to(dev), record, dev, checkpoint.step)
 
     @property
     def source_spec(self) -> ModalitySpec:
@@ -141,7 +133,7 @@ class Translator:
         """
         if "speech" not in (self.source_spec.kind, self.target_spec.kind):
             raise CheckpointError("this model has no speech side, so no mel settings")
-        settings = self.meta.get("audio")
+        settings = self.record.audio
         where = "checkpoint sidecar"
         if not settings:
             settings, where = self._dataset_mel_settings(), "data set manifest"
@@ -152,8 +144,8 @@ class Translator:
 
     def _dataset_mel_settings(self) -> dict:
         """Mel settings of the data set an older checkpoint names (see :attr:`mel_config`)."""
-        name = self.meta.get("dataset")
-        root = paths.dataset_dir(str(name)) if isinstance(name, str) and name else None
+        name = self.record.dataset
+        root = paths.dataset_dir(name) if name else None
         if root is not None and (root / "manifest.json").is_file():
             try:
                 audio = read_manifest(root).audio

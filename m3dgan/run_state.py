@@ -21,6 +21,7 @@ from m3dgan import checkpoint as ckpt
 from m3dgan.config import Config
 from m3dgan.core.model import M3DGAN
 from m3dgan.data.store import Manifest
+from m3dgan.run_record import RunRecord
 
 
 @dataclass
@@ -66,27 +67,26 @@ def make_optimizers(model: M3DGAN, cfg: Config, device: torch.device):
 def save(
     run_dir: Path, state: RunState, cfg: Config, manifest: Manifest, vocabs: dict | None = None
 ) -> Path:
-    meta = {
-        "vocab": {side: v.to_dict() for side, v in (vocabs or {}).items()},
-        "config": cfg.to_dict(),
-        "task": cfg.task,
-        "dataset": manifest.name,
-        "source": vars(state.model.source_spec),
-        "target": vars(state.model.target_spec),
-        "domains": manifest.domains,
+    record = RunRecord(
+        config=cfg,
+        source=state.model.source_spec,
+        target=state.model.target_spec,
+        dataset=manifest.name,
+        domains=list(manifest.domains),
+        classes_count=len(manifest.classes),
+        vocab={side: v.to_dict() for side, v in (vocabs or {}).items()},
         # the mel settings the speech side was made with ({} without one): inference vocodes
         # and reads audio with them (m3dgan.infer.Translator.mel_config)
-        "audio": dict(manifest.audio),
-        "classes_count": len(manifest.classes),
-        "guard": state.guard_meta(),
-    }
+        audio=dict(manifest.audio),
+        guard=state.guard_meta(),
+    )
     return ckpt.save_checkpoint(
         run_dir,
         state.step,
         state.model,
         optimizers=state.optimizers,
         rng=state.rng_states(),
-        meta=meta,
+        meta=record.to_dict(),
         keep=cfg.train.keep_checkpoints,
     )
 

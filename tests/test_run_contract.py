@@ -130,8 +130,37 @@ def test_older_checkpoint_without_mel_settings(odd_mel_run, tmp_path, monkeypatc
     run, data, cfg = odd_mel_run
     monkeypatch.setenv("M3DGAN_HOME", str(tmp_path / "home"))
     tr = Translator.from_checkpoint(run)
-    tr.meta = {k: v for k, v in tr.meta.items() if k != "audio"}
+    tr.record.audio = None  # as RunRecord.from_dict reads a sidecar without the field
     with pytest.raises(CheckpointError, match="lacks the mel settings .* 'odd-mels' is not on"):
         _ = tr.mel_config
     shutil.copytree(data, paths.dataset_dir("odd-mels"))
     assert tr.mel_config == cfg
+
+
+def test_run_record_round_trip_and_missing_fields() -> None:
+    from m3dgan.config import layered_config
+    from m3dgan.errors import CheckpointError
+    from m3dgan.modalities import ModalitySpec
+    from m3dgan.run_record import RunRecord
+
+    record = RunRecord(
+        config=layered_config("tts"),
+        source=ModalitySpec("text", 40, 60),
+        target=ModalitySpec("speech", 80, 160),
+        dataset="speech",
+        domains=["neutral", "sad"],
+        vocab={},
+        audio={"sample_rate": 16000},
+        guard={"lr_scale": 0.5, "rollbacks": 1},
+    )
+    again = RunRecord.from_dict(record.to_dict())
+    assert again == record and again.task == "tts"
+    meta = record.to_dict()
+    del meta["target"], meta["vocab"]
+    with pytest.raises(CheckpointError, match=r"run/step_1\.json: lacks target, vocab"):
+        RunRecord.from_dict(meta, "run/step_1.json")
+    with pytest.raises(CheckpointError, match="lacks the source vocabulary"):
+        again.vocabularies()  # a text side without its vocabulary
+    old = record.to_dict()
+    del old["audio"]  # saved before the mel settings were recorded
+    assert RunRecord.from_dict(old).audio is None

@@ -22,7 +22,6 @@ from m3dgan.modalities.text_vocab import (
     CharVocabulary,
     SubwordVocabulary,
     Vocabulary,
-    vocabulary_from_dict,
 )
 
 SIDES = ("source", "target")
@@ -38,10 +37,6 @@ def build_vocabularies(root: Path, manifest: Manifest, train: SplitData) -> dict
         else:
             vocabs[side] = CharVocabulary.build(train[side])
     return vocabs
-
-
-def vocabularies_from_meta(meta: dict) -> dict[str, Vocabulary]:
-    return {side: vocabulary_from_dict(d) for side, d in (meta.get("vocab") or {}).items()}
 
 
 def encode_split(split: SplitData, vocabs: dict[str, Vocabulary]) -> SplitData:

@@ -1,0 +1,110 @@
+"""The run contract: what a checkpoint's sidecar says about its run.
+
+Training writes one :class:`RunRecord` into every checkpoint (``m3dgan.run_state.save``);
+resume (``run_state.restore``), :class:`m3dgan.infer.Translator` and evaluation read it back
+with :meth:`RunRecord.from_dict`. It holds everything they need besides the weights: the full
+config, both sides' shapes, the vocabularies, the mel settings of a speech side, the data set's
+name and domains, and the divergence guard's state. A field missing from a sidecar is one
+:class:`~m3dgan.errors.CheckpointError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from m3dgan.config import Config, config_from_dict
+from m3dgan.errors import CheckpointError, ConfigError, InputError
+from m3dgan.modalities import ModalitySpec
+from m3dgan.modalities.text_vocab import Vocabulary, vocabulary_from_dict
+
+# fields every sidecar written by m3dgan has had; ``audio`` came later (see from_dict)
+REQUIRED = ("config", "source", "target", "dataset", "domains", "vocab")
+
+
+@dataclass
+class RunRecord:
+    """A run as its checkpoints describe it.
+
+    - ``config``: the run's full config (``config.yaml``);
+    - ``source``, ``target``: the two sides' shapes (:class:`ModalitySpec`);
+    - ``dataset``: the data set's name; ``domains``: its domain names; ``classes_count``: how
+      many classes it labels (0 if none);
+    - ``vocab``: each text side's vocabulary as ``Vocabulary.to_dict()``;
+    - ``audio``: the speech side's mel settings (``MelConfig.to_dict()``), ``{}`` without a
+      speech side, ``None`` in checkpoints saved before m3dgan recorded them;
+    - ``guard``: the divergence guard's ``lr_scale`` and ``rollbacks``.
+    """
+
+    config: Config
+    source: ModalitySpec
+    target: ModalitySpec
+    dataset: str
+    domains: list[str] = field(default_factory=list)
+    classes_count: int = 0
+    vocab: dict[str, dict] = field(default_factory=dict)
+    audio: dict | None = field(default_factory=dict)
+    guard: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sidecar fields (JSON-ready)."""
+        return {
+            "config": self.config.to_dict(),
+            "task": self.task,
+            "dataset": self.dataset,
+            "source": asdict(self.source),
+            "target": asdict(self.target),
+            "domains": list(self.domains),
+            "classes_count": self.classes_count,
+            "vocab": dict(self.vocab),
+            "audio": dict(self.audio or {}),
+            "guard": dict(self.guard),
+        }
+
+    @classmethod
+    def from_dict(cls, meta: dict[str, Any], where: str = "checkpoint sidecar") -> RunRecord:
+        """Read a sidecar's fields back; ``where`` (the sidecar's path) names it in errors.
+
+        Raises:
+            CheckpointError: a required field is missing or damaged.
+        """
+        missing = [name for name in REQUIRED if name not in meta]
+        if missing:
+            raise CheckpointError(f"{where}: lacks {', '.join(missing)} (not an m3dgan run?)")
+        try:
+            config = config_from_dict(meta["config"])
+            source, target = ModalitySpec(**meta["source"]), ModalitySpec(**meta["target"])
+        except (ConfigError, TypeError) as exc:
+            raise CheckpointError(f"{where}: damaged run description ({exc})") from exc
+        vocab, audio, guard = meta["vocab"], meta.get("audio"), meta.get("guard") or {}
+        if not isinstance(vocab, dict) or not isinstance(guard, dict):
+            raise CheckpointError(f"{where}: damaged vocabularies or guard state")
+        if audio is not None and not isinstance(audio, dict):
+            raise CheckpointError(f"{where}: damaged mel settings (audio)")
+        return cls(
+            config=config,
+            source=source,
+            target=target,
+            dataset=str(meta["dataset"]),
+            domains=list(meta["domains"] or []),
+            classes_count=int(meta.get("classes_count") or 0),
+            vocab=vocab,
+            audio=audio,
+            guard=guard,
+        )
+
+    def vocabularies(self, where: str = "checkpoint sidecar") -> dict[str, Vocabulary]:
+        """Each text side's :class:`Vocabulary`; CheckpointError if one is damaged or a text
+        side has none."""
+        try:
+            vocabs = {side: vocabulary_from_dict(d) for side, d in self.vocab.items()}
+        except (KeyError, TypeError, ValueError, InputError) as exc:
+            raise CheckpointError(f"{where}: damaged vocabulary ({exc})") from exc
+        for side, spec in (("source", self.source), ("target", self.target)):
+            if spec.kind == "text" and side not in vocabs:
+                raise CheckpointError(f"{where}: lacks the {side} vocabulary")
+        return vocabs
