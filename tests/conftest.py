@@ -147,9 +147,15 @@ def write_synthetic_dataset(root: Path, n_train: int = 16, n_test: int = 8, seed
     return write_dataset(root, manifest, splits)
 
 
-def train_tiny_run(data: Path, factory: pytest.TempPathFactory, steps: int) -> Path:
-    """A finished ``steps``-step tiny digits run on ``data`` for a module-scoped fixture: one
-    thread and its own M3DGAN_HOME (module fixtures run outside ``isolated_env``)."""
+def train_tiny_run(
+    data: Path,
+    factory: pytest.TempPathFactory,
+    steps: int,
+    argv: list[str] | None = None,
+) -> Path:
+    """A finished ``steps``-step tiny run on ``data`` for a module-scoped fixture: one thread
+    and its own M3DGAN_HOME (module fixtures run outside ``isolated_env``). ``argv``: the
+    ``train`` arguments after ``--data DATA --out OUT --steps N`` (default: a tiny digits run)."""
     out = factory.mktemp("runs") / "run"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -158,7 +164,10 @@ def train_tiny_run(data: Path, factory: pytest.TempPathFactory, steps: int) -> P
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("M3DGAN_HOME", str(factory.mktemp("home")))
-            assert main(train_args(data, out, steps)) == 0
+            args = ["train", "--data", str(data), "--out", str(out), "--steps", str(steps)]
+            if argv is None:
+                args = train_args(data, out, steps)
+            assert main([*args, *(argv or [])]) == 0
     finally:
         torch.set_num_threads(threads)
     return out

@@ -66,26 +66,16 @@ ODD_MELS = dict(sample_rate=22050, hop_length=220, n_mels=64, fmax=11025.0)
 def odd_mel_run(tmp_path_factory):
     """A 2-step tts run on a data set built with non-default mel settings (22.05 kHz, hop 220,
     64 bins); samples written at step 2."""
-    import torch
-    from conftest import TINY_SPEECH_OVERRIDES, set_args
+    from conftest import TINY_SPEECH_OVERRIDES, set_args, train_tiny_run
     from speech_fixtures import tiny_tts_dataset
 
     from m3dgan.audio import MelConfig
-    from m3dgan.cli import main
 
     cfg = MelConfig(**ODD_MELS)
     data = tiny_tts_dataset(tmp_path_factory.mktemp("odd"), cfg, name="odd-mels")
-    out = tmp_path_factory.mktemp("runs") / "tts"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("M3DGAN_HOME", str(tmp_path_factory.mktemp("home")))
-            overrides = [*TINY_SPEECH_OVERRIDES, "train.sample_every=2"]
-            args = ["train", "--task", "tts", "--data", str(data), "--out", str(out)]
-            assert main([*args, "--steps", "2", "--no-progress", *set_args(overrides)]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    overrides = [*TINY_SPEECH_OVERRIDES, "train.sample_every=2"]
+    argv = ["--task", "tts", "--no-progress", *set_args(overrides)]
+    out = train_tiny_run(data, tmp_path_factory, 2, argv)
     return out, data, cfg
 
 
