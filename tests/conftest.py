@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from text_fixtures import TEXT_MODEL_OVERRIDES
 
 from m3dgan import kernel_check, paths
 from m3dgan.config import ModelConfig
@@ -55,31 +56,16 @@ TINY_OVERRIDES = [
 ]
 
 
-# A tiny text→speech model (CBHG, decoder and frame prenet widths of 8-16) as ``--set`` overrides.
+# A tiny text→speech model (CBHG, decoder and frame prenet widths of 8-16) as ``--set`` overrides:
+# the tiny attention and image-side widths above, the text model's of ``text_fixtures``, a frame
+# prenet, a wider discriminator, and the same training settings.
 TINY_SPEECH_OVERRIDES = [
-    "model.nz=4",
-    "model.num_tokens=4",
-    "model.token_heads=2",
-    "model.domain_dim=8",
-    "model.ref_channels=[4,4,8,8]",
-    "model.ref_gru=8",
-    "model.prenet_channels=[4,4]",
+    *(o for o in TINY_OVERRIDES if o.startswith("model.") and "gen_" not in o and "disc_" not in o),
     "model.disc_channels=8",
     "model.disc_layers=2",
-    "model.text_embed=8",
-    "model.text_prenet=[16,8]",
-    "model.cbhg_bank=3",
-    "model.cbhg_channels=8",
-    "model.cbhg_highway=1",
-    "model.text_gru=8",
-    "model.decoder_attention_rnn=16",
-    "model.decoder_rnn=16",
+    *TEXT_MODEL_OVERRIDES,
     "model.frame_prenet=[16,8]",
-    "train.batch_size=4",
-    "train.log_every=1",
-    "train.sample_every=1000",
-    "train.checkpoint_every=1000",
-    "train.device=cpu",
+    *(o for o in TINY_OVERRIDES if o.startswith("train.")),
 ]
 
 
