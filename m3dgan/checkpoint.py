@@ -223,6 +223,12 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def latest_step(run_dir: Path) -> int | None:
+    """The step of the run's newest checkpoint (from its sidecar's name), None if it has none."""
+    found = list_checkpoints(checkpoint_dir(run_dir))
+    return int(_NAME.match(found[-1].name).group(1)) if found else None
+
+
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
     """A safetensors file starts with a little-endian u64 header length, then a JSON object."""
     if len(head) < 9:

@@ -433,22 +433,14 @@ def cmd_translate(args) -> int:
 def _note_earlier_outputs(args) -> None:
     """Say so when --out already holds outputs of these inputs: files of the same name are
     replaced, others (e.g. more samples than this run makes) stay beside the new ones."""
-    import re
+    from m3dgan.infer import earlier_outputs, output_stem
 
-    from m3dgan.infer import output_stem
-
-    if not args.out.is_dir():
-        return
     stems = (
         [output_stem(p) for p in args.input]
         if args.input
         else [f"text{i}" for i in range(len(args.text))]
     )
-    pattern = re.compile(
-        "(" + "|".join(re.escape(s) for s in stems) + r")_(ref|tok|z)\d+\.(png|txt|wav)",
-        re.IGNORECASE,
-    )
-    earlier = sorted(p.name for p in args.out.iterdir() if pattern.fullmatch(p.name))
+    earlier = earlier_outputs(args.out, stems)
     if earlier:
         print(
             f"note: {args.out} already holds {len(earlier)} output file(s) of these inputs "

@@ -25,6 +25,7 @@ input file's stem; :func:`check_output_names` refuses inputs whose outputs would
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -48,6 +49,20 @@ from m3dgan.run_record import RunRecord
 def output_stem(path: str | Path) -> str:
     """The name an input file's outputs start with: its file name without folder and suffix."""
     return Path(path).stem
+
+
+# ``Translator._write``'s file names: <stem>_<ref|tok|z><k>.<png|txt|wav>
+OUTPUT_NAME = r"(?P<stem>.+)_(?:ref|tok|z)\d+\.(?:png|txt|wav)"
+
+
+def earlier_outputs(folder: Path, stems: list[str]) -> list[str]:
+    """Names of files in ``folder`` that translating inputs of these ``stems`` writes (case is
+    ignored, as ``check_output_names`` ignores it), sorted."""
+    wanted = {s.casefold() for s in stems}
+    if not folder.is_dir():
+        return []
+    matches = ((p.name, re.fullmatch(OUTPUT_NAME, p.name, re.IGNORECASE)) for p in folder.iterdir())
+    return sorted(name for name, m in matches if m and m.group("stem").casefold() in wanted)
 
 
 def check_output_names(paths: list[Path]) -> None:

@@ -114,12 +114,6 @@ class _StopRequest:
             signal.signal(sig, old)
 
 
-def checkpoint_step(run_dir: Path) -> int | None:
-    """The step of the run's newest checkpoint (from its name), None if it has none."""
-    found = ckpt.list_checkpoints(ckpt.checkpoint_dir(run_dir))
-    return int(found[-1].stem.split("_")[-1]) if found else None
-
-
 def read_run_config(run_dir: Path, cfg: Config | None, resume: bool) -> tuple[Config, bool]:
     """The run's config, checked without writing anything (every process of a multi-process
     run calls this before any of them writes), and whether RUN_DIR/config.yaml must be written.
@@ -134,7 +128,7 @@ def read_run_config(run_dir: Path, cfg: Config | None, resume: bool) -> tuple[Co
         if not config_path.is_file():
             raise ConfigError(f"{run_dir}: nothing to resume (no config.yaml)")
         saved = load_config(config_path)
-        at = checkpoint_step(run_dir)
+        at = ckpt.latest_step(run_dir)
         if cfg is not None and at is not None and cfg.train.steps <= at:
             raise ConfigError(
                 f"{run_dir}: the run is already at step {at}; --steps {cfg.train.steps} would not "
