@@ -47,11 +47,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from m3dgan.config import Config, apply_overrides
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
+from m3dgan.core.state import RunState, make_optimizers
 from m3dgan.core.step import TrainStep
 from m3dgan.data.tensors import batch_to_model
 from m3dgan.modalities import ModalitySpec
-from m3dgan.modalities.image import FiLM
-from m3dgan.run_state import make_optimizers
+from m3dgan.modalities.image.nets import FiLM
 from m3dgan.train import batch_indices
 
 REFERENCE = {  # official BicycleGAN, 128×128, this kind of machine (2 cores), from the issue
@@ -139,12 +139,9 @@ def run_row(spec: dict) -> dict:
         opt_d = torch.optim.Adam(model.discriminator_parameters(), foreach=True, **kw)
     noise = torch.Generator(device=device).manual_seed(1)
     step = TrainStep(
-        model,
-        opt_g,
-        opt_d,
+        RunState(model, opt_g, opt_d, noise),
         cfg.loss,
         autocast_dtype=torch.bfloat16 if cfg.train.amp else None,
-        generator=noise,
     )
     # the data set: cached uint8 pairs in memory, as the trainer holds a loaded split
     pool = 4 * batch

@@ -3,6 +3,9 @@
 Expected errors (bad input, missing data, bad config, damaged checkpoint) print one line
 ``error: ...`` and exit with status 2; anything else is a bug and shows its traceback. Warnings
 print as one line ``warning: ...``.
+
+Each subcommand imports the modules it uses when it runs (not at the top of this file), so
+``m3dgan --help``, ``--version`` and ``tasks`` answer without loading torch and the model.
 """
 
 from __future__ import annotations
@@ -374,7 +377,7 @@ def _data_root(path: Path | None) -> Path | None:
 
 
 def cmd_translate(args) -> int:
-    from m3dgan.infer import Translator, check_output_names
+    from m3dgan.infer import DEFAULT_SAMPLES, Translator, check_output_names, parse_token_weights
 
     if args.out.exists() and not args.out.is_dir():
         raise M3DGANError(f"{args.out}: --out must be a folder for the outputs, and this is a file")
@@ -382,8 +385,8 @@ def cmd_translate(args) -> int:
         check_output_names(args.input)  # before anything is read or written
     _note_earlier_outputs(args)
     tr = Translator.from_checkpoint(args.checkpoint, device=args.device)
-    samples = args.samples if args.samples is not None else 4
-    if tr.model.attention is None:
+    samples = args.samples if args.samples is not None else DEFAULT_SAMPLES
+    if not tr.has_code:
         print(
             f"note: objective {tr.cfg.objective!r} has no latent code; references and samples do not "
             "apply, writing one output per input",
@@ -392,14 +395,10 @@ def cmd_translate(args) -> int:
         samples, args.reference = 1, None
     if samples < 1:
         raise M3DGANError("--samples must be at least 1")
-    if args.beam < 1:
-        raise M3DGANError("--beam must be at least 1")
+    tr.check_beam_size(args.beam)
     token_weights = None
     if args.tokens is not None:
-        from m3dgan.infer import parse_token_weights
-
-        if tr.model.attention is None or tr.model.attention.tokens is None:
-            raise M3DGANError(f"objective {tr.cfg.objective!r} has no token layer to weight")
+        tr.check_token_layer()
         token_weights = parse_token_weights(args.tokens, tr.cfg.model.num_tokens)
     opts = dict(
         references=args.reference,
@@ -410,23 +409,19 @@ def cmd_translate(args) -> int:
         style_scale=args.style_scale,
     )
     if args.text:
-        if tr.source_spec.kind != "text":
-            raise M3DGANError(
-                f"this model translates {tr.source_spec.kind} sources; pass files with --input"
-            )
         rows = []
         for i, text in enumerate(args.text):
             written = tr.translate_text(text, args.out, name=f"text{i}", **opts)
             _report(tr, repr(text), written)
             rows.append((text, written))
-        _listening_page(tr, args, rows)
+        _output_page(tr, args, rows)
         return 0
     rows = []
     for path in args.input:
         written = tr.translate_file(path, args.out, **opts)
         _report(tr, str(path), written)
         rows.append((str(path), written))
-    _listening_page(tr, args, rows)
+    _output_page(tr, args, rows)
     return 0
 
 
@@ -449,31 +444,32 @@ def _note_earlier_outputs(args) -> None:
         )
 
 
-def _listening_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
-    """Speech outputs: an index.html in --out with a player per output — one row per input, one
-    column per reference (the content–style swap grid), token setting or random code."""
-    if tr.target_spec.kind != "speech" or not rows:
+def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
+    """An index page in --out where the target modality makes one (speech: a player per
+    output): one row per input, one column per reference, token setting or random code."""
+    if not rows:
         return
-    from m3dgan.report.audio_page import AudioClip, GridSection, write_audio_page
-
     if args.reference:
         columns = [f"reference: {Path(r).name}" for r in args.reference]
     elif args.tokens:
         columns = [f"tokens {args.tokens}"]
     else:
         columns = [f"z{k}" for k in range(max(len(w) for _, w in rows))]
-    cells = [[AudioClip(p.name) for p in written] for _, written in rows]
-    grid = GridSection("Outputs", [label for label, _ in rows], columns, cells)
-    page = write_audio_page(args.out / "index.html", "m3dgan translate", [grid])
-    print(f"listen: {page}")
+    page = tr.target.output_page(
+        args.out, "m3dgan translate", [label for label, _ in rows], columns, [w for _, w in rows]
+    )
+    if page is not None:
+        print(f"listen: {page}")
 
 
 def _report(tr, source: str, written: list[Path]) -> None:
-    """One line per input; text outputs are also printed, one per line."""
+    """One line per input; outputs the target modality can show as a line (text) follow, one
+    per line."""
     print(f"{source} -> {', '.join(str(p) for p in written)}")
-    if tr.target_spec.kind == "text":
-        for path in written:
-            print(f"  {path.read_text(encoding='utf-8').strip()}")
+    for path in written:
+        line = tr.target.describe_output(path)
+        if line is not None:
+            print(f"  {line}")
 
 
 def cmd_evaluate(args) -> int:

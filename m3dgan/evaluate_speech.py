@@ -32,7 +32,7 @@ from tqdm import tqdm
 from m3dgan.audio.inputs import pad_mels
 from m3dgan.errors import DataError
 from m3dgan.infer import Translator
-from m3dgan.modalities.speech import frame_lengths
+from m3dgan.modalities.speech.frames import frame_lengths
 
 
 def _sentences(test: dict) -> OrderedDict:

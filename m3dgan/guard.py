@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from m3dgan import checkpoint as ckpt
+from m3dgan.core.state import RunState
 from m3dgan.errors import M3DGANError
-from m3dgan.run_state import RunState, Snapshot, restore
+from m3dgan.run_state import Snapshot, restore
 
 
 class TrainingDiverged(M3DGANError):

@@ -13,36 +13,27 @@ mels = tr.translate(tr.encode_text("Hello there."), reference=tr.read_references
 tr.to_waves(mels)                                                      # Griffin-Lim, 16 kHz
 tr.translate(tr.encode_text("Hi."), token_weights=parse_token_weights("3:0.7,5:0.3", 10))
 
-Text input policy: empty text and text longer than twice the longest training text are errors
-(``InputError``, exit 2 from the CLI); characters the vocabulary lacks become <unk> with a
-warning. Audio input policy (``m3dgan.audio.inputs``): any rate and channel count; silence at the
-ends is trimmed; a source longer than twice the longest training utterance is an error, a longer
-reference is cut with a warning; empty, silent or unreadable files are errors. Image input
-policy (``m3dgan.modalities.image_io.read_image``): read upright and in its true tonal range; a
-non-square image is centre-cropped (not squeezed) with a warning. Outputs are named after the
-input file's stem; :func:`check_output_names` refuses inputs whose outputs would collide.
+Files are read and written by each side's modality (``m3dgan.modalities``), whose module
+docstrings give the input policies: text (empty or too long: ``InputError``, exit 2 from the CLI;
+unknown characters: <unk> with a warning), audio (any rate and channel count, ends trimmed,
+length limits) and images (read upright in their true tonal range, non-square ones
+centre-cropped with a warning). Outputs are named after the input file's stem;
+:func:`check_output_names` refuses inputs whose outputs would collide.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import torch
 
 from m3dgan import checkpoint as ckpt
-from m3dgan import paths
-from m3dgan.atomic import write_text
-from m3dgan.audio import MelConfig, mel_to_wave, save_wav
-from m3dgan.audio.inputs import pad_mels, read_mels
+from m3dgan.audio import MelConfig
 from m3dgan.core.model import M3DGAN
-from m3dgan.data.store import read_manifest
 from m3dgan.device import resolve_device
-from m3dgan.errors import CheckpointError, ConfigError, InputError, M3DGANError
-from m3dgan.modalities import ModalitySpec
-from m3dgan.modalities.image_io import read_image
-from m3dgan.report.grid import save_image
+from m3dgan.errors import CheckpointError, InputError
+from m3dgan.modalities import Modality, ModalitySpec
 from m3dgan.run_record import RunRecord
 
 
@@ -51,8 +42,14 @@ def output_stem(path: str | Path) -> str:
     return Path(path).stem
 
 
-# ``Translator._write``'s file names: <stem>_<ref|tok|z><k>.<png|txt|wav>
-OUTPUT_NAME = r"(?P<stem>.+)_(?:ref|tok|z)\d+\.(?:png|txt|wav)"
+# outputs per input with random codes when the caller does not say (``m3dgan translate``)
+DEFAULT_SAMPLES = 4
+
+# what set each output's domain → the tag in its file name (``Translator._write``)
+OUTPUT_TAGS = {"reference": "ref", "tokens": "tok", "random": "z"}
+
+# ``Translator._write``'s file names: <stem>_<tag><k><the target modality's suffix>
+OUTPUT_NAME = rf"(?P<stem>.+)_(?:{'|'.join(OUTPUT_TAGS.values())})\d+\.[A-Za-z0-9]+"
 
 
 def earlier_outputs(folder: Path, stems: list[str]) -> list[str]:
@@ -88,13 +85,20 @@ def check_output_names(paths: list[Path]) -> None:
 
 class Translator:
     """A trained model ready to translate: its weights, its :class:`RunRecord` (config, sides,
-    vocabularies, mel settings) and the device it runs on. ``step``: the checkpoint's step."""
+    vocabularies, mel settings), the modality of each side with its codec (``source``,
+    ``target``: they read input files and write outputs) and the device it runs on. ``step``:
+    the checkpoint's step.
+
+    Raises CheckpointError when a side's codec (a vocabulary, the mel settings) is missing or
+    damaged."""
 
     def __init__(
         self, model: M3DGAN, record: RunRecord, device: torch.device, step: int | None = None
     ) -> None:
         self.model, self.record, self.device, self.step = model.eval(), record, device, step
         self.cfg = record.config
+        self.source: Modality = record.modality("source")
+        self.target: Modality = record.modality("target")
         self.vocabs = record.vocabularies()
 
     @classmethod
@@ -115,102 +119,64 @@ class Translator:
     def target_spec(self) -> ModalitySpec:
         return self.model.target_spec
 
-    def encode_text(self, text: str, side: str = "source") -> torch.Tensor:
-        """A string → ids [1, L] for a text side; see the module docstring for the policy."""
-        spec = self.model.source_spec if side == "source" else self.model.target_spec
-        if spec.kind != "text":
-            raise InputError(f"this model's {side} is {spec.kind}, not text")
-        vocab = self.vocabs[side]
-        unknown = vocab.unknown(text) if isinstance(text, str) else []
-        ids = vocab.encode_batch([text], max_len=2 * spec.size)
-        if unknown:
-            warnings.warn(
-                f"characters unknown to the model's vocabulary become <unk>: {''.join(unknown)!r}",
-                stacklevel=2,
+    @property
+    def has_code(self) -> bool:
+        """Whether the objective has a latent code (pix2pix has none: one output per source,
+        references and random codes do not apply)."""
+        return self.model.attention is not None
+
+    def check_beam_size(self, beam_size: int) -> None:
+        """InputError for a beam size below 1, or above 1 for a target without beam search."""
+        if beam_size < 1:
+            raise InputError(f"beam size must be at least 1, got {beam_size}")
+        if beam_size > 1 and not self.target.beam_search:
+            raise InputError(
+                f"beam search applies to text outputs; this model's target is {self.target.kind}"
             )
-        return ids.to(self.device)
+
+    def check_token_layer(self) -> None:
+        """InputError when the objective has no token layer to weight."""
+        if not self.has_code or self.model.attention.tokens is None:
+            raise InputError(f"objective {self.cfg.objective!r} has no token layer to weight")
+
+    def _side(self, side: str) -> Modality:
+        if side not in ("source", "target"):
+            raise ValueError(f"side must be 'source' or 'target', not {side!r}")
+        return self.source if side == "source" else self.target
+
+    def encode_text(self, text: str, side: str = "source") -> torch.Tensor:
+        """A string → ids [1, L] for a text side (see ``modalities/text/modality.py`` for the
+        policy); InputError for a side that is not text."""
+        return self._side(side).from_text(text).to(self.device)
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         """Output ids [N, L] → strings (text targets)."""
-        return self.vocabs["target"].decode_batch(ids.cpu())
+        return self.target.decode(ids)
 
     @property
     def mel_config(self) -> MelConfig:
-        """The mel settings of the data set the model was trained on (the checkpoint's
-        ``audio``), used to read audio inputs and to vocode outputs.
-
-        Checkpoints written before the settings were saved lack them; for those, the settings of
-        the data set they name are read from its manifest if it is on this machine.
-
-        Raises:
-            CheckpointError: the model has no speech side, or the settings are missing (and the
-                data set is not here) or damaged.
-        """
-        if "speech" not in (self.source_spec.kind, self.target_spec.kind):
-            raise CheckpointError("this model has no speech side, so no mel settings")
-        settings = self.record.audio
-        where = "checkpoint sidecar"
-        if not settings:
-            settings, where = self._dataset_mel_settings(), "data set manifest"
-        try:
-            return MelConfig.from_dict(settings)
-        except (ConfigError, TypeError) as exc:
-            raise CheckpointError(f"{where} has damaged mel settings ({exc})") from exc
-
-    def _dataset_mel_settings(self) -> dict:
-        """Mel settings of the data set an older checkpoint names (see :attr:`mel_config`)."""
-        name = self.record.dataset
-        root = paths.dataset_dir(name) if name else None
-        if root is not None and (root / "manifest.json").is_file():
-            try:
-                audio = read_manifest(root).audio
-            except M3DGANError:
-                audio = {}
-            if audio:
-                return audio
-        raise CheckpointError(
-            "the checkpoint lacks the mel settings of its speech data (it was saved before "
-            f"m3dgan recorded them) and its data set {name!r} is not on this machine to read "
-            "them from; build or fetch that data set, or resume the run for one step with "
-            "this version to save them"
-        )
+        """The mel settings of the data set the model was trained on, used to read audio inputs
+        and to vocode outputs (CheckpointError without a speech side)."""
+        for side in (self.source, self.target):
+            if isinstance(side.codec, MelConfig):
+                return side.codec
+        raise CheckpointError("this model has no speech side, so no mel settings")
 
     def to_waves(self, mels: torch.Tensor, iterations: int = 32) -> list[torch.Tensor]:
         """Generated mels [N, T, n_mels] → one waveform per row (cut at its own end)."""
-        from m3dgan.modalities.speech import frame_lengths
-
-        lengths = frame_lengths(mels, mels.shape[-1])
-        waves = mel_to_wave(mels.float().cpu(), self.mel_config, iterations, lengths.cpu())
-        hop = self.mel_config.hop_length
-        return [w[: max(int(n) - 1, 1) * hop] for w, n in zip(waves, lengths, strict=True)]
+        return self.target.to_waves(mels, iterations)
 
     def read_source(self, path: str | Path) -> torch.Tensor:
-        if self.source_spec.kind == "speech":
-            mel = read_mels(path, self.mel_config, max_frames=2 * self.source_spec.size)
-            return mel[None].to(self.device)
-        if self.source_spec.kind == "text":
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InputError(f"{path}: cannot read text ({exc})") from exc
-            return self.encode_text(text, "source")
-        return read_image(Path(path), self.source_spec.channels, self.source_spec.size).to(
-            self.device
-        )
+        """An input file → a batch of one source sample on the model's device."""
+        return self.source.read(Path(path), "source").to(self.device)
 
     def read_reference(self, path: str | Path) -> torch.Tensor:
-        if self.target_spec.kind == "speech":
-            mel = read_mels(path, self.mel_config, max_frames=2 * self.target_spec.size, crop=True)
-            return mel[None].to(self.device)
-        if self.target_spec.kind == "text":
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InputError(f"{path}: cannot read text ({exc})") from exc
-            return self.encode_text(text, "target")
-        return read_image(Path(path), self.target_spec.channels, self.target_spec.size).to(
-            self.device
-        )
+        """A reference file (a sample of the target modality) → a batch of one."""
+        return self.target.read(Path(path), "reference").to(self.device)
+
+    def read_references(self, paths: list[Path]) -> torch.Tensor:
+        """Reference files → one batch (text and speech references padded to a common length)."""
+        return self.target.read_batch([Path(p) for p in paths], "reference").to(self.device)
 
     @torch.no_grad()
     def translate(
@@ -234,8 +200,9 @@ class Translator:
         Otherwise ``samples`` outputs from e ~ N(0, I) (seeded by ``seed`` for repeatability).
         """
         source = source.to(self.device)
-        if beam_size < 1:
-            raise InputError("beam size must be at least 1")
+        self.check_beam_size(beam_size)
+        if token_weights is not None:
+            self.check_token_layer()
 
         def rows(n: int) -> torch.Tensor:
             return source.expand(n, *source.shape[1:])
@@ -257,22 +224,6 @@ class Translator:
             gen.manual_seed(seed)
         return self.model.translate(rows(samples), generator=gen, **opts)
 
-    def read_references(self, paths: list[Path]) -> torch.Tensor:
-        """Reference files → one batch (text and speech references padded to a common length)."""
-        if self.target_spec.kind == "speech":
-            return pad_mels([self.read_reference(p)[0].cpu() for p in paths]).to(self.device)
-        if self.target_spec.kind == "text":
-            texts = []
-            for path in paths:
-                try:
-                    texts.append(Path(path).read_text(encoding="utf-8"))
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise InputError(f"{path}: cannot read text ({exc})") from exc
-            return (
-                self.vocabs["target"].encode_batch(texts, 2 * self.target_spec.size).to(self.device)
-            )
-        return torch.cat([self.read_reference(p) for p in paths])
-
     def translate_file(
         self,
         input_path: str | Path,
@@ -286,8 +237,8 @@ class Translator:
         style_scale: float = 1.0,
     ) -> list[Path]:
         """Translate one input file (an image, a UTF-8 text file, or audio for a speech source);
-        write ``<stem>_ref<k>``, ``<stem>_tok<k>`` or ``<stem>_z<k>`` + ``.png|.txt|.wav`` into
-        ``out_dir`` (``<stem>``: :func:`output_stem`; check a batch of inputs with
+        write ``<stem>_ref<k>``, ``<stem>_tok<k>`` or ``<stem>_z<k>`` + the target modality's
+        ``file_suffix`` (``.png``, ``.txt``, ``.wav``) into ``out_dir`` (``<stem>``: :func:`output_stem`; check a batch of inputs with
         :func:`check_output_names` first)."""
         return self._write(
             self.read_source(input_path),
@@ -336,29 +287,16 @@ class Translator:
         if references:
             refs = self.read_references(references)
             outs = self.translate(source, reference=refs, **opts)
-            tag = "ref"
+            tag = OUTPUT_TAGS["reference"]
         elif token_weights is not None:
             outs = self.translate(source, token_weights=token_weights, **opts)
-            tag = "tok"
+            tag = OUTPUT_TAGS["tokens"]
         else:
             outs = self.translate(source, samples=samples, **opts)
-            tag = "z"
-        paths = []
-        texts = self.decode(outs) if self.target_spec.kind == "text" else None
-        waves = self.to_waves(outs) if self.target_spec.kind == "speech" else None
-        for k in range(len(outs)):
-            if waves is not None:
-                path = Path(out_dir) / f"{stem}_{tag}{k}.wav"
-                save_wav(path, waves[k], self.mel_config.sample_rate)
-            elif texts is not None:
-                path = Path(out_dir) / f"{stem}_{tag}{k}.txt"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_text(path, texts[k] + "\n")  # atomic: a full disk is an OutputError
-            else:
-                path = Path(out_dir) / f"{stem}_{tag}{k}.png"
-                save_image(outs[k], path)
-            paths.append(path)
-        return paths
+            tag = OUTPUT_TAGS["random"]
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        stems = [Path(out_dir) / f"{stem}_{tag}{k}" for k in range(len(outs))]
+        return self.target.write(outs, stems)
 
 
 def parse_token_weights(spec: str, num_tokens: int) -> torch.Tensor:

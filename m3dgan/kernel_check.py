@@ -22,6 +22,9 @@ This module finds such problems without ending the caller:
   (timeout) or a wrong gradient is a result naming the case, not the end of the run.
 
 The project's test ``tests/test_kernel_safety.py`` and the sweep ``bench/conv_sweep.py`` use it.
+
+The model, config and judge modules are imported inside the functions that record cases, so
+the child processes, which only run layers, start with torch alone.
 """
 
 from __future__ import annotations
@@ -206,6 +209,7 @@ def project_cases(
     from m3dgan.config import LossConfig, ModelConfig
     from m3dgan.core.model import M3DGAN
     from m3dgan.core.objectives import get_objective
+    from m3dgan.core.state import RunState
     from m3dgan.core.step import TrainStep
     from m3dgan.modalities import ModalitySpec
 
@@ -222,7 +226,7 @@ def project_cases(
                 model = model.to(memory_format=torch.channels_last)
             opt_g = torch.optim.Adam(model.generator_parameters(), lr=1e-4)
             opt_d = torch.optim.Adam(model.discriminator_parameters() or [torch.zeros(1)], lr=1e-4)
-            step = TrainStep(model, opt_g, opt_d, LossConfig())
+            step = TrainStep(RunState(model, opt_g, opt_d, torch.Generator()), LossConfig())
             source, target = _sample(sk, sc, ss, batch), _sample(tk, tc, ts, batch)
             if channels_last and source.dim() == 4:
                 source = source.contiguous(memory_format=torch.channels_last)

@@ -11,12 +11,15 @@ name and domains, and the divergence guard's state. A field missing from a sidec
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from m3dgan.config import Config, config_from_dict
 from m3dgan.errors import CheckpointError, ConfigError, InputError
-from m3dgan.modalities import ModalitySpec
-from m3dgan.modalities.text_vocab import Vocabulary, vocabulary_from_dict
+from m3dgan.modalities import Modality, ModalitySpec, get_modality
+from m3dgan.modalities.text.vocab import Vocabulary, vocabulary_from_dict
+
+if TYPE_CHECKING:
+    from m3dgan.data.store import Manifest
 
 # fields every sidecar written by m3dgan has had; ``audio`` came later (see from_dict)
 REQUIRED = ("config", "source", "target", "dataset", "domains", "vocab")
@@ -33,7 +36,8 @@ class RunRecord:
     - ``vocab``: each text side's vocabulary as ``Vocabulary.to_dict()``;
     - ``audio``: the speech side's mel settings (``MelConfig.to_dict()``), ``{}`` without a
       speech side, ``None`` in checkpoints saved before m3dgan recorded them;
-    - ``guard``: the divergence guard's ``lr_scale`` and ``rollbacks``.
+    - ``guard``: the divergence guard's ``lr_scale`` and ``rollbacks``;
+    - ``where``: the sidecar it was read from, for error messages (not saved).
     """
 
     config: Config
@@ -45,6 +49,30 @@ class RunRecord:
     vocab: dict[str, dict] = field(default_factory=dict)
     audio: dict | None = field(default_factory=dict)
     guard: dict[str, Any] = field(default_factory=dict)
+    where: str = field(default="checkpoint sidecar", compare=False)
+
+    @classmethod
+    def for_dataset(
+        cls,
+        config: Config,
+        source: ModalitySpec,
+        target: ModalitySpec,
+        manifest: Manifest,
+        vocabs: dict[str, Vocabulary],
+    ) -> RunRecord:
+        """The record of a new run of ``config`` on the data set ``manifest`` describes, with
+        the run's vocabularies. The mel settings are the data set's ({} without a speech side):
+        inference and the training samples read and vocode audio with them."""
+        return cls(
+            config=config,
+            source=source,
+            target=target,
+            dataset=manifest.name,
+            domains=list(manifest.domains),
+            classes_count=len(manifest.classes),
+            vocab={side: v.to_dict() for side, v in vocabs.items()},
+            audio=dict(manifest.audio),
+        )
 
     @property
     def task(self) -> str:
@@ -95,16 +123,24 @@ class RunRecord:
             vocab=vocab,
             audio=audio,
             guard=guard,
+            where=where,
         )
 
-    def vocabularies(self, where: str = "checkpoint sidecar") -> dict[str, Vocabulary]:
-        """Each text side's :class:`Vocabulary`; CheckpointError if one is damaged or a text
-        side has none."""
+    def spec(self, side: str) -> ModalitySpec:
+        return self.source if side == "source" else self.target
+
+    def modality(self, side: str) -> Modality:
+        """The modality of ``side`` ("source" or "target") with its codec (vocabulary, mel
+        settings...) for reading and writing files; CheckpointError if the codec is missing or
+        damaged, ValueError for a kind no modality is registered for."""
+        spec = self.spec(side)
+        cls = get_modality(spec.kind)
+        return cls(spec, cls.codec_from_record(self, side))
+
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        """The :class:`Vocabulary` of each side that has one; CheckpointError if one is
+        damaged."""
         try:
-            vocabs = {side: vocabulary_from_dict(d) for side, d in self.vocab.items()}
+            return {side: vocabulary_from_dict(d) for side, d in self.vocab.items()}
         except (KeyError, TypeError, ValueError, InputError) as exc:
-            raise CheckpointError(f"{where}: damaged vocabulary ({exc})") from exc
-        for side, spec in (("source", self.source), ("target", self.target)):
-            if spec.kind == "text" and side not in vocabs:
-                raise CheckpointError(f"{where}: lacks the {side} vocabulary")
-        return vocabs
+            raise CheckpointError(f"{self.where}: damaged vocabulary ({exc})") from exc

@@ -1,5 +1,5 @@
-"""The state of a training run at a step, and the two places it is kept: checkpoints on disk and
-an in-memory snapshot.
+"""Where the state of a training run (``m3dgan.core.state.RunState``) is kept: checkpoints on
+disk and an in-memory snapshot.
 
 Everything a resumed run needs to continue exactly where an uninterrupted one would be: weights,
 both optimizers (moments, step counts and learning rates), the noise generator and torch's global
@@ -18,68 +18,14 @@ from typing import Any
 import torch
 
 from m3dgan import checkpoint as ckpt
-from m3dgan.config import Config
-from m3dgan.core.model import M3DGAN
-from m3dgan.data.store import Manifest
+from m3dgan.core.state import RunState
 from m3dgan.run_record import RunRecord
 
 
-@dataclass
-class RunState:
-    model: M3DGAN
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    noise: torch.Generator
-    step: int = 0
-    lr_scale: float = 1.0  # product of the divergence guard's factors so far (1: never lowered)
-    rollbacks: int = 0  # rollbacks so far in this run, counted against train.max_rollbacks
-
-    @property
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"g": self.opt_g, "d": self.opt_d}
-
-    def set_lr(self, base_lr: float) -> None:
-        """Both optimizers at ``base_lr × lr_scale``."""
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = base_lr * self.lr_scale
-
-    def rng_states(self) -> dict[str, torch.Tensor]:
-        return {"noise": self.noise.get_state(), "torch": torch.get_rng_state()}
-
-    def guard_meta(self) -> dict[str, Any]:
-        return {"lr_scale": self.lr_scale, "rollbacks": self.rollbacks}
-
-    def set_guard_meta(self, meta: dict[str, Any] | None) -> None:
-        meta = meta or {}
-        self.lr_scale = float(meta.get("lr_scale", 1.0))
-        self.rollbacks = int(meta.get("rollbacks", 0))
-
-
-def make_optimizers(model: M3DGAN, cfg: Config, device: torch.device):
-    kw = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2)}
-    fused = device.type in ("cuda", "cpu")  # one kernel per step instead of one per tensor
-    opt_g = torch.optim.Adam(model.generator_parameters(), fused=fused, **kw)
-    opt_d = torch.optim.Adam(model.discriminator_parameters(), fused=fused, **kw)
-    return opt_g, opt_d
-
-
-def save(
-    run_dir: Path, state: RunState, cfg: Config, manifest: Manifest, vocabs: dict | None = None
-) -> Path:
-    record = RunRecord(
-        config=cfg,
-        source=state.model.source_spec,
-        target=state.model.target_spec,
-        dataset=manifest.name,
-        domains=list(manifest.domains),
-        classes_count=len(manifest.classes),
-        vocab={side: v.to_dict() for side, v in (vocabs or {}).items()},
-        # the mel settings the speech side was made with ({} without one): inference vocodes
-        # and reads audio with them (m3dgan.infer.Translator.mel_config)
-        audio=dict(manifest.audio),
-        guard=state.guard_meta(),
-    )
+def save(run_dir: Path, state: RunState, record: RunRecord) -> Path:
+    """A checkpoint of ``state`` in RUN_DIR/checkpoints/, its sidecar the run's ``record`` with
+    the guard's state of now; keeps ``train.keep_checkpoints`` of them."""
+    record.guard = state.guard_meta()
     return ckpt.save_checkpoint(
         run_dir,
         state.step,
@@ -87,7 +33,7 @@ def save(
         optimizers=state.optimizers,
         rng=state.rng_states(),
         meta=record.to_dict(),
-        keep=cfg.train.keep_checkpoints,
+        keep=record.config.train.keep_checkpoints,
     )
 
 

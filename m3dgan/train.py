@@ -37,10 +37,10 @@ from tqdm.auto import tqdm
 from m3dgan import checkpoint as ckpt
 from m3dgan import distributed
 from m3dgan.atomic import append_text, output_error, write_text
-from m3dgan.audio.config import MelConfig
 from m3dgan.config import Config, TrainConfig, load_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
+from m3dgan.core.state import RunState
 from m3dgan.core.step import NonFiniteLossError, TrainStep
 from m3dgan.data.build import task_dataset_root
 from m3dgan.data.store import Manifest
@@ -54,9 +54,10 @@ from m3dgan.data.views import open_dataset
 from m3dgan.device import deterministic_mode, resolve_device
 from m3dgan.errors import ConfigError, OutputError
 from m3dgan.guard import DivergenceGuard, Rollback, TrainingDiverged
-from m3dgan.modalities import ModalitySpec
+from m3dgan.modalities import Modality, ModalitySpec
 from m3dgan.report.samples import fixed_samples, write_samples
-from m3dgan.run_state import RunState, Snapshot, make_optimizers, restore, save
+from m3dgan.run_record import RunRecord
+from m3dgan.run_state import Snapshot, restore, save
 from m3dgan.tasks import get_task
 
 
@@ -220,9 +221,7 @@ def build_state(
         for part in (model.generator, model.disc_enc, model.disc_rand):
             if part is not None:
                 part.compile()
-    opt_g, opt_d = make_optimizers(model, cfg, device)
-    noise = torch.Generator(device=device).manual_seed(tc.seed + 1)
-    return RunState(model, opt_g, opt_d, noise)
+    return RunState.create(model, cfg, device)
 
 
 class _Outputs:
@@ -250,10 +249,10 @@ class _Outputs:
         self.record({"step": step, **values})
 
     def samples(
-        self, step: int, model: M3DGAN, fixed: dict, vocabs: dict, mel_config: MelConfig | None
+        self, step: int, model: M3DGAN, fixed: dict, source: Modality, target: Modality
     ) -> None:
         if self.enabled:
-            write_samples(model, fixed, self.run_dir, step, self.writer, vocabs, mel_config)
+            write_samples(model, fixed, self.run_dir, step, source, target, self.writer)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -347,17 +346,20 @@ class _Run:
         self.cfg, self.run_dir, self.dist, self.progress = cfg, run_dir, dist, progress
         self.manifest, splits = open_dataset(root, swap=get_task(cfg.task).swap_sides)
         train_split, test_split = splits["train"], splits["test"]
-        self.vocabs = build_vocabularies(root, self.manifest, train_split)
-        # a speech side's mel settings, as the data set was built (samples are vocoded with them)
-        self.mel_config = MelConfig.from_dict(self.manifest.audio) if self.manifest.audio else None
-        self.train_split = encode_split(train_split, self.vocabs)
-        self.test_split = encode_split(test_split, self.vocabs)
-        self.state = build_state(cfg, self.manifest, dist.device, self.vocabs, self.train_split)
+        vocabs = build_vocabularies(root, self.manifest, train_split)
+        self.train_split = encode_split(train_split, vocabs)
+        self.test_split = encode_split(test_split, vocabs)
+        self.state = build_state(cfg, self.manifest, dist.device, vocabs, self.train_split)
+        self.record = RunRecord.for_dataset(
+            cfg, self.state.model.source_spec, self.state.model.target_spec, self.manifest, vocabs
+        )
+        # each side's modality with its codec, as inference will have it (draws the samples)
+        self.source, self.target = self.record.modality("source"), self.record.modality("target")
 
     def save(self) -> Path | None:
         if not self.dist.is_main:
             return None
-        return save(self.run_dir, self.state, self.cfg, self.manifest, self.vocabs)
+        return save(self.run_dir, self.state, self.record)
 
     def run(self, resume: bool) -> Path:
         cfg, tc, dist, state = self.cfg, self.cfg.train, self.dist, self.state
@@ -376,15 +378,7 @@ class _Run:
         if not has_checkpoint:
             guard.initial = Snapshot.take(state)
         amp_dtype = torch.bfloat16 if tc.amp else None
-        step_fn = TrainStep(
-            state.model,
-            state.opt_g,
-            state.opt_d,
-            cfg.loss,
-            autocast_dtype=amp_dtype,
-            generator=state.noise,
-            dist=dist,
-        )
+        step_fn = TrainStep(state, cfg.loss, autocast_dtype=amp_dtype, dist=dist)
         out = _Outputs(self.run_dir, dist.is_main)
         bar = tqdm(
             total=tc.steps,
@@ -435,7 +429,7 @@ class _Run:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in shown})
                     out.scalars(state.step, logs)
                 if dist.is_main and (state.step % tc.sample_every == 0 or state.step == tc.steps):
-                    out.samples(state.step, state.model, fixed, self.vocabs, self.mel_config)
+                    out.samples(state.step, state.model, fixed, self.source, self.target)
                     state.model.train()
                 if state.step % tc.checkpoint_every == 0 or state.step == tc.steps:
                     last_path = self.save() or last_path

@@ -17,6 +17,7 @@ from m3dgan import checkpoint as ckpt
 from m3dgan.config import LossConfig
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
+from m3dgan.core.state import RunState
 from m3dgan.core.step import TrainStep
 from m3dgan.data.store import sha256_file, to_float
 from m3dgan.errors import CheckpointError
@@ -39,7 +40,7 @@ def make_run(channels_last: bool = False, fused: bool = False, seed: int = 0):
     opt_g = torch.optim.Adam(model.generator_parameters(), **kw)
     opt_d = torch.optim.Adam(model.discriminator_parameters(), **kw)
     noise = torch.Generator().manual_seed(seed + 1)
-    step = TrainStep(model, opt_g, opt_d, LossConfig(), generator=noise)
+    step = TrainStep(RunState(model, opt_g, opt_d, noise), LossConfig())
     return model, opt_g, opt_d, noise, step
 
 

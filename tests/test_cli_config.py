@@ -197,7 +197,8 @@ class _CheckpointFromAnotherDevice:
 
 def test_a_noise_stream_saved_on_another_device_type_restarts_repeatably() -> None:
     """Resuming a CUDA run with --device cpu: the CPU generator cannot take CUDA's state."""
-    from m3dgan.run_state import RunState, restore
+    from m3dgan.core.state import RunState
+    from m3dgan.run_state import restore
 
     draws = []
     for _ in range(2):

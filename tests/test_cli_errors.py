@@ -113,6 +113,9 @@ CASES = [
     (f"{TRANSLATE} --input {{root}}/notes.txt", "not a readable image"),
     (f"{TRANSLATE} --input {{root}}/ok.png --reference {{root}}/corrupt.png", "corrupt.png"),
     (f"{TRANSLATE} --input {{root}}/ok.png --samples 0", "--samples"),
+    (f"{TRANSLATE} --input {{root}}/ok.png --beam 0", "beam size must be at least 1"),
+    (f"{TRANSLATE} --input {{root}}/ok.png --beam 3", "beam search applies to text outputs"),
+    ("translate --checkpoint {run} --text hello --out {root}/o", "cannot be given as text"),
     ("translate --checkpoint {run} --input {root}/ok.png --out {root}/ok.png", "this is a file"),
     (
         "translate --checkpoint {run} --input {root}/ok.png --out {root}/o --device x",

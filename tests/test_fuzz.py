@@ -32,7 +32,7 @@ from m3dgan.config import Config, apply_overrides, load_config
 from m3dgan.data.aligned import read_pair
 from m3dgan.data.store import MANIFEST, Manifest, load_split, read_manifest
 from m3dgan.errors import CheckpointError, ConfigError, DataError, M3DGANError
-from m3dgan.modalities.image_io import read_image
+from m3dgan.modalities.image.io import read_image
 
 pytestmark = [pytest.mark.usefixtures("isolated_env"), pytest.mark.timeout(300)]
 
@@ -346,7 +346,9 @@ def test_load_split_wrong_tensors(tmp_path: Path, dataset: Path, tensors: dict) 
 def checkpoint_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
     """A real two-checkpoint run of a tiny full model, written by the trainer's own save()."""
     from m3dgan.config import config_from_dict
-    from m3dgan.run_state import RunState, make_optimizers, save
+    from m3dgan.core.state import RunState
+    from m3dgan.run_record import RunRecord
+    from m3dgan.run_state import save
     from m3dgan.train import build_model
 
     run = tmp_path_factory.mktemp("fuzzrun")
@@ -355,11 +357,11 @@ def checkpoint_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> P
     cfg = config_from_dict(data)
     manifest = read_manifest(dataset)
     model = build_model(cfg, manifest)
-    opt_g, opt_d = make_optimizers(model, cfg, torch.device("cpu"))
-    state = RunState(model, opt_g, opt_d, torch.Generator().manual_seed(0))
+    state = RunState.create(model, cfg, torch.device("cpu"))
+    record = RunRecord.for_dataset(cfg, model.source_spec, model.target_spec, manifest, {})
     for step in (1, 2):
         state.step = step
-        save(run, state, cfg, manifest)
+        save(run, state, record)
     return run
 
 

@@ -26,12 +26,12 @@ import torch
 from conftest import train_tiny_run
 from PIL import Image, ImageOps
 
-from m3dgan import image_decode
 from m3dgan.cli import build_parser, main
 from m3dgan.data import aligned, edges2emoji, photos
 from m3dgan.errors import DataError, InputError
 from m3dgan.infer import Translator, check_output_names
-from m3dgan.modalities.image_io import read_image
+from m3dgan.modalities.image import decode as image_decode
+from m3dgan.modalities.image.io import read_image
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 

@@ -15,9 +15,10 @@ from torch.nn import functional as F
 from m3dgan.config import LossConfig
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
+from m3dgan.core.state import RunState
 from m3dgan.core.step import TrainStep
 from m3dgan.modalities import ModalitySpec
-from m3dgan.modalities.image import FiLM, ImageGenerator, instance_norm_affine
+from m3dgan.modalities.image.nets import FiLM, ImageGenerator, instance_norm_affine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import throughput  # noqa: E402
@@ -86,9 +87,8 @@ def test_train_step_at_multiples_of_16(size: int, recipe: str) -> None:
         t = t.contiguous(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(model.generator_parameters(), fused=True)
     opt_d = torch.optim.Adam(model.discriminator_parameters(), fused=True)
-    step = TrainStep(
-        model, opt_g, opt_d, LossConfig(), autocast_dtype=torch.bfloat16 if fast else None
-    )
+    state = RunState(model, opt_g, opt_d, torch.Generator())
+    step = TrainStep(state, LossConfig(), autocast_dtype=torch.bfloat16 if fast else None)
     before = [p.detach().clone() for p in model.parameters()]
     logs = step(s, t)
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())

@@ -17,6 +17,7 @@ from m3dgan.core import losses
 from m3dgan.core import step as step_mod
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
+from m3dgan.core.state import RunState
 from m3dgan.core.step import NonFiniteLossError, TrainStep, frozen
 from m3dgan.data.store import to_float
 from m3dgan.modalities import ModalitySpec
@@ -127,9 +128,8 @@ def make_step(
     )
     opt_g = torch.optim.Adam(model.generator_parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(model.discriminator_parameters(), lr=lr, betas=(0.5, 0.999))
-    return TrainStep(
-        model, opt_g, opt_d, loss or LossConfig(), generator=torch.Generator().manual_seed(seed)
-    )
+    state = RunState(model, opt_g, opt_d, torch.Generator().manual_seed(seed))
+    return TrainStep(state, loss or LossConfig())
 
 
 def batch(n: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

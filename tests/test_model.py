@@ -16,8 +16,8 @@ from m3dgan.core.attention import (
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import OBJECTIVES, get_objective
 from m3dgan.errors import ConfigError
-from m3dgan.modalities import ModalitySpec, get_modality
-from m3dgan.modalities.image import downsample_plan
+from m3dgan.modalities import ModalitySpec, get_modality, modality_for
+from m3dgan.modalities.image.nets import downsample_plan
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -126,9 +126,8 @@ def test_downsample_plan_halves_only_even_maps_of_at_least_8() -> None:
 
 def test_image_generator_refuses_sources_of_another_size() -> None:
     with pytest.raises(ValueError, match="one size"):
-        get_modality("image").build_generator(
-            ModalitySpec("image", 3, 32), ModalitySpec("image", 3, 16), 4, 0, tiny_model_config()
-        )
+        target = modality_for(ModalitySpec("image", 3, 16))
+        target.build_generator(modality_for(ModalitySpec("image", 3, 32)), 0, tiny_model_config())
     with pytest.raises(ValueError, match="unknown modality"):
         get_modality("smell")
 

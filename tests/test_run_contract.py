@@ -96,13 +96,15 @@ def test_non_default_mel_settings_survive_the_checkpoint(odd_mel_run, tmp_path, 
     sample_wavs = sorted((run / "samples" / "step_00000002").glob("*.wav"))
     assert sample_wavs and all(sf.info(str(p)).samplerate == 22050 for p in sample_wavs)
     out = tmp_path / "out"
-    assert main(["translate", "--checkpoint", str(run), "--text", "The cat.", "--out", str(out)]) == 0
+    assert (
+        main(["translate", "--checkpoint", str(run), "--text", "The cat.", "--out", str(out)]) == 0
+    )
     wav = sf.info(str(out / "text0_z0.wav"))
     assert wav.samplerate == 22050
     # one hop of audio per generated frame: the data set's hop (220), not the default's (256)
     mels = tr.translate(tr.encode_text("The cat."), seed=0)
     waves = tr.to_waves(mels)
-    from m3dgan.modalities.speech import frame_lengths
+    from m3dgan.modalities.speech.frames import frame_lengths
 
     frames = int(frame_lengths(mels, mels.shape[-1])[0])
     assert len(waves[0]) == max(frames - 1, 1) * 220
@@ -110,21 +112,28 @@ def test_non_default_mel_settings_survive_the_checkpoint(odd_mel_run, tmp_path, 
 
 def test_older_checkpoint_without_mel_settings(odd_mel_run, tmp_path, monkeypatch):
     """A checkpoint saved before the settings were recorded: read from its data set if it is on
-    this machine, else one clear CheckpointError (never silent defaults)."""
+    this machine, else one clear CheckpointError when it is loaded (never silent defaults)."""
+    import json
     import shutil
 
+    from m3dgan import checkpoint as ckpt
     from m3dgan import paths
     from m3dgan.errors import CheckpointError
     from m3dgan.infer import Translator
 
     run, data, cfg = odd_mel_run
     monkeypatch.setenv("M3DGAN_HOME", str(tmp_path / "home"))
-    tr = Translator.from_checkpoint(run)
-    tr.record.audio = None  # as RunRecord.from_dict reads a sidecar without the field
+    old = tmp_path / "old-run"
+    shutil.copytree(run, old)
+    sidecar_path = ckpt.resolve(old)
+    sidecar = json.loads(sidecar_path.read_text())
+    del sidecar["audio"]  # as m3dgan wrote sidecars before it recorded the mel settings
+    sidecar[ckpt.SIDECAR_CHECKSUM] = ckpt.sidecar_checksum(sidecar)
+    sidecar_path.write_text(json.dumps(sidecar))
     with pytest.raises(CheckpointError, match="lacks the mel settings .* 'odd-mels' is not on"):
-        _ = tr.mel_config
+        Translator.from_checkpoint(old)
     shutil.copytree(data, paths.dataset_dir("odd-mels"))
-    assert tr.mel_config == cfg
+    assert Translator.from_checkpoint(old).mel_config == cfg
 
 
 def test_run_record_round_trip_and_missing_fields() -> None:
@@ -150,7 +159,7 @@ def test_run_record_round_trip_and_missing_fields() -> None:
     with pytest.raises(CheckpointError, match=r"run/step_1\.json: lacks target, vocab"):
         RunRecord.from_dict(meta, "run/step_1.json")
     with pytest.raises(CheckpointError, match="lacks the source vocabulary"):
-        again.vocabularies()  # a text side without its vocabulary
+        again.modality("source")  # a text side without its vocabulary
     old = record.to_dict()
     del old["audio"]  # saved before the mel settings were recorded
     assert RunRecord.from_dict(old).audio is None

@@ -9,9 +9,10 @@ from m3dgan.audio import PAD_VALUE
 from m3dgan.config import Config, ModelConfig
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
+from m3dgan.core.state import RunState
 from m3dgan.core.step import TrainStep
 from m3dgan.modalities import ModalitySpec
-from m3dgan.modalities.speech import frame_lengths, stop_targets
+from m3dgan.modalities.speech.frames import frame_lengths, stop_targets
 
 N_MELS = 16
 VOCAB = 12
@@ -75,12 +76,18 @@ def test_frame_lengths_and_stop_targets():
 def test_tts_shapes_every_objective(objective):
     model = tts(objective)
     source, target = texts(3), mels([20, 33, 7])
-    fake = model.generate(
+    out = model.generate(
         source, model.embed(model.encode(target).mu) if model.attention else None, target
     )
-    assert fake.shape == (3, 33, N_MELS + 2)  # frames + stop logit + attention penalty
+    # named outputs: frames, a stop logit and an attention penalty per frame, the alignment
+    fake = out.frames
+    assert fake.shape == (3, 33, N_MELS)
+    assert out.stop_logits.shape == out.guide.shape == (3, 33)
+    assert out.alignment.shape[0] == 3 and out.alignment.shape[1] == 11  # ceil(33 / r=3)
+    assert torch.allclose(out.alignment.sum(-1), torch.ones(3, 11))
+    assert model.target_modality.output_sample(out) is fake
     # frames past each utterance's end are silence, so D sees padding like real padding
-    assert torch.all(fake[2, 7:, :N_MELS] == PAD_VALUE)
+    assert torch.all(fake[2, 7:] == PAD_VALUE)
     assert frame_lengths(fake, N_MELS).tolist() == [20, 33, 7]
     model.eval()
     out = model.translate(source)
@@ -117,8 +124,8 @@ def test_teacher_forcing_matches_step_by_step_decoding():
         stops.append(s)
         previous = target[:, 3 * g + 2 : 3 * g + 3]
     stepped = torch.cat(frames, 1)
-    torch.testing.assert_close(stepped[0], forced[0, :, :N_MELS], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(torch.cat(stops, 1)[0], forced[0, :, N_MELS], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(stepped[0], forced.frames[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.cat(stops, 1)[0], forced.stop_logits[0], atol=1e-5, rtol=1e-4)
 
 
 def test_decoder_learns_when_to_stop():
@@ -181,7 +188,7 @@ def test_a_training_step_lowers_reconstruction(objective):
     cfg = Config()
     opt_g = torch.optim.Adam(model.generator_parameters(), 2e-3)
     opt_d = torch.optim.Adam(model.discriminator_parameters(), 2e-3)
-    step = TrainStep(model, opt_g, opt_d, cfg.loss, generator=torch.Generator().manual_seed(0))
+    step = TrainStep(RunState(model, opt_g, opt_d, torch.Generator().manual_seed(0)), cfg.loss)
     source, target = texts(4), mels([15, 20, 11, 20])
     first = step(source, target)
     for _ in range(30):

@@ -15,10 +15,11 @@ from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
 from m3dgan.errors import InputError
 from m3dgan.modalities import ModalitySpec
-from m3dgan.modalities.text import TextModality, TextPrenet
-from m3dgan.modalities.text_discriminator import TextDiscriminator
-from m3dgan.modalities.text_vocab import EOS, PAD, UNK, CharVocabulary
-from m3dgan.modalities.tokens import one_hot
+from m3dgan.modalities.text import TextModality
+from m3dgan.modalities.text.discriminator import TextDiscriminator
+from m3dgan.modalities.text.nets import TextPrenet
+from m3dgan.modalities.text.tokens import one_hot
+from m3dgan.modalities.text.vocab import EOS, PAD, UNK, CharVocabulary
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -137,7 +138,7 @@ def test_text_discriminator_and_losses_pass_gradients_to_the_generator() -> None
     grads = [p.grad for p in model.generator.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
     # the reconstruction loss is the token cross-entropy
-    mod = TextModality()
+    mod = TextModality(ModalitySpec("text", V, L))
     logits = torch.randn(4, L, V)
     p = F.softmax(logits, -1) * (tgt != PAD).unsqueeze(-1)
     expected = F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=PAD)

@@ -17,7 +17,7 @@ from torch import nn
 from m3dgan.config import Config, ModelConfig
 from m3dgan.core.attention import Posterior, UniversalAttention
 from m3dgan.core.objectives import Objective, get_objective
-from m3dgan.modalities import ModalitySpec, get_modality
+from m3dgan.modalities import Modality, ModalitySpec, modality_for
 
 
 class M3DGAN(nn.Module):
@@ -31,13 +31,15 @@ class M3DGAN(nn.Module):
             objective,
             cfg,
         )
-        src_mod, tgt_mod = get_modality(source.kind), get_modality(target.kind)
-        self.target_modality = tgt_mod
-        self.source_prenet = src_mod.build_prenet(source, cfg)
+        # the sides' modalities (subnets and training terms; no codec: the body reads no files)
+        src_mod, tgt_mod = modality_for(source), modality_for(target)
+        self.source_modality: Modality = src_mod
+        self.target_modality: Modality = tgt_mod
+        self.source_prenet = src_mod.build_prenet(cfg)
         if objective.uses_z:
-            self.reference_prenet = tgt_mod.build_prenet(target, cfg)
+            self.reference_prenet = tgt_mod.build_prenet(cfg)
             self.attention: UniversalAttention | None = UniversalAttention(
-                tgt_mod.build_reference_encoder(target, cfg),
+                tgt_mod.build_reference_encoder(cfg),
                 cfg.nz,
                 use_tokens=objective.tokens,
                 num_tokens=cfg.num_tokens,
@@ -48,13 +50,11 @@ class M3DGAN(nn.Module):
         else:
             self.reference_prenet, self.attention, z_dim = None, None, 0
         self.z_dim = z_dim
-        self.generator = tgt_mod.build_generator(
-            source, target, src_mod.prenet_channels(cfg), z_dim, cfg
-        )
-        self.disc_enc = tgt_mod.build_discriminator(source, target, cfg)
+        self.generator = tgt_mod.build_generator(src_mod, z_dim, cfg)
+        self.disc_enc = tgt_mod.build_discriminator(src_mod, cfg)
         # BicycleGAN's finding: one discriminator per branch trains better than a shared one
         self.disc_rand = (
-            tgt_mod.build_discriminator(source, target, cfg) if objective.random_branch else None
+            tgt_mod.build_discriminator(src_mod, cfg) if objective.random_branch else None
         )
 
     @classmethod
@@ -91,10 +91,11 @@ class M3DGAN(nn.Module):
     ) -> torch.Tensor:
         """G(S, z). ``target`` enables teacher forcing for sequential (text) outputs; image
         generators ignore it. Text outputs: distributions when teacher-forced, else ids
-        (greedy, or beam search when ``beam_size`` > 1)."""
+        (greedy, or beam search when ``beam_size`` > 1); teacher-forced speech: a named output
+        (``SpeechDecoderOutput``, the sample is ``target_modality.output_sample(out)``)."""
         if beam_size > 1:
-            if self.target_spec.kind != "text":
-                raise ValueError("beam search applies to text outputs only")
+            if not self.target_modality.beam_search:
+                raise ValueError(f"beam search applies to text outputs, not {self.target_spec.kind}")
             return self.generator(self.source_prenet(source), z, target, beam_size=beam_size)
         return self.generator(self.source_prenet(source), z, target)
 

@@ -44,6 +44,7 @@ from torch import nn
 from m3dgan.config import LossConfig
 from m3dgan.core import losses
 from m3dgan.core.model import M3DGAN
+from m3dgan.core.state import RunState
 from m3dgan.distributed import Distributed
 from m3dgan.errors import M3DGANError
 
@@ -136,13 +137,33 @@ class DiscriminatorLoss(nn.Module):
 
 @dataclass
 class TrainStep:
-    model: M3DGAN
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
+    """One iteration on a run's :class:`RunState` (its model, optimizers and noise generator,
+    which it updates in place): ``step(source, target)`` → the losses as floats.
+
+    ``autocast_dtype``: bf16 autocast (``train.amp``) or None; ``dist``: None or world 1 for one
+    process, else the DDP split of the module docstring."""
+
+    state: RunState
     loss_cfg: LossConfig
     autocast_dtype: torch.dtype | None = None
-    generator: torch.Generator | None = None  # RNG for e_s and the reparameterisation
-    dist: Distributed | None = None  # None or world 1: one process; else DDP (see module doc)
+    dist: Distributed | None = None
+
+    @property
+    def model(self) -> M3DGAN:
+        return self.state.model
+
+    @property
+    def opt_g(self) -> torch.optim.Optimizer:
+        return self.state.opt_g
+
+    @property
+    def opt_d(self) -> torch.optim.Optimizer:
+        return self.state.opt_d
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The RNG of e_s and the reparameterisation noise."""
+        return self.state.noise
 
     def __post_init__(self) -> None:
         d = self.dist or Distributed()
@@ -184,7 +205,13 @@ class TrainStep:
         with self._autocast(device):
             # -- generator-side forward (one DDP forward) ----------------------------------------
             out = self.generator_side(source, target, eps_r, e_s)
-            fake_enc, fake_rand = out["fake_enc"], out["fake_rand"]
+            # generator outputs may carry more than the sample (speech: stop logits, alignment);
+            # D, Enc_r and the distance read the sample, the reconstruction loss the whole output
+            tgt = m.target_modality
+            fake_enc = tgt.output_sample(out["fake_enc"])
+            fake_rand = (
+                tgt.output_sample(out["fake_rand"]) if out["fake_rand"] is not None else None
+            )
             # -- discriminator update (one DDP forward) -----------------------------------------
             if obj.adversarial:
                 d_loss = self.discriminator_loss(source, target, fake_enc, fake_rand)
@@ -203,7 +230,7 @@ class TrainStep:
                 )
             else:
                 g_gan = fake_enc.new_zeros(())
-            rec = m.target_modality.reconstruction_loss(fake_enc.float(), target.float())
+            rec = tgt.reconstruction_loss(out["fake_enc"], target)  # in float32
             vae = g_gan + lc.lambda_rec * rec
             logs.update(G_gan_enc=g_gan.float().item(), rec=rec.item())
             if out["mu"] is not None and obj.variational:
@@ -230,7 +257,7 @@ class TrainStep:
                     out["e_r"].detach(),
                     form=lc.dist_form,
                     tau=lc.dist_tau,
-                    out_distance=m.target_modality.output_distance,
+                    out_distance=tgt.output_distance,
                 )
                 total = total + lc.lambda_3 * dist
                 logs["dist"] = dist.item()

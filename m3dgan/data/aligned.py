@@ -27,9 +27,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from m3dgan import image_decode
 from m3dgan.data import store
 from m3dgan.errors import DataError
+from m3dgan.modalities.image import decode as image_decode
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLIT_FOLDERS = ("train", "val", "test")
@@ -78,7 +78,7 @@ def read_pair(path: Path, image_size: int) -> tuple[np.ndarray, np.ndarray]:
 
     The A|B layout is defined on the stored pixels (as pix2pix's own loader reads it): the file
     is split there, and each half is then turned upright by the EXIF orientation, if any. Pixels
-    are decoded as :mod:`m3dgan.image_decode` does for every reader (16-bit and float images by
+    are decoded as :mod:`m3dgan.modalities.image.decode` does for every reader (16-bit and float images by
     their tonal range, grey/palette/CMYK converted, transparency on white).
     """
     try:

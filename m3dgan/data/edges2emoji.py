@@ -28,9 +28,9 @@ from PIL import Image
 from skimage.feature import canny
 from tqdm import tqdm
 
-from m3dgan import image_decode
 from m3dgan.data.store import Manifest
 from m3dgan.errors import DataError
+from m3dgan.modalities.image import decode as image_decode
 
 NAME = "edges2emoji"
 VENDORS = ("google", "twitter")

@@ -15,8 +15,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from m3dgan import image_decode
 from m3dgan.errors import DataError
+from m3dgan.modalities.image import decode as image_decode
 
 Box = tuple[float, float, float, float]  # x, y, width, height in pixels
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
@@ -42,7 +42,7 @@ def read_square(
     """Read one photo from an open binary file; return uint8 [3, size, size] (RGB).
 
     ``name`` is the file's name for error messages (the file may be a member of an archive).
-    Pixels are decoded as :mod:`m3dgan.image_decode` does for every reader (16-bit and float
+    Pixels are decoded as :mod:`m3dgan.modalities.image.decode` does for every reader (16-bit and float
     images by their tonal range, CMYK/grey/palette converted, transparency on white). ``box``
     is in the stored pixels' frame; the square is cut there and then turned upright by the
     EXIF orientation (for the centre square this is the same as cutting the upright photo).

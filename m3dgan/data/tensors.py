@@ -17,7 +17,7 @@ import torch
 
 from m3dgan.data.store import Manifest, SplitData, to_float, tokenizer_path
 from m3dgan.modalities import ModalitySpec
-from m3dgan.modalities.text_vocab import (
+from m3dgan.modalities.text.vocab import (
     PAD,
     CharVocabulary,
     SubwordVocabulary,

@@ -14,6 +14,11 @@ context vector always contains z.
 ``source_attention=False`` reproduces the paper's weak point: the memory is a single global
 embedding of the source (mean of its states), so the output cannot follow the source's order —
 kept as a switch so the benchmark can measure what attention buys.
+
+The source enters through its modality's attention memory (``Modality.build_memory``): a text
+source's prenet states as they are, an image's or speech's prenet grid turned into a sequence.
+The text and speech decoders built on this core are in ``modalities/text/decoder.py`` and
+``modalities/speech/decoder.py``.
 """
 
 from __future__ import annotations
@@ -23,35 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from m3dgan.config import ModelConfig
-from m3dgan.core.safe_conv import Conv2d
-from m3dgan.modalities.base import ModalitySpec
-from m3dgan.modalities.text import TextFeatures
-from m3dgan.modalities.text_vocab import BOS, EOS, PAD
-
-
-class ImageMemory(nn.Module):
-    """An image's prenet features → a short sequence (≤ 8×8 positions) to attend over."""
-
-    def __init__(self, channels: int, size: int, dim: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        prev, s = channels, size
-        halvings = 0
-        while s > 8:
-            halvings += 1
-            s //= 2
-        # narrow at high resolution, ``dim`` wide at the ≤ 8×8 grid the decoder attends over
-        for i in range(halvings):
-            width = max(dim // 2 ** (halvings - 1 - i), 16)
-            layers += [Conv2d(prev, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
-            prev = width
-        layers += [Conv2d(prev, dim, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
-        self.net = nn.Sequential(*layers)
-        self.out_dim = dim
-
-    def forward(self, x: torch.Tensor) -> TextFeatures:
-        h = self.net(x).flatten(2).transpose(1, 2)  # [B, H'W', dim]
-        return TextFeatures(h, torch.ones(h.shape[:2], dtype=torch.bool, device=h.device))
+from m3dgan.modalities.base import Modality, SequenceFeatures
 
 
 class AttentionRNNDecoder(nn.Module):
@@ -61,30 +38,27 @@ class AttentionRNNDecoder(nn.Module):
 
     def __init__(
         self,
-        source: ModalitySpec,
-        source_channels: int,
+        source: Modality,
         input_dim: int,
         z_dim: int,
         cfg: ModelConfig,
         input_feeding: bool = False,
     ) -> None:
-        """``input_feeding``: the attention RNN also reads the previous step's context vector
-        (Tacotron's design; steps then run one at a time, in training too)."""
+        """``source``: the source side's modality, whose attention memory this decoder owns
+        (as ``<kind>_memory``, e.g. ``image_memory``; none for a text source, whose prenet
+        states are the memory). ``input_feeding``: the attention RNN also reads the previous
+        step's context vector (Tacotron's design; steps then run one at a time, in training
+        too)."""
         super().__init__()
         self.z_dim = z_dim
         self.source_attention = cfg.source_attention
-        self.image_memory: ImageMemory | None = None
-        self.speech_memory: nn.Module | None = None
-        if source.kind == "image":
-            self.image_memory = ImageMemory(source_channels, source.size, cfg.decoder_rnn)
-            mem_dim = cfg.decoder_rnn
-        elif source.kind == "speech":
-            from m3dgan.modalities.speech import SpeechMemory
-
-            self.speech_memory = SpeechMemory(source_channels, source.channels, cfg.decoder_rnn)
-            mem_dim = cfg.decoder_rnn
+        memory = source.build_memory(cfg)
+        self._memory_name = f"{source.kind}_memory" if memory is not None else None
+        if memory is not None:
+            self.add_module(self._memory_name, memory)
+            mem_dim = memory.out_dim
         else:
-            mem_dim = source_channels
+            mem_dim = source.prenet_channels(cfg)
         self.mem_dim = mem_dim + z_dim
         a = cfg.decoder_attention_rnn
         if input_feeding:
@@ -100,12 +74,11 @@ class AttentionRNNDecoder(nn.Module):
 
     # -- memory -------------------------------------------------------------------------------
     def memory(self, source, z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.image_memory is not None:
-            feats = self.image_memory(source)
-        elif self.speech_memory is not None:
-            feats = self.speech_memory(source)
-        else:
-            feats = source
+        """The source prenet's output (⊕ z at every position) → (memory [B, M, mem_dim], mask
+        [B, M])."""
+        feats: SequenceFeatures = (
+            getattr(self, self._memory_name)(source) if self._memory_name else source
+        )
         states, mask = feats.states, feats.mask
         if not self.source_attention:
             states = feats.pooled().unsqueeze(1)
@@ -129,113 +102,3 @@ class AttentionRNNDecoder(nn.Module):
         context = weights @ memory  # [B, T, mem_dim]
         h3, s3 = self.decoder_rnn(torch.cat([query, context], dim=-1), s3)
         return torch.cat([h3, context], dim=-1), (s1, s2, s3), weights
-
-
-class TextDecoder(AttentionRNNDecoder):
-    """One token per step: embedding → prenet FC → shared core → logits over the vocabulary."""
-
-    def __init__(
-        self,
-        source: ModalitySpec,
-        source_channels: int,
-        vocab_size: int,
-        max_len: int,
-        z_dim: int,
-        cfg: ModelConfig,
-    ) -> None:
-        width_in = cfg.text_prenet[-1] if cfg.text_prenet else cfg.text_embed
-        super().__init__(source, source_channels, width_in, z_dim, cfg)
-        self.vocab_size, self.max_len = vocab_size, max_len
-        self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
-        layers: list[nn.Module] = []
-        prev = cfg.text_embed
-        for width in cfg.text_prenet:
-            layers += [nn.Linear(prev, width), nn.ReLU(), nn.Dropout(0.2)]
-            prev = width
-        self.prenet = nn.Sequential(*layers)
-        self.out = nn.Linear(self.out_dim, vocab_size)
-
-    def _run(self, tokens, memory, keys, mask, state=None):
-        h, state, weights = self._core(
-            self.prenet(self.embedding(tokens)), memory, keys, mask, state
-        )
-        return self.out(h), state, weights
-
-    def forward(
-        self,
-        source: TextFeatures | torch.Tensor,
-        z: torch.Tensor | None,
-        target: torch.Tensor | None = None,
-        beam_size: int = 1,
-        max_len: int | None = None,
-    ) -> torch.Tensor:
-        """Teacher forcing when ``target`` ids are given: distributions [B, L, V] (zero rows at
-        padding). Otherwise decoding: ids [B, T] (padding after the end mark)."""
-        memory, mask = self.memory(source, z)
-        keys = self.key(memory)
-        if target is not None:
-            target = target.long()
-            bos = torch.full_like(target[:, :1], BOS)
-            logits, _, _ = self._run(torch.cat([bos, target[:, :-1]], 1), memory, keys, mask)
-            probs = F.softmax(logits.float(), dim=-1)
-            return probs * (target != PAD).unsqueeze(-1)
-        limit = max_len or self.max_len
-        if beam_size > 1:
-            return self._beam(memory, keys, mask, beam_size, limit)
-        return self._greedy(memory, keys, mask, limit)
-
-    def _greedy(self, memory, keys, mask, limit: int) -> torch.Tensor:
-        b = memory.shape[0]
-        token = torch.full((b, 1), BOS, dtype=torch.long, device=memory.device)
-        done = torch.zeros(b, dtype=torch.bool, device=memory.device)
-        out, state = [], None
-        for _ in range(limit):
-            logits, state, _ = self._run(token, memory, keys, mask, state)
-            token = logits[:, -1].argmax(-1, keepdim=True)
-            token = token.masked_fill(done[:, None], PAD)
-            out.append(token)
-            done = done | (token[:, 0] == EOS)
-            if done.all():
-                break
-        return torch.cat(out, dim=1)
-
-    def _beam(self, memory, keys, mask, k: int, limit: int, alpha: float = 1.0) -> torch.Tensor:
-        """Beam search with length-normalised scores (log p / length^alpha)."""
-        b, dev = memory.shape[0], memory.device
-        rep = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
-        memory, keys, mask = rep(memory), rep(keys), rep(mask)
-        scores = torch.full((b, k), float("-inf"), device=dev)
-        scores[:, 0] = 0.0
-        lengths = torch.zeros(b, k, device=dev)
-        done = torch.zeros(b, k, dtype=torch.bool, device=dev)
-        history = torch.zeros(b, k, 0, dtype=torch.long, device=dev)
-        token = torch.full((b * k, 1), BOS, dtype=torch.long, device=dev)
-        state = None
-        v = self.vocab_size
-        for _ in range(limit):
-            logits, state, _ = self._run(token, memory, keys, mask, state)
-            logp = F.log_softmax(logits[:, -1].float(), dim=-1).view(b, k, v)
-            # a finished beam continues with padding at no cost and no other option
-            finished_row = torch.full((v,), float("-inf"), device=dev)
-            finished_row[PAD] = 0.0
-            logp = torch.where(done[:, :, None], finished_row, logp)
-            total = (scores[:, :, None] + logp).view(b, k * v)
-            scores, flat = total.topk(k, dim=-1)
-            beam, tok = flat // v, flat % v
-            done, lengths = done.gather(1, beam), lengths.gather(1, beam)
-            history = torch.cat(
-                [
-                    history.gather(1, beam[:, :, None].expand(-1, -1, history.shape[2])),
-                    tok[:, :, None],
-                ],
-                dim=2,
-            )
-            lengths = lengths + (~done).float()
-            done = done | (tok == EOS)
-            index = (beam + torch.arange(b, device=dev)[:, None] * k).view(-1)
-            state = tuple(s[:, index] for s in state)
-            token = tok.view(-1, 1)
-            if done.all():
-                break
-        best = (scores / lengths.clamp_min(1) ** alpha).argmax(dim=1)
-        return history[torch.arange(b, device=dev), best]

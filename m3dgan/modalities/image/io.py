@@ -11,7 +11,7 @@ from PIL import Image
 
 from m3dgan.data.store import to_float
 from m3dgan.errors import DataError
-from m3dgan.image_decode import decode
+from m3dgan.modalities.image.decode import decode
 
 # PIL's format plugins report a malformed file with whatever they trip over: OSError (and its
 # UnidentifiedImageError), SyntaxError, ValueError, EOFError, struct.error, IndexError,
@@ -32,13 +32,13 @@ def check_image_path(path: Path) -> None:
 def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
     """Image file → float [1, channels, size, size] in [-1, 1].
 
-    Read as a viewer shows it (:mod:`m3dgan.image_decode`): the EXIF orientation is applied,
+    Read as a viewer shows it (:mod:`m3dgan.modalities.image.decode`): the EXIF orientation is applied,
     16-bit, 32-bit integer and float images keep their tonal range (or are refused with a
     DataError saying why), palette/CMYK/1-bit/... are converted, transparency is put on white.
 
     Shape policy: a square image is resized to ``size`` × ``size`` (bicubic). A non-square one
     keeps its aspect ratio: its centre square (side = its short side) is cropped and resized to
-    ``size`` — the same centre crop the photo converters use (``m3dgan.data.photos``), like
+    ``size`` — the same centre crop the photo converters use (``m3dgan.data.formats.photos``), like
     pix2pix's ``--preprocess`` crops — and a warning names the file and says so.
     """
     path = Path(path)

@@ -8,7 +8,9 @@
   the resolution). The domain embedding z modulates every block (FiLM after instance norm,
   i.e. adaptive instance norm), so z reaches all scales — BicycleGAN injects z at all layers
   for the same reason: a generator fed z at one place learns to ignore it.
-- discriminator: conditional PatchGAN on concat(S resized to T's size, T).
+- discriminator: conditional PatchGAN on concat(S resized to T's size, T);
+- as a source: an attention memory for sequential decoders (``ImageMemory``) and a summary
+  vector for other modalities' discriminators (``ImageSummary``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch.nn import functional as F
 from m3dgan.config import ModelConfig
 from m3dgan.core.init import init_leaky_convs
 from m3dgan.core.safe_conv import Conv2d, ConvTranspose2d
-from m3dgan.modalities.base import Modality, ModalitySpec
+from m3dgan.modalities.base import SequenceFeatures
 
 
 class ImagePrenet(nn.Module):
@@ -99,9 +101,7 @@ class ResidualDown(nn.Module):
         # stride 1×1 convolution (oneDNN's own strided 1×1 weight gradient corrupts the heap
         # for channels-last input with few channels, see safe_conv's docstring)
         self.skip = (
-            Conv2d(cin, cout, 1, stride=stride)
-            if (cin != cout or stride != 1)
-            else nn.Identity()
+            Conv2d(cin, cout, 1, stride=stride) if (cin != cout or stride != 1) else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
@@ -209,46 +209,45 @@ class ImageDiscriminator(nn.Module):
         return self.net(torch.cat([source, target], dim=1))
 
 
-class ImageModality(Modality):
-    kind = "image"
+class ImageMemory(nn.Module):
+    """An image *source* as a sequential decoder's attention memory: prenet features → a short
+    sequence (≤ 8×8 positions), [B, H'W', dim]."""
 
-    def build_prenet(self, spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
-        return ImagePrenet(spec.channels, cfg.prenet_channels)
+    def __init__(self, channels: int, size: int, dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev, s = channels, size
+        halvings = 0
+        while s > 8:
+            halvings += 1
+            s //= 2
+        # narrow at high resolution, ``dim`` wide at the ≤ 8×8 grid the decoder attends over
+        for i in range(halvings):
+            width = max(dim // 2 ** (halvings - 1 - i), 16)
+            layers += [Conv2d(prev, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+            prev = width
+        layers += [Conv2d(prev, dim, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
+        self.net = nn.Sequential(*layers)
+        self.out_dim = dim
 
-    def prenet_channels(self, cfg: ModelConfig) -> int:
-        return cfg.prenet_channels[-1]
+    def forward(self, x: torch.Tensor) -> SequenceFeatures:
+        h = self.net(x).flatten(2).transpose(1, 2)  # [B, H'W', dim]
+        return SequenceFeatures(h, torch.ones(h.shape[:2], dtype=torch.bool, device=h.device))
 
-    def build_reference_encoder(self, spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
-        from m3dgan.core.attention import ReferenceEncoder
 
-        return ReferenceEncoder(
-            self.prenet_channels(cfg), cfg.nz, cfg.ref_channels, cfg.ref_gru, freq_size=spec.size
+class ImageSummary(nn.Module):
+    """An image *source* summarised for another modality's conditional discriminator: image
+    [B, C, H, W] → globally pooled conv features, [B, dim]."""
+
+    def __init__(self, channels: int, dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            Conv2d(channels, dim // 2, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            Conv2d(dim // 2, dim, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
         )
+        self.out_dim = dim
 
-    def build_generator(
-        self,
-        source: ModalitySpec,
-        target: ModalitySpec,
-        source_channels: int,
-        z_dim: int,
-        cfg: ModelConfig,
-    ) -> nn.Module:
-        if source.kind == "text":
-            from m3dgan.modalities.image_from_text import TextToImageGenerator
-
-            return TextToImageGenerator(source_channels, target.channels, target.size, z_dim, cfg)
-        if source.kind != "image" or source.size != target.size:
-            raise ValueError("the image generator translates images of one size; resize the source")
-        return ImageGenerator(source_channels, target.channels, target.size, z_dim, cfg)
-
-    def build_discriminator(
-        self, source: ModalitySpec, target: ModalitySpec, cfg: ModelConfig
-    ) -> nn.Module:
-        if source.kind != "image":
-            from m3dgan.modalities.image_from_text import TextConditionedImageDiscriminator
-
-            return TextConditionedImageDiscriminator(source, target, cfg)
-        return ImageDiscriminator(source.channels, target.channels, target.size, cfg)
-
-    def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(fake, real)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).mean(dim=(2, 3))

@@ -22,14 +22,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from m3dgan.config import ModelConfig
-from m3dgan.modalities.base import ModalitySpec
-from m3dgan.modalities.conditioning import source_summary
-from m3dgan.modalities.text_vocab import PAD
-from m3dgan.modalities.tokens import embed_tokens, masked_mean, token_mask
+from m3dgan.modalities.base import Modality
+from m3dgan.modalities.text.tokens import embed_tokens, masked_mean, token_mask
+from m3dgan.modalities.text.vocab import PAD
 
 
 class TextDiscriminator(nn.Module):
-    def __init__(self, source: ModalitySpec, vocab_size: int, cfg: ModelConfig) -> None:
+    def __init__(self, source: Modality, vocab_size: int, cfg: ModelConfig) -> None:
         super().__init__()
         dim = cfg.disc_channels
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=PAD)
@@ -37,7 +36,7 @@ class TextDiscriminator(nn.Module):
         for i in range(max(cfg.disc_layers, 1)):
             layers += [nn.Conv1d(dim, dim, 3, padding=1 + i, dilation=1 + i), nn.LeakyReLU(0.2)]
         self.convs = nn.Sequential(*layers)
-        self.source = source_summary(source, dim)
+        self.source = source.build_summary(dim)  # the source modality's summary, [B, dim]
         self.psi = nn.Linear(2 * dim, 1)
         self.phi = nn.Linear(dim, 2 * dim, bias=False)
 

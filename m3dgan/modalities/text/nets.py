@@ -3,7 +3,7 @@
 - prenet M_in: 128-d token embeddings → FC [256, 128] → CBHG (Conv1D bank of widths 1..16 with
   128 units, max-pool, two conv projections, residual, 4 highway layers of 128) → bidirectional
   GRU of 128 per direction. Its output is the sequence of hidden states plus a padding mask
-  (:class:`TextFeatures`).
+  (:class:`SequenceFeatures`).
 - Enc_r for text: the paper's global sentence embedding — the mean of the hidden states over the
   sequence — mapped to the Gaussian posterior of E_att.
 - generator M_out: the sequential decoder shared with speech (``modalities.sequence_decoder``).
@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -22,21 +20,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from m3dgan.config import ModelConfig
 from m3dgan.core.attention import Posterior
-from m3dgan.modalities.base import Modality, ModalitySpec
-from m3dgan.modalities.text_vocab import PAD
-from m3dgan.modalities.tokens import embed_tokens, masked_mean, token_mask
-
-
-@dataclass
-class TextFeatures:
-    """A text prenet's output: hidden states [B, L, D] and the mask of real positions [B, L]."""
-
-    states: torch.Tensor
-    mask: torch.Tensor
-
-    def pooled(self) -> torch.Tensor:
-        """The global sentence embedding: mean of the states over real positions, [B, D]."""
-        return masked_mean(self.states, self.mask)
+from m3dgan.modalities.base import SequenceFeatures
+from m3dgan.modalities.text.tokens import embed_tokens, masked_mean, token_mask
+from m3dgan.modalities.text.vocab import PAD
 
 
 class Highway(nn.Module):
@@ -97,7 +83,7 @@ class CBHG(nn.Module):
 
 
 class TextPrenet(nn.Module):
-    """M_in for text: ids [B, L] or distributions [B, L, V] → :class:`TextFeatures`."""
+    """M_in for text: ids [B, L] or distributions [B, L, V] → :class:`SequenceFeatures`."""
 
     def __init__(self, vocab_size: int, cfg: ModelConfig) -> None:
         super().__init__()
@@ -110,10 +96,10 @@ class TextPrenet(nn.Module):
         self.fc = nn.Sequential(*layers)
         self.cbhg = CBHG(prev, cfg.cbhg_bank, cfg.cbhg_channels, cfg.cbhg_highway, cfg.text_gru)
 
-    def forward(self, x: torch.Tensor) -> TextFeatures:
+    def forward(self, x: torch.Tensor) -> SequenceFeatures:
         mask = token_mask(x)
         h = self.fc(embed_tokens(x, self.embedding))
-        return TextFeatures(self.cbhg(h, mask), mask)
+        return SequenceFeatures(self.cbhg(h, mask), mask)
 
 
 class TextReferenceEncoder(nn.Module):
@@ -125,53 +111,23 @@ class TextReferenceEncoder(nn.Module):
             nn.Linear(in_dim, in_dim), nn.LeakyReLU(0.2), nn.Linear(in_dim, 2 * nz)
         )
 
-    def forward(self, features: TextFeatures) -> Posterior:
+    def forward(self, features: SequenceFeatures) -> Posterior:
         mu, logvar = self.to_posterior(features.pooled()).chunk(2, dim=-1)
         return Posterior(mu, logvar.clamp(-10.0, 10.0))
 
 
-class TextModality(Modality):
-    kind = "text"
+class TextSummary(nn.Module):
+    """A text *source* summarised for another modality's conditional discriminator: token ids
+    [B, L] → mean of embedded tokens after a position-wise conv, [B, dim]."""
 
-    def build_prenet(self, spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
-        return TextPrenet(spec.channels, cfg)
+    def __init__(self, vocab_size: int, dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=PAD)
+        self.conv = nn.Conv1d(dim, dim, 3, padding=1)
+        self.out_dim = dim
 
-    def prenet_channels(self, cfg: ModelConfig) -> int:
-        return 2 * cfg.text_gru
-
-    def build_reference_encoder(self, spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
-        return TextReferenceEncoder(self.prenet_channels(cfg), cfg.nz)
-
-    def build_generator(
-        self,
-        source: ModalitySpec,
-        target: ModalitySpec,
-        source_channels: int,
-        z_dim: int,
-        cfg: ModelConfig,
-    ) -> nn.Module:
-        from m3dgan.modalities.sequence_decoder import TextDecoder
-
-        return TextDecoder(source, source_channels, target.channels, target.size, z_dim, cfg)
-
-    def build_discriminator(
-        self, source: ModalitySpec, target: ModalitySpec, cfg: ModelConfig
-    ) -> nn.Module:
-        from m3dgan.modalities.text_discriminator import TextDiscriminator
-
-        return TextDiscriminator(source, target.channels, cfg)
-
-    def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the teacher-forced distributions ``fake`` [B, L, V] against the ids
-        ``real`` [B, L] (any float dtype accepted), averaged over real positions."""
-        ids = real.long()
-        mask = ids != PAD
-        p = fake.float().gather(-1, ids.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-        nll = -torch.log(p.clamp_min(1e-8))
-        return (nll * mask).sum() / mask.sum().clamp_min(1)
-
-    def output_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Mean over positions of the L1 distance between the two distributions (0..2)."""
-        mask = (a.sum(-1) > 0.5) | (b.sum(-1) > 0.5)
-        per_pos = (a - b).abs().sum(dim=-1)
-        return (per_pos * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = token_mask(x)
+        h = embed_tokens(x, self.embedding).transpose(1, 2)
+        h = F.leaky_relu(self.conv(h), 0.2).transpose(1, 2)
+        return masked_mean(h, mask)

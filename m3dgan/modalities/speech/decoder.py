@@ -27,6 +27,7 @@ Every objective gets it, baselines included.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -34,9 +35,26 @@ from torch.nn import functional as F
 
 from m3dgan.audio.config import PAD_VALUE
 from m3dgan.config import ModelConfig
-from m3dgan.modalities.base import ModalitySpec
+from m3dgan.modalities.base import Modality
 from m3dgan.modalities.sequence_decoder import AttentionRNNDecoder
-from m3dgan.modalities.speech import frame_lengths
+from m3dgan.modalities.speech.frames import frame_lengths
+
+
+@dataclass
+class SpeechDecoderOutput:
+    """The speech decoder's teacher-forced output.
+
+    - ``frames``: mels [B, T, n_mels] (silence after each utterance's end): the sample;
+    - ``stop_logits``: [B, T], the logit of "this is the last frame";
+    - ``guide``: [B, T], each frame's guided-attention penalty (× ``guided_attention``);
+    - ``alignment``: attention weights [B, ceil(T / r), M] over the M source positions.
+
+    ``stop_logits`` and ``guide`` have the frames' dtype (bf16 under autocast)."""
+
+    frames: torch.Tensor
+    stop_logits: torch.Tensor
+    guide: torch.Tensor
+    alignment: torch.Tensor
 
 
 class FramePrenet(nn.Module):
@@ -56,8 +74,7 @@ class FramePrenet(nn.Module):
 class SpeechDecoder(AttentionRNNDecoder):
     def __init__(
         self,
-        source: ModalitySpec,
-        source_channels: int,
+        source: Modality,
         n_mels: int,
         max_frames: int,
         z_dim: int,
@@ -69,9 +86,7 @@ class SpeechDecoder(AttentionRNNDecoder):
                 f"model.speech_attention must be 'location' or 'content', not {cfg.speech_attention!r}"
             )
         self.location = cfg.speech_attention == "location"
-        super().__init__(
-            source, source_channels, prenet.out_dim, z_dim, cfg, input_feeding=self.location
-        )
+        super().__init__(source, prenet.out_dim, z_dim, cfg, input_feeding=self.location)
         if self.location:
             a = cfg.decoder_attention_rnn
             # location features from the previous and the cumulative attention (Tacotron 2)
@@ -128,11 +143,9 @@ class SpeechDecoder(AttentionRNNDecoder):
         z: torch.Tensor | None,
         target: torch.Tensor | None = None,
         max_frames: int | None = None,
-    ) -> torch.Tensor:
-        """Teacher forcing when ``target`` mels are given: [B, T, n_mels + 2] (frames, then the
-        stop logit and the weighted guided-attention penalty of each frame; frames after each
-        utterance's end are silence). Otherwise decoding: mels [B, T, n_mels], silence after
-        each row's stop."""
+    ) -> SpeechDecoderOutput | torch.Tensor:
+        """Teacher forcing when ``target`` mels are given: a :class:`SpeechDecoderOutput`.
+        Otherwise decoding: mels [B, T, n_mels], silence after each row's stop."""
         memory, mask = self.memory(source, z)
         keys = self.key(memory)
         if target is None:
@@ -149,8 +162,12 @@ class SpeechDecoder(AttentionRNNDecoder):
         valid = torch.arange(t, device=target.device)[None] < lengths[:, None]
         frames = torch.where(valid.unsqueeze(-1), frames, torch.full_like(frames, PAD_VALUE))
         guide = self._off_diagonal(weights, mask, lengths).repeat_interleave(self.r, dim=1)[:, :t]
-        aux = torch.stack([stop, self.guided_attention * guide], dim=-1).to(frames.dtype)
-        return torch.cat([frames, aux], dim=-1)
+        return SpeechDecoderOutput(
+            frames=frames,
+            stop_logits=stop.to(frames.dtype),
+            guide=(self.guided_attention * guide).to(frames.dtype),
+            alignment=weights,
+        )
 
     def _off_diagonal(self, weights, mask, lengths) -> torch.Tensor:
         """Attention mass per decoder step weighted by its distance from the diagonal, [B, G]."""

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from m3dgan.data.textnorm import normalise_text
 from m3dgan.errors import InputError
 from m3dgan.extras import require
 
@@ -28,8 +29,6 @@ SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 def normalize(text: str) -> str:
     """The data sets' normalisation (NFKC, straight quotes, single spaces), so typed input maps
     to the ids the model was trained on."""
-    from m3dgan.data.textnorm import normalise_text
-
     return " ".join(normalise_text(text).split())
 
 

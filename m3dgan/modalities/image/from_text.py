@@ -17,9 +17,8 @@ from torch.nn import functional as F
 from m3dgan.config import ModelConfig
 from m3dgan.core.init import init_leaky_convs
 from m3dgan.core.safe_conv import Conv2d
-from m3dgan.modalities.base import ModalitySpec
-from m3dgan.modalities.conditioning import source_summary
-from m3dgan.modalities.image import FiLM
+from m3dgan.modalities.base import Modality, ModalitySpec, SequenceFeatures
+from m3dgan.modalities.image.nets import FiLM
 
 
 def start_resolution(size: int) -> tuple[int, int]:
@@ -47,10 +46,19 @@ class UpBlock(nn.Module):
 
 
 class TextToImageGenerator(nn.Module):
+    """``source``: the source side's modality. Its prenet output, as its attention memory
+    (``Modality.build_memory``; a text source's states as they are), is pooled into the global
+    embedding."""
+
     def __init__(
-        self, source_channels: int, out_channels: int, size: int, z_dim: int, cfg: ModelConfig
+        self, source: Modality, out_channels: int, size: int, z_dim: int, cfg: ModelConfig
     ) -> None:
         super().__init__()
+        memory = source.build_memory(cfg)
+        self._memory_name = f"{source.kind}_memory" if memory is not None else None
+        if memory is not None:
+            self.add_module(self._memory_name, memory)
+        source_channels = memory.out_dim if memory is not None else source.prenet_channels(cfg)
         self.start, ups = start_resolution(size)
         widths = [min(cfg.gen_max_channels, cfg.gen_channels * 2**i) for i in range(ups + 1)]
         widths = widths[::-1]  # widest at the smallest resolution
@@ -63,7 +71,10 @@ class TextToImageGenerator(nn.Module):
         init_leaky_convs(self)
 
     def forward(self, source, z: torch.Tensor | None, target=None) -> torch.Tensor:
-        sentence = F.leaky_relu(self.sentence(source.pooled()), 0.2)
+        feats: SequenceFeatures = (
+            getattr(self, self._memory_name)(source) if self._memory_name else source
+        )
+        sentence = F.leaky_relu(self.sentence(feats.pooled()), 0.2)
         cond = sentence if z is None or not self.z_dim else torch.cat([sentence, z], dim=-1)
         h = self.fc(cond).view(len(cond), -1, self.start, self.start)
         for block in self.blocks:  # every block is modulated by the sentence and z
@@ -72,7 +83,9 @@ class TextToImageGenerator(nn.Module):
 
 
 class TextConditionedImageDiscriminator(nn.Module):
-    def __init__(self, source: ModalitySpec, target: ModalitySpec, cfg: ModelConfig) -> None:
+    """``source``: the source side's modality, which supplies its summary (``build_summary``)."""
+
+    def __init__(self, source: Modality, target: ModalitySpec, cfg: ModelConfig) -> None:
         super().__init__()
         ch = cfg.disc_channels
         layers: list[nn.Module] = [Conv2d(target.channels, ch, 4, 2, 1), nn.LeakyReLU(0.2, True)]
@@ -87,7 +100,7 @@ class TextConditionedImageDiscriminator(nn.Module):
             ]
             prev, size = width, size // stride
         self.features = nn.Sequential(*layers)
-        self.summary = source_summary(source, ch)
+        self.summary = source.build_summary(ch)
         self.joint = nn.Sequential(
             Conv2d(prev + ch, prev, 3, 1, 1),
             nn.LeakyReLU(0.2, True),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from m3dgan.modalities.text_vocab import PAD
+from m3dgan.modalities.text.vocab import PAD
 
 
 def token_mask(x: torch.Tensor) -> torch.Tensor:

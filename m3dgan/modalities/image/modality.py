@@ -1,0 +1,122 @@
+"""The image modality: float images [B, C, H, W] in [-1, 1] (paper §4, Fig. 5).
+
+Input policy (:func:`~m3dgan.modalities.image.io.read_image`): read upright and in its true
+tonal range; a non-square image is centre-cropped (not squeezed) with a warning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from m3dgan.config import ModelConfig
+from m3dgan.core.attention import ReferenceEncoder
+from m3dgan.modalities.base import Modality
+from m3dgan.modalities.image.from_text import (
+    TextConditionedImageDiscriminator,
+    TextToImageGenerator,
+)
+from m3dgan.modalities.image.io import read_image
+from m3dgan.modalities.image.nets import (
+    ImageDiscriminator,
+    ImageGenerator,
+    ImageMemory,
+    ImagePrenet,
+    ImageSummary,
+)
+from m3dgan.report.grid import make_grid, save_image
+
+
+class ImageModality(Modality):
+    """Image sides: ``spec.channels`` = colour channels, ``spec.size`` = height = width."""
+
+    kind = "image"
+    file_suffix = ".png"
+
+    # -- subnets --------------------------------------------------------------------------------
+    def build_prenet(self, cfg: ModelConfig) -> nn.Module:
+        return ImagePrenet(self.spec.channels, cfg.prenet_channels)
+
+    def prenet_channels(self, cfg: ModelConfig) -> int:
+        return cfg.prenet_channels[-1]
+
+    def build_reference_encoder(self, cfg: ModelConfig) -> nn.Module:
+        return ReferenceEncoder(
+            self.prenet_channels(cfg),
+            cfg.nz,
+            cfg.ref_channels,
+            cfg.ref_gru,
+            freq_size=self.spec.size,
+        )
+
+    def build_generator(self, source: Modality, z_dim: int, cfg: ModelConfig) -> nn.Module:
+        """An image source: the U-Net generator (same size only). Any other source: the
+        generator from the source's global embedding (text→image)."""
+        if isinstance(source, ImageModality):
+            if source.spec.size != self.spec.size:
+                raise ValueError(
+                    "the image generator translates images of one size; resize the source"
+                )
+            return ImageGenerator(
+                source.prenet_channels(cfg), self.spec.channels, self.spec.size, z_dim, cfg
+            )
+        return TextToImageGenerator(source, self.spec.channels, self.spec.size, z_dim, cfg)
+
+    def build_discriminator(self, source: Modality, cfg: ModelConfig) -> nn.Module:
+        """An image source is stacked onto the judged image (PatchGAN); any other source joins
+        the image features as its summary vector."""
+        if isinstance(source, ImageModality):
+            return ImageDiscriminator(source.spec.channels, self.spec.channels, self.spec.size, cfg)
+        return TextConditionedImageDiscriminator(source, self.spec, cfg)
+
+    def build_memory(self, cfg: ModelConfig) -> nn.Module:
+        return ImageMemory(self.prenet_channels(cfg), self.spec.size, cfg.decoder_rnn)
+
+    def build_summary(self, dim: int) -> nn.Module:
+        return ImageSummary(self.spec.channels, dim)
+
+    # -- training terms -------------------------------------------------------------------------
+    def reconstruction_loss(self, output: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(output.float(), real.float())
+
+    # -- files ----------------------------------------------------------------------------------
+    def read(self, path: Path, role: str = "source") -> torch.Tensor:
+        return read_image(Path(path), self.spec.channels, self.spec.size)
+
+    def write(self, outputs: torch.Tensor, stems: list[Path]) -> list[Path]:
+        paths = []
+        for image, stem in zip(outputs, stems, strict=True):
+            path = Path(f"{stem}{self.file_suffix}")
+            save_image(image, path)
+            paths.append(path)
+        return paths
+
+    def panel_image(self, batch: torch.Tensor) -> torch.Tensor | None:
+        return batch
+
+    def write_sample_panel(
+        self,
+        columns: list[tuple[str, torch.Tensor]],
+        source: Modality,
+        source_batch: torch.Tensor,
+        folder: Path,
+        name: str,
+        writer: Any = None,
+        step: int = 0,
+    ) -> Path:
+        """A PNG grid: one row per source, one column per entry (the source image first when
+        the source can be shown as an image)."""
+        shown = source.panel_image(source_batch)
+        if shown is not None:
+            columns = [("source", shown), *columns]
+        rows = [[col[i] for _, col in columns] for i in range(len(source_batch))]
+        grid = make_grid(rows)
+        path = Path(folder) / f"{name}.png"
+        save_image(grid, path)
+        if writer is not None:
+            writer.add_image("samples", grid, step)
+        return path
