@@ -28,7 +28,8 @@ from PIL import Image, ImageOps
 
 from m3dgan import image_decode
 from m3dgan.cli import build_parser, main
-from m3dgan.data import aligned, edges2emoji, photos
+from m3dgan.data.builtin import edges2emoji
+from m3dgan.data.formats import aligned, photos
 from m3dgan.errors import DataError, InputError
 from m3dgan.infer import Translator, check_output_names
 from m3dgan.modalities.image_io import read_image

@@ -15,7 +15,8 @@ from safetensors.torch import load_file, save_file
 
 from m3dgan.audio import PAD_VALUE, MelConfig, load_audio, wave_to_mel
 from m3dgan.cli import main
-from m3dgan.data import build, fortunes, speech, store
+from m3dgan.data import build, store
+from m3dgan.data.builtin import fortunes, speech
 from m3dgan.data.frames import SpeechFrames
 from m3dgan.data.tensors import batch_to_model, side_specs
 from m3dgan.errors import DataError

@@ -14,7 +14,8 @@ import pytest
 import torch
 from conftest import REAL_NPM
 
-from m3dgan.data import build, emoji_text, en2fr, store
+from m3dgan.data import build, store
+from m3dgan.data.builtin import emoji_text, en2fr
 from m3dgan.errors import DataError
 
 pytestmark = pytest.mark.usefixtures("isolated_env")

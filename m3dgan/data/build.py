@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from m3dgan import paths
-from m3dgan.data import aligned, digits, edges2emoji, emoji_text, en2fr, speech, store
+from m3dgan.data import store
+from m3dgan.data.builtin import digits, edges2emoji, emoji_text, en2fr, speech
+from m3dgan.data.formats import aligned
 from m3dgan.errors import DataError
 from m3dgan.tasks import get_task
 
@@ -28,7 +30,7 @@ BuildFn = Callable[
 ]
 BUILD_KEY = "build"  # provenance key holding the build parameters
 BUILDER_VERSION = 1  # bump when a builder's output changes, so cached folders get rebuilt
-# published data sets: see m3dgan.data.fetch.PUBLISHED (a test keeps the two lists equal)
+# published data sets: see m3dgan.data.formats.fetch.PUBLISHED (a test keeps the two lists equal)
 FETCHABLE = (
     "edges2shoes",
     "night2day",
@@ -204,7 +206,7 @@ def task_dataset_root(task_name: str) -> Path:
 
 
 def _fetched(name: str) -> Path:
-    from m3dgan.data import fetch  # fetch imports this module's helpers
+    from m3dgan.data.formats import fetch  # fetch imports this module's helpers
 
     root = paths.dataset_dir(name)
     if (root / store.MANIFEST).is_file():
@@ -212,7 +214,7 @@ def _fetched(name: str) -> Path:
         return root
     raise DataError(
         f"data set {name!r} is not downloaded yet ({root} is missing); fetch it with "
-        f"`m3dgan data fetch {name}` or m3dgan.data.fetch.fetch({name!r}) "
+        f"`m3dgan data fetch {name}` or m3dgan.data.formats.fetch.fetch({name!r}) "
         f"({fetch.PUBLISHED[name].size}, needs internet)"
     )
 
@@ -231,7 +233,7 @@ def _converted(folder: Path, progress: bool) -> Path:
         raise DataError(
             f"{out} already holds a data set made from "
             f"{previous.provenance.get('source_folder', 'something else')}; remove it, or convert "
-            f"{folder} elsewhere with m3dgan.data.aligned.convert_aligned"
+            f"{folder} elsewhere with m3dgan.data.formats.aligned.convert_aligned"
         )
     clear_dataset_files(out)
     return aligned.convert_aligned(root, out, progress=progress)
