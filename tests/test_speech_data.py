@@ -179,7 +179,7 @@ def test_extra_files_in_sub_folders_are_checksummed_and_cleared(tmp_path: Path) 
             store.write_dataset(
                 root, speech_manifest(), {"train": split_of(random_mels([2]))}, {bad: b""}
             )
-    build.clear_dataset_files(root)
+    store.clear_dataset_files(root)
     assert not (root / "audio").exists() and not (root / store.MANIFEST).exists()
 
 

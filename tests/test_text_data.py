@@ -443,5 +443,5 @@ def test_rebuild_removes_files_the_old_manifest_listed(built: dict[str, Path]) -
     copy.mkdir()
     for path in root.iterdir():
         (copy / path.name).write_bytes(path.read_bytes())
-    build.clear_dataset_files(copy)
+    store.clear_dataset_files(copy)
     assert not list(copy.iterdir())

@@ -450,9 +450,7 @@ def _stem(archive: Path) -> str:
 
 def _clear(out: Path) -> None:
     """Remove a previous conversion's files so a new one never mixes with them."""
-    from m3dgan.data.build import clear_dataset_files  # build imports this module's names
-
-    clear_dataset_files(out)
+    store.clear_dataset_files(out)
 
 
 def _converted_ok(out: Path, name: str, params: dict) -> bool:
