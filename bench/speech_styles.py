@@ -1,5 +1,5 @@
 """How well simple classifiers tell espeak-ng speaking styles apart: the measurement behind the
-four styles of the built-in ``speech`` corpus (see m3dgan/data/speech.py).
+four styles of the built-in ``speech`` corpus (see m3dgan/data/builtin/speech.py).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/speech_styles.py            # 18.5 min on 2 busy cores
     OMP_NUM_THREADS=1 .venv/bin/python bench/speech_styles.py --sentences 40 --quick
@@ -31,8 +31,8 @@ from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from m3dgan.audio import MelConfig, mel_to_wave, wave_to_mel
-from m3dgan.data import espeak, fortunes, speech
-from m3dgan.data.espeak import Style
+from m3dgan.data.builtin import espeak, fortunes, speech
+from m3dgan.data.builtin.espeak import Style
 
 CANDIDATES = (
     *speech.STYLES,  # neutral, cheerful, sad, soft

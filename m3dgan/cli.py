@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_data(args) -> int:
     from m3dgan import paths
-    from m3dgan.data import build, fetch
+    from m3dgan.data import build
+    from m3dgan.data.formats import fetch
 
     if args.data_cmd == "build":
         root = build.build_dataset(args.name, limit=args.limit, force=args.force, seed=args.seed)

@@ -18,7 +18,8 @@ from http_server import serve
 from PIL import Image
 
 from m3dgan import paths
-from m3dgan.data import aligned, build, fetch, store
+from m3dgan.data import build, store
+from m3dgan.data.formats import aligned, fetch
 from m3dgan.errors import DataError
 
 SIDE = 32  # pixel size of each half in the fixture

@@ -25,7 +25,7 @@ from m3dgan.audio import AudioError, MelConfig, load_audio, wave_to_mel
 from m3dgan.audio.inputs import read_mels, trim_silence
 from m3dgan.audio.io import mix_to_mono
 from m3dgan.cli import main
-from m3dgan.data.utterances import Utterance, utterance_mel
+from m3dgan.data.formats.utterances import Utterance, utterance_mel
 
 pytestmark = [
     pytest.mark.usefixtures("isolated_env"),
@@ -124,7 +124,7 @@ def test_corpus_converters_use_the_same_mixdown(files: dict[str, Path]) -> None:
 
 def test_every_audio_reader_mixes_down_with_mix_to_mono() -> None:
     """Any module that decodes audio with soundfile (``sf.read``) mixes it with mix_to_mono,
-    or gets it from load_audio, so there is one mixdown (espeak.py, audio/io.py today)."""
+    or gets it from load_audio, so there is one mixdown (builtin/espeak.py, audio/io.py today)."""
     root = Path(m3dgan.__file__).parent
     readers = []
     for path in sorted(root.rglob("*.py")):
@@ -133,7 +133,7 @@ def test_every_audio_reader_mixes_down_with_mix_to_mono() -> None:
         if calls & {"sf.read", "soundfile.read", "sf.SoundFile", "sf.blocks"}:
             readers.append(path.relative_to(root).as_posix())
             assert "mix_to_mono" in calls, f"{path} reads audio without mix_to_mono"
-    assert "audio/io.py" in readers and "data/espeak.py" in readers
+    assert "audio/io.py" in readers and "data/builtin/espeak.py" in readers
 
 
 # --- through the command line -----------------------------------------------------------------

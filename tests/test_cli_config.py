@@ -106,7 +106,7 @@ def test_yaml_loader_keeps_every_other_scalar_as_before() -> None:
 
 
 def test_data_fetch_options_read_scientific_notation() -> None:
-    from m3dgan.data.fetch import parse_options
+    from m3dgan.data.formats.fetch import parse_options
 
     options = parse_options(["test_fraction=2e-2", "max_seconds=1E1", "skip_bad=true", "crop=bbox"])
     assert options == {"test_fraction": 0.02, "max_seconds": 10.0, "skip_bad": True, "crop": "bbox"}

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from m3dgan import paths
-from m3dgan.data import build, digits, edges2emoji, store
+from m3dgan.data import build, store
+from m3dgan.data.builtin import digits, edges2emoji
 from m3dgan.errors import DataError
 
 

@@ -293,7 +293,7 @@ def test_an_append_is_whole_or_nothing(disk: FullDisk) -> None:
 
 @pytest.mark.skipif(MODE != "tmpfs", reason="needs a real file system to cut a download short")
 def test_a_download_onto_a_full_disk_is_an_error_and_resumes(disk: FullDisk) -> None:
-    from m3dgan.data import fetch
+    from m3dgan.data.formats import fetch
 
     body = os.urandom(300_000)
     archive = disk.root / "a.tar.gz"
@@ -314,7 +314,7 @@ def test_a_download_onto_a_full_disk_is_an_error_and_resumes(disk: FullDisk) -> 
 
 
 def test_extracting_onto_a_full_disk_says_so(disk: FullDisk, tmp_path: Path) -> None:
-    from m3dgan.data import fetch
+    from m3dgan.data.formats import fetch
 
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(200_000))

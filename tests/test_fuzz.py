@@ -29,7 +29,7 @@ from PIL import Image
 
 from m3dgan import checkpoint as ckpt
 from m3dgan.config import Config, apply_overrides, load_config
-from m3dgan.data.aligned import read_pair
+from m3dgan.data.formats.aligned import read_pair
 from m3dgan.data.store import MANIFEST, Manifest, load_split, read_manifest
 from m3dgan.errors import CheckpointError, ConfigError, DataError, M3DGANError
 from m3dgan.modalities.image.io import read_image

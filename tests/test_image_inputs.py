@@ -27,7 +27,8 @@ from conftest import train_tiny_run
 from PIL import Image, ImageOps
 
 from m3dgan.cli import build_parser, main
-from m3dgan.data import aligned, edges2emoji, photos
+from m3dgan.data.builtin import edges2emoji
+from m3dgan.data.formats import aligned, photos
 from m3dgan.errors import DataError, InputError
 from m3dgan.infer import Translator, check_output_names
 from m3dgan.modalities.image import decode as image_decode

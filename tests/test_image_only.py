@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent(
     from conftest import TINY_OVERRIDES, set_args, write_synthetic_dataset
 
     import m3dgan.evaluate, m3dgan.infer, m3dgan.train  # noqa: E401, F401
-    import m3dgan.data.build, m3dgan.data.fetch  # noqa: E401, F401
+    import m3dgan.data.build, m3dgan.data.formats.fetch  # noqa: E401, F401
     from m3dgan.cli import main
 
     out = io.StringIO()

@@ -15,7 +15,8 @@ from safetensors.torch import load_file, save_file
 
 from m3dgan.audio import PAD_VALUE, MelConfig, load_audio, wave_to_mel
 from m3dgan.cli import main
-from m3dgan.data import build, fortunes, speech, store
+from m3dgan.data import build, store
+from m3dgan.data.builtin import fortunes, speech
 from m3dgan.data.frames import SpeechFrames
 from m3dgan.data.tensors import batch_to_model, side_specs
 from m3dgan.errors import DataError
@@ -178,7 +179,7 @@ def test_extra_files_in_sub_folders_are_checksummed_and_cleared(tmp_path: Path) 
             store.write_dataset(
                 root, speech_manifest(), {"train": split_of(random_mels([2]))}, {bad: b""}
             )
-    build.clear_dataset_files(root)
+    store.clear_dataset_files(root)
     assert not (root / "audio").exists() and not (root / store.MANIFEST).exists()
 
 

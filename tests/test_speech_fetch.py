@@ -26,7 +26,8 @@ from http_server import serve
 from m3dgan import paths
 from m3dgan.audio import MelConfig
 from m3dgan.cli import main
-from m3dgan.data import build, fetch, librispeech, ljspeech, store, utterances
+from m3dgan.data import build, store
+from m3dgan.data.formats import fetch, librispeech, ljspeech, utterances
 from m3dgan.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.usefixtures("isolated_env")

@@ -14,7 +14,8 @@ import pytest
 import torch
 from conftest import REAL_NPM
 
-from m3dgan.data import build, emoji_text, en2fr, store
+from m3dgan.data import build, store
+from m3dgan.data.builtin import emoji_text, en2fr
 from m3dgan.errors import DataError
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
@@ -442,5 +443,5 @@ def test_rebuild_removes_files_the_old_manifest_listed(built: dict[str, Path]) -
     copy.mkdir()
     for path in root.iterdir():
         (copy / path.name).write_bytes(path.read_bytes())
-    build.clear_dataset_files(copy)
+    store.clear_dataset_files(copy)
     assert not list(copy.iterdir())

@@ -25,7 +25,8 @@ from PIL import Image
 
 from m3dgan import paths
 from m3dgan.cli import main
-from m3dgan.data import build, coco, cub, fetch, store, wmt
+from m3dgan.data import build, store
+from m3dgan.data.formats import coco, cub, fetch, wmt
 from m3dgan.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.usefixtures("isolated_env")

@@ -14,7 +14,7 @@ import sacrebleu
 import torch
 from conftest import REAL_NPM
 
-from m3dgan.data import edges2emoji
+from m3dgan.data.builtin import edges2emoji
 from m3dgan.data.store import to_float
 from m3dgan.errors import ConfigError, DataError
 from m3dgan.metrics.bleu import corpus_bleu, reference_streams

@@ -9,14 +9,15 @@ call rebuilds. That keeps ``ensure_dataset`` cheap for the trainer while making 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from m3dgan import paths
-from m3dgan.data import aligned, digits, edges2emoji, emoji_text, en2fr, speech, store
+from m3dgan.data import store
+from m3dgan.data.builtin import digits, edges2emoji, emoji_text, en2fr, speech
+from m3dgan.data.formats import aligned, fetch
 from m3dgan.errors import DataError
 from m3dgan.tasks import get_task
 
@@ -28,7 +29,7 @@ BuildFn = Callable[
 ]
 BUILD_KEY = "build"  # provenance key holding the build parameters
 BUILDER_VERSION = 1  # bump when a builder's output changes, so cached folders get rebuilt
-# published data sets: see m3dgan.data.fetch.PUBLISHED (a test keeps the two lists equal)
+# published data sets: see m3dgan.data.formats.fetch.PUBLISHED (a test keeps the two lists equal)
 FETCHABLE = (
     "edges2shoes",
     "night2day",
@@ -152,23 +153,8 @@ def build_dataset(
     manifest, splits, *extra = builder.build(packages, limit=limit, seed=seed, progress=progress)
     manifest.provenance[BUILD_KEY] = params
     manifest.provenance["build_seconds"] = round(time.perf_counter() - started, 1)
-    clear_dataset_files(root)
+    store.clear_dataset_files(root)
     return store.write_dataset(root, manifest, splits, extra[0] if extra else None)
-
-
-def clear_dataset_files(root: Path) -> None:
-    """Remove a previous manifest and split files so a rebuild never mixes old and new files."""
-    if not root.is_dir():
-        return
-    listed = []  # every file the previous manifest names (texts files, tokenizer model, audio)
-    with contextlib.suppress(DataError):
-        listed = [root / f for f in store.read_manifest(root).files if store.is_safe_relative(f)]
-    for path in [root / store.MANIFEST, *root.glob("*.safetensors"), *root.glob("*.tmp"), *listed]:
-        path.unlink(missing_ok=True)
-    for folder in sorted({p.parent for p in listed}, key=lambda p: -len(p.parts)):
-        while folder != root and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()  # sub-folders the listed files leave empty (audio/test/, audio/)
-            folder = folder.parent
 
 
 def ensure_dataset(name_or_path: str | Path, *, progress: bool = True) -> Path:
@@ -204,15 +190,13 @@ def task_dataset_root(task_name: str) -> Path:
 
 
 def _fetched(name: str) -> Path:
-    from m3dgan.data import fetch  # fetch imports this module's helpers
-
     root = paths.dataset_dir(name)
     if (root / store.MANIFEST).is_file():
         store.verify(root)
         return root
     raise DataError(
         f"data set {name!r} is not downloaded yet ({root} is missing); fetch it with "
-        f"`m3dgan data fetch {name}` or m3dgan.data.fetch.fetch({name!r}) "
+        f"`m3dgan data fetch {name}` or m3dgan.data.formats.fetch.fetch({name!r}) "
         f"({fetch.PUBLISHED[name].size}, needs internet)"
     )
 
@@ -231,9 +215,9 @@ def _converted(folder: Path, progress: bool) -> Path:
         raise DataError(
             f"{out} already holds a data set made from "
             f"{previous.provenance.get('source_folder', 'something else')}; remove it, or convert "
-            f"{folder} elsewhere with m3dgan.data.aligned.convert_aligned"
+            f"{folder} elsewhere with m3dgan.data.formats.aligned.convert_aligned"
         )
-    clear_dataset_files(out)
+    store.clear_dataset_files(out)
     return aligned.convert_aligned(root, out, progress=progress)
 
 

@@ -49,6 +49,7 @@ existed read unchanged (``audio`` defaults to ``{}``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -60,6 +61,7 @@ import torch
 from safetensors.torch import load_file
 
 from m3dgan.atomic import write_bytes, write_safetensors
+from m3dgan.audio.config import MelConfig
 from m3dgan.data.frames import SpeechFrames
 from m3dgan.errors import ConfigError, DataError
 
@@ -171,8 +173,6 @@ def is_safe_relative(name: str) -> bool:
 
 def _check_audio(manifest: Manifest, side: str, channels: int, where: str) -> None:
     """A speech side needs mel settings whose bin count is the side's channel count."""
-    from m3dgan.audio.config import MelConfig
-
     if not manifest.audio:
         raise DataError(f"{where}: {side} is speech, so audio must hold its mel settings")
     counts = ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels")
@@ -385,6 +385,21 @@ def write_dataset(
         )
     _write_bytes(root / MANIFEST, json.dumps(asdict(manifest), indent=2).encode("utf-8"))
     return root
+
+
+def clear_dataset_files(root: Path) -> None:
+    """Remove a previous manifest and split files so a rebuild never mixes old and new files."""
+    if not root.is_dir():
+        return
+    listed = []  # every file the previous manifest names (texts files, tokenizer model, audio)
+    with contextlib.suppress(DataError):
+        listed = [root / f for f in read_manifest(root).files if is_safe_relative(f)]
+    for path in [root / MANIFEST, *root.glob("*.safetensors"), *root.glob("*.tmp"), *listed]:
+        path.unlink(missing_ok=True)
+    for folder in sorted({p.parent for p in listed}, key=lambda p: -len(p.parts)):
+        while folder != root and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # sub-folders the listed files leave empty (audio/test/, audio/)
+            folder = folder.parent
 
 
 def read_manifest(root: Path) -> Manifest:

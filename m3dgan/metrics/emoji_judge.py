@@ -3,9 +3,9 @@
 The paper scores text->image (CUB) with an Inception network fine-tuned on the bird classes. Our
 text->image task draws emoji, and no pretrained network knows them, so the project trains its own
 recogniser: a :class:`~m3dgan.metrics.judge.JudgeNet` over ALL emoji identities of
-:func:`m3dgan.data.edges2emoji.list_emoji` (class ``i`` = the ``i``-th emoji in that catalogue
-order, the order the text data sets use), trained on the real 64x64 artwork of BOTH vendors
-(Google Noto and Twitter Twemoji).
+:func:`m3dgan.data.builtin.edges2emoji.list_emoji` (class ``i`` = the ``i``-th emoji in that
+catalogue order, the order the text data sets use), trained on the real 64x64 artwork of BOTH
+vendors (Google Noto and Twitter Twemoji).
 
 There is one drawing per emoji and vendor, so without help the judge would learn the exact pixels.
 Every training image is therefore a fresh random view (:func:`augment_emoji`): shifted, scaled,
@@ -40,8 +40,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from m3dgan import paths
-from m3dgan.data import edges2emoji
 from m3dgan.data.build import locate_npm_packages
+from m3dgan.data.builtin import edges2emoji
 from m3dgan.data.store import to_float
 from m3dgan.errors import DataError
 from m3dgan.metrics.image_score import topk_accuracy
@@ -82,7 +82,7 @@ class EmojiArtwork:
 def select_emoji(
     packages: dict[str, Path], limit: int | None = None, only: Sequence[str] | None = None
 ) -> list[edges2emoji.Emoji]:
-    """The judge's classes: :func:`~m3dgan.data.edges2emoji.list_emoji` in catalogue order.
+    """The judge's classes: :func:`~m3dgan.data.builtin.edges2emoji.list_emoji` in catalogue order.
 
     ``only`` keeps the emoji named there (by name or image file name; a data set built with a
     ``limit`` holds a random subset, and a judge over exactly that subset keeps tests fast);
@@ -114,7 +114,7 @@ def load_artwork(
     """Read every emoji's artwork of the given vendors, composited on white.
 
     ``limit`` and ``only`` select emoji as :func:`select_emoji` does; labels index the selected
-    emoji, in the catalogue order of :func:`~m3dgan.data.edges2emoji.list_emoji`.
+    emoji, in the catalogue order of :func:`~m3dgan.data.builtin.edges2emoji.list_emoji`.
     """
     unknown = [v for v in vendors if v not in edges2emoji.VENDORS]
     if unknown or not vendors:
@@ -287,10 +287,10 @@ def load_or_train_emoji_judge(
     """The cached emoji-identity judge, trained (a few minutes on a CPU) and cached if needed.
 
     ``judge.info`` holds the sidecar: ``class_names`` and ``class_images`` (the emoji of each
-    class, in :func:`~m3dgan.data.edges2emoji.list_emoji` order), ``view_accuracy`` (held-out
-    augmented views), ``clean_accuracy`` and ``train_seconds``. ``limit`` and ``only`` restrict
-    it to some emoji (see :func:`select_emoji`; for tests and smoke runs on data sets built with
-    a ``limit``), cached under its own name.
+    class, in :func:`~m3dgan.data.builtin.edges2emoji.list_emoji` order), ``view_accuracy``
+    (held-out augmented views), ``clean_accuracy`` and ``train_seconds``. ``limit`` and
+    ``only`` restrict it to some emoji (see :func:`select_emoji`; for tests and smoke runs on data
+    sets built with a ``limit``), cached under its own name.
     """
     recipe = recipe or EmojiJudgeRecipe()
     packages = locate_npm_packages(edges2emoji.NPM_PACKAGES)

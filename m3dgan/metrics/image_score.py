@@ -152,11 +152,11 @@ def text_to_image_scores(
 
     ``labels[i]`` is the emoji that image i's caption names, as a data set label. Labels are
     judge classes when ``class_names`` is None (full builds share
-    :func:`~m3dgan.data.edges2emoji.list_emoji`'s order); otherwise ``class_names[label]`` is
-    looked up in the judge (data sets built with a ``limit`` renumber their emoji). ``classes``
-    (judge classes; the modes to look for) default to the distinct named emoji. With ``real``
-    test artwork and its ``real_labels``, the same numbers for the real images are added with a
-    ``_real`` suffix: the reference a generator is read against.
+    :func:`~m3dgan.data.builtin.edges2emoji.list_emoji`'s order); otherwise
+    ``class_names[label]`` is looked up in the judge (data sets built with a ``limit`` renumber
+    their emoji). ``classes`` (judge classes; the modes to look for) default to the distinct named
+    emoji. With ``real`` test artwork and its ``real_labels``, the same numbers for the real
+    images are added with a ``_real`` suffix: the reference a generator is read against.
 
     Keys: ``named_accuracy`` (top-1), ``named_accuracy_top5``, ``inception_score`` (the
     Inception-STYLE score with the emoji judge, see the module docstring) and its ``_std``,

@@ -19,10 +19,11 @@ sorted, become ``manifest.domains`` and each row's domain its style's index; wit
 column every row has domain 0 of the single domain ``"default"``. When the style is in column 3,
 column 3 is not read as text.
 
-Conversion (:mod:`m3dgan.data.utterances`): audio at 16 kHz trimmed of edge silence -> log-mel,
-utterances longer than ``max_seconds`` skipped and counted, the test split chosen by a hash of the
-utterance id (``test_fraction``, default 2 %, at least one utterance). Malformed metadata lines
-and missing WAVs are DataErrors naming the file and line; corrupt audio too unless ``skip_bad``.
+Conversion (:mod:`m3dgan.data.formats.utterances`): audio at 16 kHz trimmed of edge silence ->
+log-mel, utterances longer than ``max_seconds`` skipped and counted, the test split chosen by a
+hash of the utterance id (``test_fraction``, default 2 %, at least one utterance). Malformed
+metadata lines and missing WAVs are DataErrors naming the file and line; corrupt audio too unless
+``skip_bad``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from m3dgan.audio import MelConfig
-from m3dgan.data import utterances as utt
+from m3dgan.data.formats import utterances as utt
 from m3dgan.data.textnorm import normalise_text
 from m3dgan.errors import ConfigError, DataError
 

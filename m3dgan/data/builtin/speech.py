@@ -1,9 +1,9 @@
 """Builder for ``speech``: English sentences (text) → the same sentence spoken (mel), four styles.
 
 The offline stand-in for the paper's text→speech task on EMT-4 (four emotions): sentences from
-Debian's fortunes files (:mod:`m3dgan.data.fortunes`, 11,796 clean sentences of 4-12 words),
-spoken by espeak-ng's ``en-us+klatt5`` voice (:mod:`m3dgan.data.espeak`) in four speaking styles
-that play the role of the emotions (``domain``):
+Debian's fortunes files (:mod:`m3dgan.data.builtin.fortunes`, 11,796 clean sentences of 4-12
+words), spoken by espeak-ng's ``en-us+klatt5`` voice (:mod:`m3dgan.data.builtin.espeak`) in four
+speaking styles that play the role of the emotions (``domain``):
 
 ============  =====  =====  =========  ===========  ==========================================
 style         pitch  speed  amplitude  pitch range  why
@@ -64,8 +64,8 @@ from tqdm import tqdm
 
 from m3dgan.audio.config import MelConfig
 from m3dgan.audio.mel import wave_to_mel
-from m3dgan.data import espeak, fortunes
-from m3dgan.data.espeak import Style
+from m3dgan.data.builtin import espeak, fortunes
+from m3dgan.data.builtin.espeak import Style
 from m3dgan.data.store import SPEECH, TEXT, Manifest
 from m3dgan.errors import DataError
 from m3dgan.extras import require  # soundfile: the speech extra, imported when used

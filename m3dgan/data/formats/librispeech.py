@@ -19,7 +19,7 @@ train-clean-100 is left out: raise ``max_seconds`` to keep more (mel memory grow
 ``limit`` caps the train split's utterances (a fixed hashed sample) and the test split in the
 same proportion as the full subsets (at least one). Transcript lines that do not parse, ids that
 do not match their folder, and missing FLACs are DataErrors naming the file and line; corrupt
-audio too unless ``skip_bad`` (see :mod:`m3dgan.data.utterances`).
+audio too unless ``skip_bad`` (see :mod:`m3dgan.data.formats.utterances`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import math
 from pathlib import Path
 
 from m3dgan.audio import MelConfig
-from m3dgan.data import utterances as utt
+from m3dgan.data.formats import utterances as utt
 from m3dgan.data.textnorm import normalise_text
 from m3dgan.errors import DataError
 

@@ -11,8 +11,9 @@ from real material installed by ``scripts/setup.sh``:
 
 **Emoji identities are shared with edges2emoji.** The emoji list, the class index (``label``,
 ``manifest.classes``) and the train/test split by emoji identity come from
-:func:`m3dgan.data.edges2emoji.list_emoji` and :func:`~m3dgan.data.edges2emoji.split_emoji` with
-the same random stream, so for one ``(seed, limit)`` all three data sets agree: a classifier of
+:func:`m3dgan.data.builtin.edges2emoji.list_emoji` and
+:func:`~m3dgan.data.builtin.edges2emoji.split_emoji` with the same random stream, so for one
+``(seed, limit)`` all three data sets agree: a classifier of
 emoji identity trained on edges2emoji artwork judges text2emoji outputs, and no test emoji is seen
 in training by any of them.
 
@@ -44,8 +45,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from m3dgan.data import edges2emoji
-from m3dgan.data.edges2emoji import VENDORS, Emoji
+from m3dgan.data.builtin import edges2emoji
+from m3dgan.data.builtin.edges2emoji import VENDORS, Emoji
 from m3dgan.data.store import IMAGE, TEXT, Manifest
 from m3dgan.data.textnorm import normalise_text
 from m3dgan.errors import DataError

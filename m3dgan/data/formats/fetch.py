@@ -5,13 +5,14 @@ unpacks them safely and converts them into ``paths.dataset_dir(name)``, where
 ``build.ensure_dataset(name)`` finds the result. :data:`PUBLISHED` lists each data set's sources
 (URL, archive file name, sha256 when pinned, which members to unpack) and its converter:
 
-- ``edges2shoes``, ``night2day``: pix2pix aligned archives -> :mod:`m3dgan.data.aligned`;
-- ``cub``: CUB-200-2011 + Reed et al.'s descriptions (text -> image) -> :mod:`m3dgan.data.cub`;
-- ``coco-captions``: MS-COCO 2014 captions (image -> text) -> :mod:`m3dgan.data.coco`;
-- ``wmt14-en-fr``: Europarl v7 + newstest2014 (text -> text) -> :mod:`m3dgan.data.wmt`;
-- ``ljspeech``: LJ Speech 1.1 (text -> speech, one speaker) -> :mod:`m3dgan.data.ljspeech`;
+- ``edges2shoes``, ``night2day``: pix2pix aligned archives -> :mod:`m3dgan.data.formats.aligned`;
+- ``cub``: CUB-200-2011 + Reed et al.'s descriptions (text -> image) ->
+  :mod:`m3dgan.data.formats.cub`;
+- ``coco-captions``: MS-COCO 2014 captions (image -> text) -> :mod:`m3dgan.data.formats.coco`;
+- ``wmt14-en-fr``: Europarl v7 + newstest2014 (text -> text) -> :mod:`m3dgan.data.formats.wmt`;
+- ``ljspeech``: LJ Speech 1.1 (text -> speech, one speaker) -> :mod:`m3dgan.data.formats.ljspeech`;
 - ``librispeech-clean-100``: LibriSpeech train-clean-100 + test-clean (text <-> speech, domain =
-  speaker) -> :mod:`m3dgan.data.librispeech`.
+  speaker) -> :mod:`m3dgan.data.formats.librispeech`.
 
 The archives are large (edges2shoes ~2 GB, COCO's photos 19 GB), so:
 
@@ -60,7 +61,8 @@ from tqdm import tqdm
 from m3dgan import paths
 from m3dgan.atomic import FULL_DISK_ERRNOS, output_error, write_text
 from m3dgan.config import load_yaml
-from m3dgan.data import aligned, coco, cub, librispeech, ljspeech, store, utterances, wmt
+from m3dgan.data import store
+from m3dgan.data.formats import aligned, coco, cub, librispeech, ljspeech, utterances, wmt
 from m3dgan.errors import ConfigError, DataError, OutputError
 
 OFFICIAL_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
@@ -448,9 +450,7 @@ def _stem(archive: Path) -> str:
 
 def _clear(out: Path) -> None:
     """Remove a previous conversion's files so a new one never mixes with them."""
-    from m3dgan.data.build import clear_dataset_files  # build imports this module's names
-
-    clear_dataset_files(out)
+    store.clear_dataset_files(out)
 
 
 def _converted_ok(out: Path, name: str, params: dict) -> bool:

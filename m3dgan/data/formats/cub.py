@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from m3dgan.data import photos, store
+from m3dgan.data import store
+from m3dgan.data.formats import photos
 from m3dgan.errors import DataError
 
 NAME = "cub"

@@ -6,7 +6,7 @@ amplitude (``-a``) and, through SSML, pitch range. The Klatt variant ``en-us+kla
 understood far better by a reference ASR than the default voice, so every style uses it.
 
 A :class:`Style` is one row of espeak-ng settings; the speech builder's four styles play the role
-of the paper's EMT-4 emotions (see :mod:`m3dgan.data.speech` for the choice and how well a
+of the paper's EMT-4 emotions (see :mod:`m3dgan.data.builtin.speech` for the choice and how well a
 classifier tells them apart).
 """
 
