@@ -1,5 +1,5 @@
 """Issue "The house": inference stands on its own, configs layer in a fixed order, and a run
-carries what inference needs (started; see the README's trail for what is still to move)."""
+carries what inference needs (issue 11; docs/contributing.md has the trail)."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def instance_norm_affine(
     pairs: one fused kernel forward and backward, where instance norm followed by two broadcast
     affine steps costs five passes over the activation each way and, under bf16 autocast, an
     fp32 round trip (autocast runs instance norm in fp32). Channels-last input comes back
-    channels-last (the convolutions around it prefer that layout, see README "Throughput").
+    channels-last (the convolutions around it prefer that layout, see docs/benchmarks.md, "Throughput").
     """
     n, c, height, width = x.shape
     channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)

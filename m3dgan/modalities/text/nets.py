@@ -7,7 +7,9 @@
 - Enc_r for text: the paper's global sentence embedding — the mean of the hidden states over the
   sequence — mapped to the Gaussian posterior of E_att.
 - generator M_out: the sequential decoder shared with speech (``modalities.sequence_decoder``).
-- discriminator: ``modalities.text_discriminator`` (it reads distributions, see ``tokens``).
+- discriminator: ``modalities/text/discriminator.py`` (it reads distributions, see ``tokens``);
+- as a source: the prenet states are an attention memory as they are; ``TextSummary`` is the
+  summary vector for other modalities' discriminators.
 - reconstruction: token cross-entropy under teacher forcing.
 """
 

@@ -5,7 +5,7 @@ code never needs to know which kind it was given. A vocabulary serialises to a s
 dict (a character list, or the sentencepiece model as base64) that travels in the checkpoint's
 sidecar: a trained run translates without its data set.
 
-Input policy (documented in the README): empty text is an error; text longer than the model's
+Input policy (documented in docs/inputs.md): empty text is an error; text longer than the model's
 limit is an error naming both lengths; characters (or pieces) the vocabulary lacks become the
 unknown token — a fallback, reported by :meth:`Vocabulary.unknown` so callers can warn.
 """
