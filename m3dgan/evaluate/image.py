@@ -1,4 +1,4 @@
-"""``m3dgan evaluate``: the paper's image→image metrics (Table 2a, Table 3) on the test split.
+"""The image→image metrics of ``m3dgan evaluate`` (paper Table 2a, Table 3) on the test split.
 
 - **realism** (digits): accuracy of a digit classifier, trained by the project on the MNIST
   training split, on translated test sources (one random z each), next to the same classifier
@@ -20,14 +20,13 @@ from pathlib import Path
 
 import torch
 
-from m3dgan.data.build import task_dataset_root
 from m3dgan.data.store import load_split, read_manifest, to_float
-from m3dgan.errors import DataError, M3DGANError
+from m3dgan.errors import DataError
 from m3dgan.infer import Translator
 from m3dgan.metrics import diversity as div
 from m3dgan.metrics.judge import JudgeNet, load_or_train_judge, predict
 from m3dgan.metrics.realism import classification_accuracy
-from m3dgan.tasks import get_task
+from m3dgan.tasks import Task
 
 
 def _batched(fn, *tensors: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
@@ -65,36 +64,18 @@ def _distance(root: Path, device: torch.device, progress: bool) -> tuple[div.Dis
     return div.judge_distance_fn(judge), name
 
 
-@torch.no_grad()
-def evaluate(
+def evaluate_image_task(
+    tr: Translator,
+    task: Task,
+    root: Path,
     checkpoint: Path,
-    *,
-    inputs: int | None = None,
-    samples: int | None = None,
-    device: str = "auto",
-    data_root: Path | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    beam: int = 1,
-    audio_dir: Path | None = None,
-    judge_steps: int | None = None,
+    inputs: int | None,
+    samples: int | None,
+    seed: int,
+    progress: bool,
 ) -> dict:
-    """``judge_steps`` overrides the training steps of a judge trained on first use (tests)."""
-    tr = Translator.from_checkpoint(checkpoint, device=device)
-    task = get_task(tr.cfg.task)
-    root = Path(data_root) if data_root else task_dataset_root(task.name)
-    if beam < 1:
-        raise M3DGANError("beam size must be at least 1")
-    if "speech" in (task.source, task.target):
-        return _evaluate_speech_task(
-            tr, task, root, checkpoint, inputs, seed, beam, progress, audio_dir, judge_steps
-        )
+    """The image→image metrics the task names, after the run's header entries."""
     test = load_split(root, "test")
-    if task.source == "text" or task.target == "text":
-        classes = read_manifest(root).classes or None
-        return _evaluate_text_task(
-            tr, task, test, checkpoint, inputs, samples or 4, seed, beam, progress, classes
-        )
     inputs, samples = inputs or 100, samples or 20
     sources, targets = to_float(test["source"]), to_float(test["target"])
     dev = tr.device
@@ -144,76 +125,6 @@ def evaluate(
 
     if "reference" in task.metrics:
         out.update(reference_accuracy(root, tr, test, inputs, pick, progress))
-    return out
-
-
-def _evaluate_speech_task(
-    tr, task, root, checkpoint, inputs, seed, beam, progress, audio_dir, judge_steps=None
-) -> dict:
-    from m3dgan import evaluate_speech
-    from m3dgan.data.tensors import encode_split
-    from m3dgan.data.views import open_dataset
-
-    manifest, splits = open_dataset(root, ("test",), swap=task.swap_sides)
-    test = encode_split(splits["test"], tr.vocabs)
-    test["domain_names"] = manifest.domains
-    out: dict = {
-        "task": task.name,
-        "objective": tr.cfg.objective,
-        "step": tr.step,
-        "checkpoint": str(checkpoint),
-        "test_size": len(test["label"]),
-    }
-    if task.target == "speech":
-        out.update(
-            evaluate_speech.evaluate_tts(
-                tr,
-                root,
-                test,
-                inputs=inputs,
-                seed=seed,
-                progress=progress,
-                audio_dir=audio_dir,
-                judge_steps=judge_steps,
-            )
-        )
-    else:
-        out.update(
-            evaluate_speech.evaluate_asr(
-                tr, test, inputs=inputs, beam=beam, root=root, progress=progress
-            )
-        )
-    return out
-
-
-def _evaluate_text_task(
-    tr, task, test, checkpoint, inputs, samples, seed, beam, progress, classes
-) -> dict:
-    from m3dgan import evaluate_text
-    from m3dgan.data.tensors import encode_split
-
-    test = encode_split(test, tr.vocabs)
-    out: dict = {
-        "task": task.name,
-        "objective": tr.cfg.objective,
-        "step": tr.step,
-        "checkpoint": str(checkpoint),
-        "test_size": len(test["label"]),
-    }
-    if task.target == "text":
-        out.update(evaluate_text.evaluate_text_output(tr, test, inputs=inputs, beam=beam))
-    if "text2image" in task.metrics:
-        out.update(
-            evaluate_text.evaluate_text_to_image(
-                tr,
-                test,
-                inputs=inputs,
-                samples=samples,
-                seed=seed,
-                progress=progress,
-                class_names=classes,
-            )
-        )
     return out
 
 

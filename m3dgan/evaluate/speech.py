@@ -1,4 +1,4 @@
-"""``m3dgan evaluate`` for the speech tasks (paper Table 2d–e).
+"""The metrics of ``m3dgan evaluate`` for the speech tasks (paper Table 2d–e).
 
 - **tts** (text→speech): for ``inputs`` test sentences, one output per style with a reference
   utterance of that style *of another sentence* (so the reference carries style, not content),

@@ -1,4 +1,4 @@
-"""``m3dgan evaluate`` for the tasks with a text side (paper Table 2b–c, Table 4).
+"""The metrics of ``m3dgan evaluate`` for the tasks with a text side (paper Table 2b–c, Table 4).
 
 - **captioning** (emoji2text) and **translation** (en2fr): every distinct test source is decoded
   once (greedy, or beam search with ``beam``), with the domain code at the prior's mean (e = 0)
