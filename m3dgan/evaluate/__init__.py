@@ -15,8 +15,8 @@ import torch
 
 from m3dgan.data.build import task_dataset_root
 from m3dgan.data.store import load_split, read_manifest
-from m3dgan.errors import M3DGANError
 from m3dgan.evaluate import image
+from m3dgan.evaluate.generate import Outputs
 from m3dgan.infer import Translator
 from m3dgan.tasks import get_task
 
@@ -39,28 +39,28 @@ def evaluate(
     tr = Translator.from_checkpoint(checkpoint, device=device)
     task = get_task(tr.cfg.task)
     root = Path(data_root) if data_root else task_dataset_root(task.name)
-    if beam < 1:
-        raise M3DGANError("beam size must be at least 1")
+    outputs = Outputs(tr, seed=seed, beam=beam)
     if "speech" in (task.source, task.target):
         return _evaluate_speech_task(
-            tr, task, root, checkpoint, inputs, seed, beam, progress, audio_dir, judge_steps
+            outputs, task, root, checkpoint, inputs, progress, audio_dir, judge_steps
         )
     if task.source == "text" or task.target == "text":
         test = load_split(root, "test")
         classes = read_manifest(root).classes or None
         return _evaluate_text_task(
-            tr, task, test, checkpoint, inputs, samples or 4, seed, beam, progress, classes
+            outputs, task, test, checkpoint, inputs, samples or 4, progress, classes
         )
-    return image.evaluate_image_task(tr, task, root, checkpoint, inputs, samples, seed, progress)
+    return image.evaluate_image_task(outputs, task, root, checkpoint, inputs, samples, progress)
 
 
 def _evaluate_speech_task(
-    tr, task, root, checkpoint, inputs, seed, beam, progress, audio_dir, judge_steps=None
+    outputs, task, root, checkpoint, inputs, progress, audio_dir, judge_steps=None
 ) -> dict:
     from m3dgan.data.tensors import encode_split
     from m3dgan.data.views import open_dataset
     from m3dgan.evaluate import speech
 
+    tr = outputs.tr
     manifest, splits = open_dataset(root, ("test",), swap=task.swap_sides)
     test = encode_split(splits["test"], tr.vocabs)
     test["domain_names"] = manifest.domains
@@ -74,29 +74,27 @@ def _evaluate_speech_task(
     if task.target == "speech":
         out.update(
             speech.evaluate_tts(
-                tr,
+                outputs,
                 root,
                 test,
                 inputs=inputs,
-                seed=seed,
                 progress=progress,
                 audio_dir=audio_dir,
                 judge_steps=judge_steps,
             )
         )
     else:
-        out.update(
-            speech.evaluate_asr(tr, test, inputs=inputs, beam=beam, root=root, progress=progress)
-        )
+        out.update(speech.evaluate_asr(outputs, test, inputs=inputs, root=root, progress=progress))
     return out
 
 
 def _evaluate_text_task(
-    tr, task, test, checkpoint, inputs, samples, seed, beam, progress, classes
+    outputs, task, test, checkpoint, inputs, samples, progress, classes
 ) -> dict:
     from m3dgan.data.tensors import encode_split
     from m3dgan.evaluate import text
 
+    tr = outputs.tr
     test = encode_split(test, tr.vocabs)
     out: dict = {
         "task": task.name,
@@ -106,15 +104,14 @@ def _evaluate_text_task(
         "test_size": len(test["label"]),
     }
     if task.target == "text":
-        out.update(text.evaluate_text_output(tr, test, inputs=inputs, beam=beam))
+        out.update(text.evaluate_text_output(outputs, test, inputs=inputs))
     if "text2image" in task.metrics:
         out.update(
             text.evaluate_text_to_image(
-                tr,
+                outputs,
                 test,
                 inputs=inputs,
                 samples=samples,
-                seed=seed,
                 progress=progress,
                 class_names=classes,
             )

@@ -22,20 +22,13 @@ import torch
 
 from m3dgan.data.store import load_split, read_manifest, to_float
 from m3dgan.errors import DataError
-from m3dgan.infer import Translator
+from m3dgan.evaluate.generate import Outputs
 from m3dgan.metrics import diversity as div
 from m3dgan.metrics.judge import JudgeNet, load_or_train_judge, predict
 from m3dgan.metrics.realism import classification_accuracy
 from m3dgan.tasks import Task
 
-
-def _batched(fn, *tensors: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    return torch.cat(
-        [
-            fn(*(t[i : i + batch_size] for t in tensors))
-            for i in range(0, len(tensors[0]), batch_size)
-        ]
-    )
+BATCH = 128  # test sources translated at a time
 
 
 def _judge_kind(manifest) -> str | None:
@@ -65,24 +58,19 @@ def _distance(root: Path, device: torch.device, progress: bool) -> tuple[div.Dis
 
 
 def evaluate_image_task(
-    tr: Translator,
+    outputs: Outputs,
     task: Task,
     root: Path,
     checkpoint: Path,
     inputs: int | None,
     samples: int | None,
-    seed: int,
     progress: bool,
 ) -> dict:
     """The image→image metrics the task names, after the run's header entries."""
     test = load_split(root, "test")
     inputs, samples = inputs or 100, samples or 20
     sources, targets = to_float(test["source"]), to_float(test["target"])
-    dev = tr.device
-    # every random draw goes through these two generators: repeatable, global RNG untouched
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    pick = torch.Generator().manual_seed(seed)
-    model = tr.model
+    tr, dev = outputs.tr, outputs.device
     out: dict = {
         "task": task.name,
         "objective": tr.cfg.objective,
@@ -92,14 +80,11 @@ def evaluate_image_task(
     }
 
     def random_z(src: torch.Tensor) -> torch.Tensor:
-        return model.translate(src.to(dev), generator=gen).cpu()
-
-    def with_refs(src: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        return model.translate(src.to(dev), reference=ref.to(dev)).cpu()
+        return outputs.translate(src).cpu()
 
     if "realism" in task.metrics:
         judge = load_or_train_judge("class", root, device=dev, progress=progress)
-        fakes = _batched(random_z, sources)
+        fakes = torch.cat([random_z(src) for src in outputs.batches(test["source"], BATCH)])
         out["realism"] = classification_accuracy(judge, fakes.to(dev), test["label"])
         out["realism_real"] = classification_accuracy(judge, targets.to(dev), test["label"])
 
@@ -110,51 +95,49 @@ def evaluate_image_task(
         out["diversity_z"], out["diversity_z_se"] = div.diversity_score(
             random_z, subset, samples, distance_fn=distance
         )
-        if model.attention is not None:
+        if tr.model.attention is not None:
 
             def random_ref(src: torch.Tensor) -> torch.Tensor:
-                idx = torch.randint(0, len(targets), (len(src),), generator=pick)
-                return with_refs(src, targets[idx])
+                return outputs.translate(src, targets[outputs.pick(len(targets), len(src))]).cpu()
 
             out["diversity_ref"], out["diversity_ref_se"] = div.diversity_score(
                 random_ref, subset, samples, distance_fn=distance
             )
         out["diversity_real"], out["diversity_real_se"] = div.real_pair_diversity(
-            targets.to(dev), distance, seed=seed
+            targets.to(dev), distance, seed=outputs.seed
         )
 
     if "reference" in task.metrics:
-        out.update(reference_accuracy(root, tr, test, inputs, pick, progress))
+        out.update(reference_accuracy(root, outputs, test, inputs, progress))
     return out
 
 
 def reference_accuracy(
-    root: Path, tr: Translator, test: dict, inputs: int, pick: torch.Generator, progress: bool
+    root: Path, outputs: Outputs, test: dict, inputs: int, progress: bool
 ) -> dict:
     """Translate each of ``inputs`` test sources with one reference per domain (a different
     item of that domain) and ask the domain judge which domain each output shows."""
     manifest = read_manifest(root)
-    judge: JudgeNet = load_or_train_judge("domain", root, device=tr.device, progress=progress)
+    dev = outputs.device
+    judge: JudgeNet = load_or_train_judge("domain", root, device=dev, progress=progress)
     domains, labels = test["domain"], test["label"]
     n = min(inputs, len(domains))
     correct = torch.zeros(len(manifest.domains))
     swap_hits = swap_total = 0
-    src_all = to_float(test["source"][:n])
     for d in range(len(manifest.domains)):
-        refs = [_pick_reference(domains, labels, i, d, pick) for i in range(n)]
-        ref = to_float(test["target"][torch.tensor(refs)])
-        outs = _batched(
-            lambda s, r: tr.model.translate(s.to(tr.device), reference=r.to(tr.device)).cpu(),
-            src_all,
-            ref,
+        refs = [_pick_reference(domains, labels, i, d, outputs) for i in range(n)]
+        sources = outputs.batches(test["source"], BATCH, range(n))
+        references = outputs.batches(test["target"], BATCH, refs)
+        outs = torch.cat(
+            [outputs.translate(s, r).cpu() for s, r in zip(sources, references, strict=True)]
         )
-        pred = predict(judge, outs.to(tr.device)).cpu()
+        pred = predict(judge, outs.to(dev)).cpu()
         hits = pred == d
         correct[d] = hits.float().mean()
         swapped = domains[:n] != d
         swap_hits += int(hits[swapped].sum())
         swap_total += int(swapped.sum())
-    real = classification_accuracy(judge, to_float(test["target"]).to(tr.device), domains)
+    real = classification_accuracy(judge, to_float(test["target"]).to(dev), domains)
     result = {
         "reference_accuracy": float(correct.mean()),
         "reference_accuracy_swap": swap_hits / max(swap_total, 1),
@@ -166,7 +149,7 @@ def reference_accuracy(
 
 
 def _pick_reference(
-    domains: torch.Tensor, labels: torch.Tensor, i: int, d: int, pick: torch.Generator
+    domains: torch.Tensor, labels: torch.Tensor, i: int, d: int, outputs: Outputs
 ) -> int:
     """A random test item of domain ``d`` showing other content than item ``i`` (another emoji);
     any other item of domain ``d`` where the data set has no content labels."""
@@ -174,5 +157,5 @@ def _pick_reference(
     for pool in ((domains == d) & (labels != labels[i]), (domains == d) & (index != i)):
         candidates = torch.nonzero(pool).flatten()
         if len(candidates):
-            return int(candidates[torch.randint(0, len(candidates), (1,), generator=pick)])
+            return int(candidates[outputs.pick(len(candidates), 1)])
     raise DataError(f"the test split has no reference of domain {d} for item {i}")

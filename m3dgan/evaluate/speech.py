@@ -31,8 +31,11 @@ from tqdm import tqdm
 
 from m3dgan.audio.inputs import pad_mels
 from m3dgan.errors import DataError
-from m3dgan.infer import Translator
+from m3dgan.evaluate.generate import Outputs
 from m3dgan.modalities.speech import frame_lengths
+
+TTS_BATCH = 16  # sentences synthesized at a time
+ASR_BATCH = 32  # utterances recognised at a time
 
 
 def _sentences(test: dict) -> OrderedDict:
@@ -43,21 +46,21 @@ def _sentences(test: dict) -> OrderedDict:
     return groups
 
 
-@torch.no_grad()
-def _synthesize(tr: Translator, ids: torch.Tensor, refs: torch.Tensor | None, gen, batch: int):
-    """Outputs (list of [T, n_mels] cpu tensors) and whether each stopped before the limit."""
-    model, outs, stopped = tr.model, [], []
-    limit = 2 * tr.target_spec.size
-    for start in range(0, len(ids), batch):
-        src = ids[start : start + batch]
-        src = src[:, : int((src != 0).sum(1).max())].to(tr.device)
-        if model.attention is None:
-            mel = model.translate(src)
-        elif refs is not None:
-            mel = model.translate(src, reference=refs[start : start + batch].to(tr.device))
-        else:
-            mel = model.translate(src, generator=gen)
-        lengths = frame_lengths(mel, tr.target_spec.channels)
+def _synthesize(outputs: Outputs, ids, rows: list[int], refs: torch.Tensor | None = None):
+    """Outputs for the ``rows`` of the sentences ``ids`` (list of [T, n_mels] cpu tensors) and
+    whether each stopped before the limit; with the references ``refs`` (one per row, padded
+    together), else from random codes."""
+    outs, stopped = [], []
+    spec = outputs.tr.target_spec
+    limit = 2 * spec.size
+    sources = outputs.batches(ids, TTS_BATCH, rows)
+    if refs is None:
+        batches = ((src, None) for src in sources)
+    else:
+        batches = zip(sources, outputs.batches(refs, TTS_BATCH), strict=True)
+    for src, ref in batches:
+        mel = outputs.translate(src, ref)
+        lengths = frame_lengths(mel, spec.channels)
         for row, n in zip(mel.float().cpu(), lengths.tolist(), strict=True):
             outs.append(row[:n])
             stopped.append(n < limit)
@@ -65,15 +68,13 @@ def _synthesize(tr: Translator, ids: torch.Tensor, refs: torch.Tensor | None, ge
 
 
 def evaluate_tts(
-    tr: Translator,
+    outputs: Outputs,
     root: Path,
     test: dict,
     *,
     inputs: int | None,
-    seed: int,
     progress: bool,
     audio_dir: Path | None,
-    batch: int = 16,
     judge_steps: int | None = None,
 ) -> dict:
     from m3dgan.metrics.judge_asr import load_or_train_judge_asr
@@ -81,6 +82,7 @@ def evaluate_tts(
     from m3dgan.metrics.style_classifier import load_or_train_style_classifier
     from m3dgan.metrics.transcript import wer_cer
 
+    tr = outputs.tr
     sentences = _sentences(test)
     styles = sorted({s for rows in sentences.values() for s in rows if s >= 0})
     names = test.get("domain_names") or [str(s) for s in range(max(styles) + 1)]
@@ -101,15 +103,12 @@ def evaluate_tts(
             ref_rows.append(sentences[other][s])
             texts.append(text)
             want.append(s)
-    ids = test["source"][torch.tensor(src_rows)]
-    refs = frames[torch.tensor(ref_rows)].float()
-    gen = torch.Generator(device=tr.device).manual_seed(seed)
-    torch.manual_seed(seed)  # the decoder's prenet dropout
+    refs = frames[torch.tensor(ref_rows)]
     bar = tqdm(total=2, desc="synthesizing", disable=not progress)
-    outs, stopped = _synthesize(tr, ids, refs, gen, batch)
+    outs, stopped = _synthesize(outputs, test["source"], src_rows, refs)
     bar.update()
-    z_ids = test["source"][torch.tensor([sentences[t][styles[0]] for t in chosen])]
-    z_outs, z_stopped = _synthesize(tr, z_ids, None, gen, batch)
+    z_rows = [sentences[t][styles[0]] for t in chosen]
+    z_outs, z_stopped = _synthesize(outputs, test["source"], z_rows)
     bar.update()
     bar.close()
 
@@ -224,16 +223,13 @@ def write_listening_page(tr, audio_dir, chosen, styles, sentences, frames, outs,
     )
 
 
-@torch.no_grad()
 def evaluate_asr(
-    tr: Translator,
+    outputs: Outputs,
     test: dict,
     *,
     inputs: int | None,
-    beam: int,
     root: Path | None = None,
     progress: bool = False,
-    batch: int = 32,
 ) -> dict:
     """WER/CER of the model on the test utterances; where the data set keeps the test audio
     (``audio/test/<row>.flac``), pocketsphinx on the same audio as an outside reference point."""
@@ -246,18 +242,13 @@ def evaluate_asr(
         sentences.setdefault(text, []).append(i)
     keys = list(sentences)[: inputs or None]
     rows = [i for k in keys for i in sentences[k]]
-    model, hyps = tr.model, []
-    for start in range(0, len(rows), batch):
-        index = torch.tensor(rows[start : start + batch])
-        src = test["source"][index].float().to(tr.device)
-        e = torch.zeros(len(index), model.cfg.nz, device=tr.device) if model.attention else None
-        hyps.extend(tr.decode(model.translate(src, e=e, beam_size=beam)))
+    hyps = outputs.texts(test["source"], rows, ASR_BATCH)
     refs = [test["target_text"][i] for i in rows]
     scores = wer_cer(hyps, refs)
     sphinx: dict = {}
     files = [Path(root or ".") / "audio" / "test" / f"{i:05d}.flac" for i in rows]
     if root is not None and all(f.is_file() for f in files):
-        waves = [load_audio(f, tr.mel_config.sample_rate) for f in files]
+        waves = [load_audio(f, outputs.tr.mel_config.sample_rate) for f in files]
         sphinx = wer_cer(pocketsphinx_transcribe(waves, progress=progress), refs)
     return {
         "utterances": len(rows),
