@@ -20,108 +20,86 @@ from pathlib import Path
 
 import torch
 
-from m3dgan.data.store import load_split, read_manifest, to_float
+from m3dgan.data.store import Manifest, to_float
 from m3dgan.errors import DataError
+from m3dgan.evaluate.context import Evaluation
 from m3dgan.evaluate.generate import Outputs
 from m3dgan.metrics import diversity as div
 from m3dgan.metrics.judge import JudgeNet, load_or_train_judge, predict
 from m3dgan.metrics.realism import classification_accuracy
-from m3dgan.tasks import Task
 
 BATCH = 128  # test sources translated at a time
+INPUTS, SAMPLES = 100, 20  # defaults: test sources, and samples of each (BicycleGAN's protocol)
 
 
-def _judge_kind(manifest) -> str | None:
-    """The class judge where classes are few enough to learn (digits), else the domain judge."""
-    if 2 <= len(manifest.classes) <= 100:
-        return "class"
-    if len(manifest.domains) >= 2:
-        return "domain"
-    return None
-
-
-def _pixel_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a - b).abs().flatten(1).mean(1)
-
-
-def _distance(root: Path, device: torch.device, progress: bool) -> tuple[div.DistanceFn, str]:
-    lpips = div.lpips_distance_fn(device)
-    if lpips is not None:
-        return lpips, "lpips-alex"
-    manifest = read_manifest(root)
-    kind = _judge_kind(manifest)
-    if kind is None:
-        return _pixel_l1, "pixel-l1 (no judge: the data set has no labels)"
-    judge = load_or_train_judge(kind, root, device=device, progress=progress)
-    name = f"judge-features ({manifest.name} {kind} judge; LPIPS weights absent)"
-    return div.judge_distance_fn(judge), name
-
-
-def evaluate_image_task(
-    outputs: Outputs,
-    task: Task,
-    root: Path,
-    checkpoint: Path,
-    inputs: int | None,
-    samples: int | None,
-    progress: bool,
-) -> dict:
-    """The image→image metrics the task names, after the run's header entries."""
-    test = load_split(root, "test")
-    inputs, samples = inputs or 100, samples or 20
-    sources, targets = to_float(test["source"]), to_float(test["target"])
-    tr, dev = outputs.tr, outputs.device
-    out: dict = {
-        "task": task.name,
-        "objective": tr.cfg.objective,
-        "step": tr.step,
-        "checkpoint": str(checkpoint),
-        "test_size": len(sources),
+def realism(ev: Evaluation) -> dict:
+    """``realism``: accuracy in [0, 1] of the data set's class judge (a digit classifier the
+    project trains on the MNIST training split) on every test source translated with one random
+    code, the class being the source's; ``realism_real``: the same judge on the real test
+    targets (the paper's "Rand. Real Imgs." row). Paper Table 2a."""
+    test, outputs = ev.test, ev.outputs
+    dev = outputs.device
+    judge = load_or_train_judge("class", ev.root, device=dev, progress=ev.progress)
+    fakes = torch.cat([outputs.translate(s).cpu() for s in outputs.batches(test["source"], BATCH)])
+    return {
+        "realism": classification_accuracy(judge, fakes.to(dev), test["label"]),
+        "realism_real": classification_accuracy(
+            judge, to_float(test["target"]).to(dev), test["label"]
+        ),
     }
+
+
+def diversity(ev: Evaluation) -> dict:
+    """BicycleGAN's diversity of ``inputs`` (100) test sources × ``samples`` (20) outputs each:
+    the mean distance between consecutive outputs of one source and its standard error over
+    sources, from random codes (``diversity_z``), from random test references
+    (``diversity_ref``, the paper's "Ours(r)"; models with a reference encoder only) and for
+    random pairs of real targets (``diversity_real``, the level of the data itself). Values are
+    ≥ 0 (0: the outputs ignore the code) on the scale of the distance named by ``distance``:
+    LPIPS (AlexNet) where its weights are on the machine, else the LPIPS-style distance in the
+    project judge's features. Paper Table 2a and the ablation of Table 3."""
+    test, outputs = ev.test, ev.outputs
+    dev = outputs.device
+    inputs, samples = ev.inputs or INPUTS, ev.samples or SAMPLES
+    sources, targets = to_float(test["source"]), to_float(test["target"])
+    distance, name = _distance(ev.root, ev.manifest, dev, ev.progress)
+    subset = sources[:inputs].to(dev)
+    out: dict = {"distance": name}
 
     def random_z(src: torch.Tensor) -> torch.Tensor:
         return outputs.translate(src).cpu()
 
-    if "realism" in task.metrics:
-        judge = load_or_train_judge("class", root, device=dev, progress=progress)
-        fakes = torch.cat([random_z(src) for src in outputs.batches(test["source"], BATCH)])
-        out["realism"] = classification_accuracy(judge, fakes.to(dev), test["label"])
-        out["realism_real"] = classification_accuracy(judge, targets.to(dev), test["label"])
+    out["diversity_z"], out["diversity_z_se"] = div.diversity_score(
+        random_z, subset, samples, distance_fn=distance
+    )
+    if outputs.model.attention is not None:
 
-    if "diversity" in task.metrics:
-        distance, name = _distance(root, dev, progress)
-        subset = sources[:inputs].to(dev)
-        out["distance"] = name
-        out["diversity_z"], out["diversity_z_se"] = div.diversity_score(
-            random_z, subset, samples, distance_fn=distance
+        def random_ref(src: torch.Tensor) -> torch.Tensor:
+            return outputs.translate(src, targets[outputs.pick(len(targets), len(src))]).cpu()
+
+        out["diversity_ref"], out["diversity_ref_se"] = div.diversity_score(
+            random_ref, subset, samples, distance_fn=distance
         )
-        if tr.model.attention is not None:
-
-            def random_ref(src: torch.Tensor) -> torch.Tensor:
-                return outputs.translate(src, targets[outputs.pick(len(targets), len(src))]).cpu()
-
-            out["diversity_ref"], out["diversity_ref_se"] = div.diversity_score(
-                random_ref, subset, samples, distance_fn=distance
-            )
-        out["diversity_real"], out["diversity_real_se"] = div.real_pair_diversity(
-            targets.to(dev), distance, seed=outputs.seed
-        )
-
-    if "reference" in task.metrics:
-        out.update(reference_accuracy(root, outputs, test, inputs, progress))
+    out["diversity_real"], out["diversity_real_se"] = div.real_pair_diversity(
+        targets.to(dev), distance, seed=outputs.seed
+    )
     return out
 
 
-def reference_accuracy(
-    root: Path, outputs: Outputs, test: dict, inputs: int, progress: bool
-) -> dict:
-    """Translate each of ``inputs`` test sources with one reference per domain (a different
-    item of that domain) and ask the domain judge which domain each output shows."""
-    manifest = read_manifest(root)
+def reference(ev: Evaluation) -> dict:
+    """Reference control: each of ``inputs`` (100) test sources is translated with one
+    reference of every domain (a different item of that domain: another emoji) and the domain
+    judge (a vendor classifier trained on real artwork) names the domain each output shows.
+    ``reference_accuracy``: the share named as the reference's domain, in [0, 1] (chance: one
+    over the number of domains), also per domain (``reference_accuracy_<name>``) and over the
+    swaps only (``reference_accuracy_swap``: reference domain ≠ the source's own);
+    ``reference_judge_real``: the judge's accuracy on the real test targets. Reported with the
+    ablation of Table 3 (``bench/ablation.py``)."""
+    test, outputs, manifest = ev.test, ev.outputs, ev.manifest
     dev = outputs.device
-    judge: JudgeNet = load_or_train_judge("domain", root, device=dev, progress=progress)
+    judge: JudgeNet = load_or_train_judge("domain", ev.root, device=dev, progress=ev.progress)
     domains, labels = test["domain"], test["label"]
-    n = min(inputs, len(domains))
+    n = min(ev.inputs or INPUTS, len(domains))
     correct = torch.zeros(len(manifest.domains))
     swap_hits = swap_total = 0
     for d in range(len(manifest.domains)):
@@ -146,6 +124,33 @@ def reference_accuracy(
     for d, name in enumerate(manifest.domains):
         result[f"reference_accuracy_{name}"] = float(correct[d])
     return result
+
+
+def _judge_kind(manifest: Manifest) -> str | None:
+    """The class judge where classes are few enough to learn (digits), else the domain judge."""
+    if 2 <= len(manifest.classes) <= 100:
+        return "class"
+    if len(manifest.domains) >= 2:
+        return "domain"
+    return None
+
+
+def _pixel_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).abs().flatten(1).mean(1)
+
+
+def _distance(
+    root: Path, manifest: Manifest, device: torch.device, progress: bool
+) -> tuple[div.DistanceFn, str]:
+    lpips = div.lpips_distance_fn(device)
+    if lpips is not None:
+        return lpips, "lpips-alex"
+    kind = _judge_kind(manifest)
+    if kind is None:
+        return _pixel_l1, "pixel-l1 (no judge: the data set has no labels)"
+    judge = load_or_train_judge(kind, root, device=device, progress=progress)
+    name = f"judge-features ({manifest.name} {kind} judge; LPIPS weights absent)"
+    return div.judge_distance_fn(judge), name
 
 
 def _pick_reference(

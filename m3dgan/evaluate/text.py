@@ -18,10 +18,12 @@ from collections import OrderedDict
 import torch
 
 from m3dgan.data.store import to_float
+from m3dgan.evaluate.context import Evaluation
 from m3dgan.evaluate.generate import Outputs
 
 DECODE_BATCH = 64  # distinct sources decoded at a time
 IMAGE_BATCH = 32  # captions drawn at a time (``samples`` draws each)
+SAMPLES = 4  # default images per caption
 
 
 def _groups(test: dict, kind: str) -> OrderedDict:
@@ -60,10 +62,17 @@ def decode_test(
     return hyps, refs, sources
 
 
-def evaluate_text_output(outputs: Outputs, test: dict, *, inputs: int | None) -> dict:
+def text_output(ev: Evaluation) -> dict:
+    """BLEU of the text outputs (captioning, translation): the first ``inputs`` distinct test
+    sources (all by default) decoded once each, greedy or beam search (``beam``), with the domain
+    code at the prior's mean. ``bleu1`` and ``bleu4``: corpus BLEU-1 and BLEU-4 (sacreBLEU,
+    13a tokens; its ``bleu_signature`` is kept) against every reference text of the source, in
+    [0, 100]; ``exact_match``: the share of outputs equal to one of their references, in [0, 1].
+    Paper Table 2c (emoji2text) and Table 4 (en2fr)."""
     from m3dgan.metrics.bleu import corpus_bleu
 
-    hyps, refs, sources = decode_test(outputs, test, inputs=inputs)
+    outputs = ev.outputs
+    hyps, refs, sources = decode_test(outputs, ev.test, inputs=ev.inputs)
     tokenize = "13a"
     scores = corpus_bleu(hyps, refs, tokenize=tokenize)
     exact = sum(h in r for h, r in zip(hyps, refs, strict=True)) / max(len(hyps), 1)
@@ -83,23 +92,25 @@ def evaluate_text_output(outputs: Outputs, test: dict, *, inputs: int | None) ->
     }
 
 
-@torch.no_grad()
-def evaluate_text_to_image(
-    outputs: Outputs,
-    test: dict,
-    *,
-    inputs: int | None,
-    samples: int,
-    progress: bool,
-    class_names: list[str] | None = None,
-) -> dict:
+def text_to_image(ev: Evaluation) -> dict:
+    """Text→image (text2emoji): ``samples`` (4) images from random codes for each of the first
+    ``inputs`` distinct test captions (all by default), judged by the emoji-identity classifier
+    the project trains on real artwork of both vendors. ``named_accuracy`` (and ``_top5``): the
+    share of images showing the emoji their caption names, in [0, 1]; ``inception_score``: the
+    Inception-style score exp E KL(p(y|x) ‖ p(y)) with that judge, from 1 up to the number of
+    emoji; ``missing_modes``: test emoji never recognised with p > 0.5, out of ``modes``; each
+    also on the real test artwork (``_real``). With a domain code and 2+ samples also
+    ``diversity_z``: the mean judge-feature distance between consecutive samples of a caption
+    (≥ 0; 0: the code changes nothing). Paper Table 2b."""
     from m3dgan.metrics import image_score
     from m3dgan.metrics.emoji_judge import load_or_train_emoji_judge
 
+    outputs, test, samples = ev.outputs, ev.test, ev.samples or SAMPLES
     device, attention = outputs.device, outputs.model.attention
-    judge = load_or_train_emoji_judge(device=device, progress=progress)
+    class_names = ev.manifest.classes or None
+    judge = load_or_train_emoji_judge(device=device, progress=ev.progress)
     groups = _groups(test, "text")
-    keys = list(groups)[: inputs or None]
+    keys = list(groups)[: ev.inputs or None]
     rows = [groups[k][0] for k in keys]
     named = test["label"][torch.tensor(rows)]
     images, labels = [], []
