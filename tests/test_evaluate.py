@@ -1,5 +1,6 @@
-"""``m3dgan evaluate`` end to end on a tiny run: metrics exist, lie in range, and move with
-the model (a generator without z has exactly zero diversity; one with z does not)."""
+"""``m3dgan evaluate`` end to end on a tiny run: metrics exist, lie in range, repeat with the
+seed, and move with the model (a generator without z has exactly zero diversity; one with z
+does not); every metric a task names has its function."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from conftest import TINY_OVERRIDES, set_args, write_synthetic_dataset
 
 from m3dgan.cli import main
 from m3dgan.data.store import load_split, read_manifest, write_dataset
-from m3dgan.evaluate import evaluate
+from m3dgan.errors import ConfigError
+from m3dgan.evaluate import METRICS, evaluate, metric_functions
+from m3dgan.tasks import TASKS
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -55,6 +58,8 @@ def test_reference_and_diversity_metrics(tmp_path: Path, tiny_data: Path) -> Non
         assert 0.0 <= metrics[key] <= 1.0
     # the judge separates the two synthetic domains on real targets
     assert metrics["reference_judge_real"] >= 0.9
+    # every random draw comes from the seed (the judge is cached now)
+    assert evaluate(run, inputs=4, samples=3, data_root=tiny_data, progress=False) == metrics
 
 
 def _two_class_data(root: Path) -> Path:
@@ -93,6 +98,16 @@ def test_pix2pix_has_no_diversity_and_cli_writes_json(tmp_path: Path) -> None:
     assert metrics["diversity_z"] == 0.0  # no z: every sample of one input is identical
     assert "diversity_ref" not in metrics  # no reference encoder to use
     assert 0.0 <= metrics["realism"] <= 1.0 and 0.0 <= metrics["realism_real"] <= 1.0
+
+
+def test_every_metric_a_task_names_has_a_function() -> None:
+    for task in TASKS.values():
+        assert metric_functions(task.metrics) == [METRICS[name] for name in task.metrics]
+
+
+def test_an_unknown_metric_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"unknown metric 'fid' \(.*realism, diversity"):
+        metric_functions(["realism", "fid"])
 
 
 def test_evaluate_missing_run_is_a_clean_error(tmp_path: Path, capsys) -> None:

@@ -168,6 +168,38 @@ def test_evaluate_tts_writes_metrics_and_a_listening_page(tts_run, corpus, tmp_p
         assert name in page and (tmp_path / "audio" / name).is_file()
 
 
+def test_evaluation_outputs_are_seeded_and_leave_the_global_rng_alone(tts_run, corpus):
+    """The speech decoder's prenet dropout draws from torch's global RNG. ``Outputs`` runs it on
+    the evaluation's own stream, seeded once and continued: the same mels as seeding the global
+    RNG before the first call (what the evaluation always did), whatever the global RNG held,
+    and the caller's global RNG state is left as it was."""
+    from m3dgan.data.store import load_split
+    from m3dgan.data.tensors import encode_split
+    from m3dgan.evaluate.generate import Outputs
+    from m3dgan.infer import Translator
+
+    tr = Translator.from_checkpoint(tts_run, device="cpu")
+    test = encode_split(load_split(corpus, "test"), tr.vocabs)
+    refs = test["target"][torch.tensor([1, 0, 3, 2])]
+    torch.manual_seed(0)  # the former way: seed the global RNG, then one generator for codes
+    gen = torch.Generator().manual_seed(0)
+    expected = []
+    for rows, ref in (([0, 1], refs[:2]), ([2, 3], refs[2:]), ([0, 1, 2, 3], None)):
+        ids = test["source"][torch.tensor(rows)]
+        ids = ids[:, : int((ids != 0).sum(1).max())]
+        code = dict(reference=ref.float()) if ref is not None else dict(generator=gen)
+        expected.append(tr.model.translate(ids, **code))
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        state = torch.get_rng_state()
+        outputs = Outputs(tr, seed=0)
+        pairs = zip(outputs.batches(test["source"], 2), outputs.batches(refs, 2), strict=True)
+        got = [outputs.translate(s, r) for s, r in pairs]
+        got += [outputs.translate(s) for s in outputs.batches(test["source"], 4)]
+        assert torch.equal(torch.get_rng_state(), state)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
 def test_asr_trains_translates_speech_and_evaluates(corpus, tmp_path, capsys):
     run = train("asr", corpus, tmp_path / "asr")
     clip = espeak("Open the red door.", [], tmp_path / "in.wav")

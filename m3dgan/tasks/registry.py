@@ -13,9 +13,9 @@ class Task:
     source: str  # modality kind of S
     target: str  # modality kind of T
     dataset: str  # data set name understood by ``m3dgan.data.build.ensure_dataset``
-    metrics: tuple[
-        str, ...
-    ]  # realism | diversity | reference | text2image | captioning | translation | tts | asr
+    # names in m3dgan.evaluate.METRICS: realism | diversity | reference | text2image |
+    # captioning | translation | tts | asr
+    metrics: tuple[str, ...]
     description: str = ""
     defaults: dict = field(default_factory=dict)  # config overrides, "section.key" -> value
     swap_sides: bool = False  # read the data set target→source (asr reads the tts corpus)

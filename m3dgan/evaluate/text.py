@@ -1,4 +1,4 @@
-"""``m3dgan evaluate`` for the tasks with a text side (paper Table 2b–c, Table 4).
+"""The metrics of ``m3dgan evaluate`` for the tasks with a text side (paper Table 2b–c, Table 4).
 
 - **captioning** (emoji2text) and **translation** (en2fr): every distinct test source is decoded
   once (greedy, or beam search with ``beam``), with the domain code at the prior's mean (e = 0)
@@ -18,7 +18,12 @@ from collections import OrderedDict
 import torch
 
 from m3dgan.data.store import to_float
-from m3dgan.infer import Translator
+from m3dgan.evaluate.context import Evaluation
+from m3dgan.evaluate.generate import Outputs
+
+DECODE_BATCH = 64  # distinct sources decoded at a time
+IMAGE_BATCH = 32  # captions drawn at a time (``samples`` draws each)
+SAMPLES = 4  # default images per caption
 
 
 def _groups(test: dict, kind: str) -> OrderedDict:
@@ -45,34 +50,29 @@ def _references(test: dict, rows: list[int]) -> list[str]:
     return list(dict.fromkeys(refs))  # unique, order kept
 
 
-@torch.no_grad()
 def decode_test(
-    tr: Translator, test: dict, *, inputs: int | None, beam: int, batch_size: int = 64
+    outputs: Outputs, test: dict, *, inputs: int | None
 ) -> tuple[list[str], list[list[str]], list[str]]:
     """Hypotheses, reference lists and source descriptions for distinct test sources."""
-    groups = _groups(test, tr.source_spec.kind)
+    groups = _groups(test, outputs.tr.source_spec.kind)
     keys = list(groups)[: inputs or None]
-    hyps: list[str] = []
-    model = tr.model
-    for start in range(0, len(keys), batch_size):
-        rows = [groups[k][0] for k in keys[start : start + batch_size]]
-        src = test["source"][torch.tensor(rows)]
-        src = to_float(src) if src.dtype == torch.uint8 else src[:, : int((src != 0).sum(1).max())]
-        src = src.to(tr.device)
-        e = None
-        if model.attention is not None:
-            e = torch.zeros(len(rows), model.cfg.nz, device=tr.device)
-        out = model.translate(src, e=e, beam_size=beam)
-        hyps.extend(tr.decode(out))
+    hyps = outputs.texts(test["source"], [groups[k][0] for k in keys], DECODE_BATCH)
     refs = [_references(test, groups[k]) for k in keys]
     sources = [str(k) for k in keys]
     return hyps, refs, sources
 
 
-def evaluate_text_output(tr: Translator, test: dict, *, inputs: int | None, beam: int) -> dict:
+def text_output(ev: Evaluation) -> dict:
+    """BLEU of the text outputs (captioning, translation): the first ``inputs`` distinct test
+    sources (all by default) decoded once each, greedy or beam search (``beam``), with the domain
+    code at the prior's mean. ``bleu1`` and ``bleu4``: corpus BLEU-1 and BLEU-4 (sacreBLEU,
+    13a tokens; its ``bleu_signature`` is kept) against every reference text of the source, in
+    [0, 100]; ``exact_match``: the share of outputs equal to one of their references, in [0, 1].
+    Paper Table 2c (emoji2text) and Table 4 (en2fr)."""
     from m3dgan.metrics.bleu import corpus_bleu
 
-    hyps, refs, sources = decode_test(tr, test, inputs=inputs, beam=beam)
+    outputs = ev.outputs
+    hyps, refs, sources = decode_test(outputs, ev.test, inputs=ev.inputs)
     tokenize = "13a"
     scores = corpus_bleu(hyps, refs, tokenize=tokenize)
     exact = sum(h in r for h, r in zip(hyps, refs, strict=True)) / max(len(hyps), 1)
@@ -84,7 +84,7 @@ def evaluate_text_output(tr: Translator, test: dict, *, inputs: int | None, beam
         "bleu_precisions": scores.precisions,
         "exact_match": exact,
         "decoded": len(hyps),
-        "beam": beam,
+        "beam": outputs.beam,
         "examples": [
             {"source": s, "output": h, "references": r[:3]}
             for s, h, r in list(zip(sources, hyps, refs, strict=True))[:10]
@@ -92,40 +92,43 @@ def evaluate_text_output(tr: Translator, test: dict, *, inputs: int | None, beam
     }
 
 
-@torch.no_grad()
-def evaluate_text_to_image(
-    tr: Translator,
-    test: dict,
-    *,
-    inputs: int | None,
-    samples: int,
-    seed: int,
-    progress: bool,
-    class_names: list[str] | None = None,
-) -> dict:
+def text_to_image(ev: Evaluation) -> dict:
+    """Text→image (text2emoji): ``samples`` (4) images from random codes for each of the first
+    ``inputs`` distinct test captions (all by default), judged by the emoji-identity classifier
+    the project trains on real artwork of both vendors. ``named_accuracy`` (and ``_top5``): the
+    share of images showing the emoji their caption names, in [0, 1]; ``inception_score``: the
+    Inception-style score exp E KL(p(y|x) ‖ p(y)) with that judge, from 1 up to the number of
+    emoji; ``missing_modes``: test emoji never recognised with p > 0.5, out of ``modes``; each
+    also on the real test artwork (``_real``). With a domain code and 2+ samples also
+    ``diversity_z``: the mean judge-feature distance between consecutive samples of a caption
+    (≥ 0; 0: the code changes nothing). Paper Table 2b."""
     from m3dgan.metrics import image_score
     from m3dgan.metrics.emoji_judge import load_or_train_emoji_judge
 
-    judge = load_or_train_emoji_judge(device=tr.device, progress=progress)
+    outputs, test, samples = ev.outputs, ev.test, ev.samples or SAMPLES
+    device, attention = outputs.device, outputs.model.attention
+    class_names = ev.manifest.classes or None
+    judge = load_or_train_emoji_judge(device=device, progress=ev.progress)
     groups = _groups(test, "text")
-    keys = list(groups)[: inputs or None]
-    gen = torch.Generator(device=tr.device).manual_seed(seed)
+    keys = list(groups)[: ev.inputs or None]
+    rows = [groups[k][0] for k in keys]
+    named = test["label"][torch.tensor(rows)]
     images, labels = [], []
-    model = tr.model
-    for start in range(0, len(keys), 32):
-        rows = [groups[k][0] for k in keys[start : start + 32]]
-        ids = test["source"][torch.tensor(rows)]
-        ids = ids[:, : int((ids != 0).sum(1).max())].to(tr.device)
-        for _ in range(samples if model.attention is not None else 1):
-            images.append(model.translate(ids, generator=gen).cpu())
-            labels.append(test["label"][torch.tensor(rows)])
+    for start, ids in zip(
+        range(0, len(rows), IMAGE_BATCH),
+        outputs.batches(test["source"], IMAGE_BATCH, rows),
+        strict=True,
+    ):
+        for _ in range(samples if attention is not None else 1):
+            images.append(outputs.translate(ids).cpu())
+            labels.append(named[start : start + IMAGE_BATCH])
     fakes, fake_labels = torch.cat(images), torch.cat(labels)
     real = to_float(test["target"])
     out = image_score.text_to_image_scores(
-        judge, fakes, fake_labels, real, test["label"], class_names=class_names, device=tr.device
+        judge, fakes, fake_labels, real, test["label"], class_names=class_names, device=device
     )
-    if model.attention is not None and samples > 1:
-        out.update(_sample_diversity(judge, fakes, len(keys), samples, tr.device))
+    if attention is not None and samples > 1:
+        out.update(_sample_diversity(judge, fakes, len(keys), samples, device))
     return out
 
 
@@ -134,11 +137,11 @@ def _sample_diversity(judge, fakes: torch.Tensor, n: int, samples: int, device) 
     (BicycleGAN's protocol, as for images): do random codes give different pictures?"""
     from m3dgan.metrics.diversity import feature_distance
 
-    # ``fakes`` holds, per batch of ≤ 32 captions, ``samples`` consecutive blocks
+    # ``fakes`` holds, per batch of ≤ IMAGE_BATCH captions, ``samples`` consecutive blocks
     dists = []
     start = 0
-    for b0 in range(0, n, 32):
-        width = min(32, n - b0)
+    for b0 in range(0, n, IMAGE_BATCH):
+        width = min(IMAGE_BATCH, n - b0)
         blocks = [fakes[start + k * width : start + (k + 1) * width] for k in range(samples)]
         for k in range(samples - 1):
             dists.append(feature_distance(judge, blocks[k].to(device), blocks[k + 1].to(device)))

@@ -1,4 +1,4 @@
-"""``m3dgan evaluate`` for the speech tasks (paper Table 2d–e).
+"""The metrics of ``m3dgan evaluate`` for the speech tasks (paper Table 2d–e).
 
 - **tts** (text→speech): for ``inputs`` test sentences, one output per style with a reference
   utterance of that style *of another sentence* (so the reference carries style, not content),
@@ -31,8 +31,13 @@ from tqdm import tqdm
 
 from m3dgan.audio.inputs import pad_mels
 from m3dgan.errors import DataError
-from m3dgan.infer import Translator
+from m3dgan.evaluate.context import Evaluation
+from m3dgan.evaluate.generate import Outputs
 from m3dgan.modalities.speech.frames import frame_lengths
+
+TTS_BATCH = 16  # sentences synthesized at a time
+ASR_BATCH = 32  # utterances recognised at a time
+TTS_INPUTS = 50  # default test sentences spoken
 
 
 def _sentences(test: dict) -> OrderedDict:
@@ -43,53 +48,60 @@ def _sentences(test: dict) -> OrderedDict:
     return groups
 
 
-@torch.no_grad()
-def _synthesize(tr: Translator, ids: torch.Tensor, refs: torch.Tensor | None, gen, batch: int):
-    """Outputs (list of [T, n_mels] cpu tensors) and whether each stopped before the limit."""
-    model, outs, stopped = tr.model, [], []
-    limit = 2 * tr.target_spec.size
-    for start in range(0, len(ids), batch):
-        src = ids[start : start + batch]
-        src = src[:, : int((src != 0).sum(1).max())].to(tr.device)
-        if model.attention is None:
-            mel = model.translate(src)
-        elif refs is not None:
-            mel = model.translate(src, reference=refs[start : start + batch].to(tr.device))
-        else:
-            mel = model.translate(src, generator=gen)
-        lengths = frame_lengths(mel, tr.target_spec.channels)
+def _synthesize(outputs: Outputs, ids, rows: list[int], refs: torch.Tensor | None = None):
+    """Outputs for the ``rows`` of the sentences ``ids`` (list of [T, n_mels] cpu tensors) and
+    whether each stopped before the limit; with the references ``refs`` (one per row, padded
+    together), else from random codes."""
+    outs, stopped = [], []
+    spec = outputs.tr.target_spec
+    limit = 2 * spec.size
+    sources = outputs.batches(ids, TTS_BATCH, rows)
+    if refs is None:
+        batches = ((src, None) for src in sources)
+    else:
+        batches = zip(sources, outputs.batches(refs, TTS_BATCH), strict=True)
+    for src, ref in batches:
+        mel = outputs.translate(src, ref)
+        lengths = frame_lengths(mel, spec.channels)
         for row, n in zip(mel.float().cpu(), lengths.tolist(), strict=True):
             outs.append(row[:n])
             stopped.append(n < limit)
     return outs, stopped
 
 
-def evaluate_tts(
-    tr: Translator,
-    root: Path,
-    test: dict,
-    *,
-    inputs: int | None,
-    seed: int,
-    progress: bool,
-    audio_dir: Path | None,
-    batch: int = 16,
-    judge_steps: int | None = None,
-) -> dict:
+def tts(ev: Evaluation) -> dict:
+    """Text→speech: the first ``inputs`` (50) test sentences spoken in every style, each with a
+    reference utterance of that style of another sentence, and once from a random code; every
+    output heard through the vocoder round trip (mel → Griffin-Lim → mel).
+
+    ``wer_tts_ref`` / ``cer_tts_ref`` (with references) and ``wer_tts_z`` / ``cer_tts_z`` (random
+    codes): word and character error rates of the judge recognizer (trained on real training
+    audio only) on the outputs, ≥ 0 (above 1 when it hears more words than were said), next to
+    ``wer_real`` on real test audio and ``wer_vocoded`` on real audio through the same round
+    trip (the ceiling for any output). ``style_accuracy_tts`` (also per style): the share of
+    outputs the style classifier (trained on real audio) names as their reference's style, in
+    [0, 1], next to ``style_accuracy_real`` and ``style_accuracy_vocoded``. ``length_ratio``: the
+    decoded length over the real utterance's (> 0; 1 = as long); ``seconds_by_reference_style``
+    and ``level_by_reference_style``: mean duration and log-mel level of the outputs by their
+    reference's style, next to the real ones; ``stopped`` / ``stopped_z``: the share of outputs
+    that ended before the frame limit, in [0, 1]. With ``audio_dir``, ``listening_page``: the
+    swap grid and the references with their outputs, as WAVs and an index.html. Paper Table 2d.
+    """
     from m3dgan.metrics.judge_asr import load_or_train_judge_asr
     from m3dgan.metrics.speech_batches import vocoder_round_trip
     from m3dgan.metrics.style_classifier import load_or_train_style_classifier
     from m3dgan.metrics.transcript import wer_cer
 
+    outputs, test, tr, root = ev.outputs, ev.test, ev.tr, ev.root
     sentences = _sentences(test)
     styles = sorted({s for rows in sentences.values() for s in rows if s >= 0})
-    names = test.get("domain_names") or [str(s) for s in range(max(styles) + 1)]
+    names = ev.manifest.domains or [str(s) for s in range(max(styles) + 1)]
     full = [t for t, rows in sentences.items() if all(s in rows for s in styles)]
     if len(full) < 2 or len(styles) < 1:
         raise DataError("tts evaluation needs test sentences spoken in every style (2 or more)")
-    chosen = full[: inputs or 50]
-    judge = load_or_train_judge_asr(root, steps=judge_steps, device="cpu", progress=progress)
-    style_judge = load_or_train_style_classifier(root, progress=progress)
+    chosen = full[: ev.inputs or TTS_INPUTS]
+    judge = load_or_train_judge_asr(root, steps=ev.judge_steps, device="cpu", progress=ev.progress)
+    style_judge = load_or_train_style_classifier(root, progress=ev.progress)
     frames = test["target"]
 
     # one row per (sentence, style): the reference is the next sentence's utterance in that style
@@ -101,15 +113,12 @@ def evaluate_tts(
             ref_rows.append(sentences[other][s])
             texts.append(text)
             want.append(s)
-    ids = test["source"][torch.tensor(src_rows)]
-    refs = frames[torch.tensor(ref_rows)].float()
-    gen = torch.Generator(device=tr.device).manual_seed(seed)
-    torch.manual_seed(seed)  # the decoder's prenet dropout
-    bar = tqdm(total=2, desc="synthesizing", disable=not progress)
-    outs, stopped = _synthesize(tr, ids, refs, gen, batch)
+    refs = frames[torch.tensor(ref_rows)]
+    bar = tqdm(total=2, desc="synthesizing", disable=not ev.progress)
+    outs, stopped = _synthesize(outputs, test["source"], src_rows, refs)
     bar.update()
-    z_ids = test["source"][torch.tensor([sentences[t][styles[0]] for t in chosen])]
-    z_outs, z_stopped = _synthesize(tr, z_ids, None, gen, batch)
+    z_rows = [sentences[t][styles[0]] for t in chosen]
+    z_outs, z_stopped = _synthesize(outputs, test["source"], z_rows)
     bar.update()
     bar.close()
 
@@ -165,9 +174,9 @@ def evaluate_tts(
             {"text": t, "heard": h} for t, h in zip(texts[:8], heard_texts[:8], strict=True)
         ],
     }
-    if audio_dir is not None:
+    if ev.audio_dir is not None:
         out["listening_page"] = str(
-            write_listening_page(tr, audio_dir, chosen, styles, sentences, frames, outs, test)
+            write_listening_page(tr, ev.audio_dir, chosen, styles, names, sentences, frames, outs)
         )
     return out
 
@@ -178,9 +187,10 @@ def _mean_level(mels: torch.Tensor, lengths: torch.Tensor) -> float:
     return float(mels[keep].mean())
 
 
-def write_listening_page(tr, audio_dir, chosen, styles, sentences, frames, outs, test) -> Path:
+def write_listening_page(tr, audio_dir, chosen, styles, names, sentences, frames, outs) -> Path:
     """The swap grid (first 4 sentences × every style's reference) and the references with the
-    outputs made from them, as WAVs next to an index.html (``report.audio_page``)."""
+    outputs made from them, as WAVs next to an index.html (``report.audio_page``); ``names``:
+    the name of each style index."""
     from m3dgan.audio import save_wav
     from m3dgan.report.audio_page import (
         AudioClip,
@@ -192,7 +202,6 @@ def write_listening_page(tr, audio_dir, chosen, styles, sentences, frames, outs,
 
     audio_dir = Path(audio_dir)
     rate = tr.mel_config.sample_rate
-    names = test.get("domain_names") or [str(s) for s in styles]
     per = len(styles)
 
     def wav(name: str, mel: torch.Tensor) -> AudioClip:
@@ -224,41 +233,31 @@ def write_listening_page(tr, audio_dir, chosen, styles, sentences, frames, outs,
     )
 
 
-@torch.no_grad()
-def evaluate_asr(
-    tr: Translator,
-    test: dict,
-    *,
-    inputs: int | None,
-    beam: int,
-    root: Path | None = None,
-    progress: bool = False,
-    batch: int = 32,
-) -> dict:
-    """WER/CER of the model on the test utterances; where the data set keeps the test audio
-    (``audio/test/<row>.flac``), pocketsphinx on the same audio as an outside reference point."""
+def asr(ev: Evaluation) -> dict:
+    """Speech→text: every test utterance of the first ``inputs`` test sentences (all by
+    default; each in all its styles) decoded at the prior's mean, greedy or beam search. ``wer``
+    and ``cer``: word and character error rates (jiwer, on normalised transcripts), ≥ 0 (above 1
+    when the output has more words than the truth); where the data set keeps the test audio
+    (``audio/test/<row>.flac``), ``pocketsphinx_wer`` and ``pocketsphinx_cer`` of pocketsphinx on
+    the same audio as an outside reference point (None otherwise). Paper Table 2e."""
     from m3dgan.audio import load_audio
     from m3dgan.metrics.speech_scores import pocketsphinx_transcribe
     from m3dgan.metrics.transcript import wer_cer
 
+    outputs, test = ev.outputs, ev.test
     sentences: OrderedDict = OrderedDict()
     for i, text in enumerate(test["target_text"]):
         sentences.setdefault(text, []).append(i)
-    keys = list(sentences)[: inputs or None]
+    keys = list(sentences)[: ev.inputs or None]
     rows = [i for k in keys for i in sentences[k]]
-    model, hyps = tr.model, []
-    for start in range(0, len(rows), batch):
-        index = torch.tensor(rows[start : start + batch])
-        src = test["source"][index].float().to(tr.device)
-        e = torch.zeros(len(index), model.cfg.nz, device=tr.device) if model.attention else None
-        hyps.extend(tr.decode(model.translate(src, e=e, beam_size=beam)))
+    hyps = outputs.texts(test["source"], rows, ASR_BATCH)
     refs = [test["target_text"][i] for i in rows]
     scores = wer_cer(hyps, refs)
     sphinx: dict = {}
-    files = [Path(root or ".") / "audio" / "test" / f"{i:05d}.flac" for i in rows]
-    if root is not None and all(f.is_file() for f in files):
-        waves = [load_audio(f, tr.mel_config.sample_rate) for f in files]
-        sphinx = wer_cer(pocketsphinx_transcribe(waves, progress=progress), refs)
+    files = [ev.root / "audio" / "test" / f"{i:05d}.flac" for i in rows]
+    if all(f.is_file() for f in files):
+        waves = [load_audio(f, ev.tr.mel_config.sample_rate) for f in files]
+        sphinx = wer_cer(pocketsphinx_transcribe(waves, progress=ev.progress), refs)
     return {
         "utterances": len(rows),
         "wer": scores["wer"],
