@@ -56,6 +56,26 @@ def describe_os_error(exc: OSError) -> str:
     return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
+def make_folder(path: str | Path) -> Path:
+    """Create the folder ``path`` and its parents where missing; returns it.
+
+    Raises:
+        OutputError: it cannot be created, naming why: a part of the path that is a file (not a
+            folder), permission, a full disk...
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise OutputError(
+                f"{path}: cannot create this folder: {blocker} is a file, not a folder"
+            ) from exc
+        raise OutputError(f"{path}: cannot create this folder ({describe_os_error(exc)})") from exc
+    return path
+
+
 def output_error(path: Path | str, exc: OSError) -> OutputError:
     """The OutputError for failing to write ``path`` because of ``exc``."""
     return OutputError(f"{path}: cannot write ({describe_os_error(exc)})")
@@ -104,7 +124,7 @@ def atomic_paths(*paths: str | Path, durable: bool = True) -> Iterator[tuple[Pat
     current = None  # the destination being fsynced or renamed after the block
     try:
         for folder in dict.fromkeys(p.parent for p in dests):
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
         yield temps
         if durable:
             for tmp, dest in zip(temps, dests, strict=True):
@@ -175,7 +195,7 @@ def append_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     data = text.encode(encoding)
     existed = path.exists()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         with open(path, "ab", buffering=0) as handle:
             start = handle.seek(0, os.SEEK_END)
             try:

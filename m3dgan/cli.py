@@ -474,7 +474,7 @@ def _report(tr, source: str, written: list[Path]) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from m3dgan.atomic import write_text
+    from m3dgan.atomic import make_folder, write_text
     from m3dgan.evaluate import evaluate
 
     # checked before an evaluation that may take a while, not after it
@@ -482,6 +482,7 @@ def cmd_evaluate(args) -> int:
         raise M3DGANError(
             f"{args.out}: --out must be a file path for the metrics JSON, not a folder"
         )
+    make_folder(args.out.parent)
     for flag, value in (("--inputs", args.inputs), ("--samples", args.samples)):
         if value is not None and value < 1:
             raise M3DGANError(f"{flag} must be at least 1, got {value}")

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from m3dgan import checkpoint as ckpt
+from m3dgan.atomic import make_folder
 from m3dgan.audio import MelConfig
 from m3dgan.core.model import M3DGAN
 from m3dgan.device import resolve_device
@@ -294,7 +295,7 @@ class Translator:
         else:
             outs = self.translate(source, samples=samples, **opts)
             tag = OUTPUT_TAGS["random"]
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        make_folder(out_dir)
         stems = [Path(out_dir) / f"{stem}_{tag}{k}" for k in range(len(outs))]
         return self.target.write(outs, stems)
 

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from m3dgan import checkpoint as ckpt
 from m3dgan import distributed
-from m3dgan.atomic import append_text, output_error, write_text
+from m3dgan.atomic import append_text, make_folder, output_error, write_text
 from m3dgan.config import Config, TrainConfig, load_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
@@ -193,7 +193,7 @@ def train(
             if requested != tc.device:
                 notes.append(f"this session only: config.yaml keeps train.device={tc.device!r}")
             print(f"device: {dist.device}" + (f" ({'; '.join(notes)})" if notes else ""))
-            run_dir.mkdir(parents=True, exist_ok=True)
+            make_folder(run_dir)
             if config_changed:
                 cfg.save(run_dir / "config.yaml")
             root = data_root or task_dataset_root(cfg.task)  # may build it: one process does

@@ -117,6 +117,9 @@ CASES = [
     (f"{TRANSLATE} --input {{root}}/ok.png --beam 3", "beam search applies to text outputs"),
     ("translate --checkpoint {run} --text hello --out {root}/o", "cannot be given as text"),
     ("translate --checkpoint {run} --input {root}/ok.png --out {root}/ok.png", "this is a file"),
+    (f"{TRANSLATE.replace('{root}/outputs', '{root}/ok.png/sub')} --input {{root}}/ok.png", "ok.png is a file"),
+    ("train --task digits --data {data} --out {root}/ok.png/run --steps 1", "ok.png is a file"),
+    ("evaluate --checkpoint {run} --data {data} --out {root}/ok.png/m.json", "ok.png is a file"),
     (
         "translate --checkpoint {run} --input {root}/ok.png --out {root}/o --device x",
         "not a device",

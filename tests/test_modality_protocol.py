@@ -19,6 +19,7 @@ from text_fixtures import TEXT_MODEL_OVERRIDES
 from torch import nn
 from torch.nn import functional as F
 
+from m3dgan.atomic import write_text
 from m3dgan.config import layered_config
 from m3dgan.core.attention import Posterior
 from m3dgan.core.model import M3DGAN
@@ -26,9 +27,16 @@ from m3dgan.core.state import RunState
 from m3dgan.core.step import TrainStep
 from m3dgan.errors import InputError
 from m3dgan.infer import Translator
-from m3dgan.modalities import Modality, ModalitySpec, SequenceFeatures, modality_for
+from m3dgan.modalities import (
+    Modality,
+    ModalitySpec,
+    SequenceFeatures,
+    modality_for,
+    register_modality,
+)
 from m3dgan.modalities.registry import MODALITIES
 from m3dgan.modalities.text.vocab import CharVocabulary
+from m3dgan.report.samples import write_samples
 from m3dgan.run_record import RunRecord
 from m3dgan.run_state import save
 
@@ -115,21 +123,38 @@ class VectorModality(Modality):
             raise InputError(f"{path}: {len(values)} values, the model takes {self.spec.channels}")
         return torch.tensor([values])
 
+    @staticmethod
+    def as_text(row: torch.Tensor) -> str:
+        return " ".join(f"{v:.4f}" for v in row.tolist())
+
     def write(self, outputs: torch.Tensor, stems: list[Path]) -> list[Path]:
-        paths = []
-        for row, stem in zip(outputs, stems, strict=True):
-            path = Path(f"{stem}{self.file_suffix}")
-            path.write_text(" ".join(f"{v:.4f}" for v in row.tolist()) + "\n")
-            paths.append(path)
-        return paths
+        # atomically (no partial file; a full disk is an OutputError), as the protocol asks
+        return [
+            write_text(f"{stem}{self.file_suffix}", self.as_text(row) + "\n")
+            for row, stem in zip(outputs, stems, strict=True)
+        ]
 
     def describe_output(self, path: Path) -> str:
         return Path(path).read_text().strip()
 
+    def sample_text(self, sample: torch.Tensor) -> str:
+        return self.as_text(sample)
+
+    def write_sample_panel(self, columns, source, source_batch, folder, name, writer=None, step=0):
+        """Training samples (``m3dgan train`` writes them every ``train.sample_every`` steps)."""
+        lines = []
+        for i in range(len(source_batch)):
+            lines.append(f"source: {source.sample_text(source_batch[i])}")
+            lines += [f"  {column}: {self.as_text(batch[i])}" for column, batch in columns]
+        return write_text(Path(folder) / f"{name}.txt", "\n".join(lines) + "\n")
+
 
 @pytest.fixture(autouse=True)
-def vector_registered(monkeypatch):
-    monkeypatch.setitem(MODALITIES, "vector", VectorModality)
+def vector_registered():
+    """Registered as a new modality is (one line); unregistered after each test."""
+    register_modality(VectorModality)
+    yield
+    MODALITIES.pop("vector")
 
 
 # -- data: each vector is its source's mirror image, shifted by its domain's offset ----------
@@ -171,6 +196,15 @@ def test_fourth_modality_trains_saves_and_translates(tmp_path):
     save(tmp_path / "run", state, record)
     tr = Translator.from_checkpoint(tmp_path / "run")
     assert isinstance(tr.source, VectorModality) and tr.step == 300
+
+    # the training samples, as the trainer writes them (report.samples)
+    fixed = {"source": data_s[:3], "target": data_t[:3], "references": data_t[3:6]}
+    panel = write_samples(tr.model, fixed, tmp_path / "run", 300, tr.source, tr.target)
+    lines = panel.read_text().splitlines()
+    assert panel.name == "step_00000300.txt" and lines[0].startswith("source: ")
+    assert [line.split(":")[0].strip() for line in lines[1:9]] == [
+        "truth", "ref=truth", "ref0", "ref1", "ref2", "z0", "z1", "z2"
+    ]
 
     # files in, files out; the reference sets the domain (its offset), as in the paper
     test_s, test_t, test_d = vector_pairs(8, seed=1)

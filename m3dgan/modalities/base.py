@@ -168,7 +168,7 @@ class Modality:
 
     def from_text(self, text: str) -> torch.Tensor:
         """A string given on the command line → a batch of one sample. Only text can."""
-        raise InputError(f"a {self.kind} sample cannot be given as text; give a file (--input)")
+        raise InputError(f"{self.kind} samples cannot be given as text; give a file (--input)")
 
     def write(self, outputs: torch.Tensor, stems: list[Path]) -> list[Path]:
         """Generated samples [N, ...] → one file per row, ``stems[k]`` + ``file_suffix``

@@ -122,13 +122,12 @@ class TextModality(Modality):
         paths = []
         for text, stem in zip(self.decode(outputs), stems, strict=True):
             path = Path(f"{stem}{self.file_suffix}")
-            path.parent.mkdir(parents=True, exist_ok=True)
             write_text(path, text + "\n")  # atomic: a full disk is an OutputError
             paths.append(path)
         return paths
 
     def describe_output(self, path: Path) -> str | None:
-        return Path(path).read_text(encoding="utf-8").strip()
+        return Path(path).read_text(encoding="utf-8").strip() or "(empty)"
 
     def sample_text(self, sample: torch.Tensor) -> str | None:
         return self.codec.decode(sample.tolist())
