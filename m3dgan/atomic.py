@@ -162,7 +162,7 @@ def as_os_error(exc: BaseException) -> OSError | None:
 
 def write_safetensors(path: str | Path, tensors: dict) -> Path:
     """Write a safetensors file atomically (see :func:`atomic_path`); returns ``path``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # here: the writer of text files needs no torch
 
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))

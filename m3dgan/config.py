@@ -207,7 +207,7 @@ def _check_ranges(cfg: Config) -> None:
     device = cfg.train.device
     if device != "auto":
         try:
-            import torch
+            import torch  # here, so reading a config (``m3dgan --help``, tasks) needs no torch
 
             torch.device(device)
         except (RuntimeError, ValueError) as exc:

@@ -6,7 +6,7 @@ Run folder layout::
     RUN_DIR/log.jsonl          one line of losses per ``log_every`` steps (loss curves), and one
                                line per divergence-guard event (``"event": "rollback"``)
     RUN_DIR/tb/                TensorBoard scalars and sample grids (off, with one warning,
-                               once it cannot be written: see ``_Board``)
+                               once it cannot be written: see ``m3dgan.report.run_outputs``)
     RUN_DIR/samples/           sample grids as PNG
     RUN_DIR/checkpoints/       safetensors + JSON sidecars (see ``m3dgan.checkpoint``)
 
@@ -26,17 +26,15 @@ import json
 import resource
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from m3dgan import checkpoint as ckpt
 from m3dgan import distributed
-from m3dgan.atomic import append_text, make_folder, output_error, write_text
+from m3dgan.atomic import make_folder, write_text
 from m3dgan.config import Config, TrainConfig, load_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
@@ -54,8 +52,9 @@ from m3dgan.data.views import open_dataset
 from m3dgan.device import deterministic_mode, resolve_device
 from m3dgan.errors import ConfigError, OutputError
 from m3dgan.guard import DivergenceGuard, Rollback, TrainingDiverged
-from m3dgan.modalities import Modality, ModalitySpec
-from m3dgan.report.samples import fixed_samples, write_samples
+from m3dgan.modalities import ModalitySpec
+from m3dgan.report.run_outputs import RunOutputs
+from m3dgan.report.samples import fixed_samples
 from m3dgan.run_record import RunRecord
 from m3dgan.run_state import Snapshot, restore, save
 from m3dgan.tasks import get_task
@@ -224,119 +223,6 @@ def build_state(
     return RunState.create(model, cfg, device)
 
 
-class _Outputs:
-    """log.jsonl, TensorBoard and sample grids: written by rank 0 only, so processes of one run
-    never write the same file. Every method is a no-op elsewhere.
-
-    When a write fails (a full disk): log.jsonl and the samples are the run's record, so the run
-    stops with :class:`~m3dgan.errors.OutputError` (exit 2; the checkpoints stay as they were);
-    a log line is appended whole or not at all (``m3dgan.atomic.append_text``). TensorBoard is a
-    viewer's copy of the same numbers and images, so it warns once and is off for the rest of
-    the session (:class:`_Board`)."""
-
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
-        self.run_dir, self.enabled = run_dir, enabled
-        self.writer = _Board(run_dir / "tb") if enabled else None
-
-    def record(self, row: dict[str, Any]) -> None:
-        if self.enabled:
-            append_text(self.run_dir / "log.jsonl", json.dumps(row) + "\n")
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(f"train/{key}", value, step)
-        self.record({"step": step, **values})
-
-    def samples(
-        self, step: int, model: M3DGAN, fixed: dict, source: Modality, target: Modality
-    ) -> None:
-        if self.enabled:
-            write_samples(model, fixed, self.run_dir, step, source, target, self.writer)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-class _Board:
-    """TensorBoard's SummaryWriter, off with one warning once writing its event file fails.
-
-    A failure to write RUN_DIR/tb (a full disk) must not end a run that can still checkpoint
-    (space may come back), nor print a traceback: TensorBoard writes from a thread of its own,
-    which stores the error for the next call and prints it as a traceback, so that thread's
-    OSErrors are taken here too (``threading.excepthook``, restored on close). The event file
-    keeps every record written before: TensorBoard reads an event file up to its last whole
-    record, and an empty one left by a failed start is removed."""
-
-    def __init__(self, folder: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.folder, self.writer = folder, None
-        self._warned, self._thread_error = False, None
-        self._hook_before = threading.excepthook
-        threading.excepthook = self._thread_failed
-        try:
-            self.writer = SummaryWriter(str(folder))
-        except OSError as exc:
-            self._off(exc)
-
-    def add_scalar(self, *args, **kwargs) -> None:
-        self._call("add_scalar", *args, **kwargs)
-
-    def add_image(self, *args, **kwargs) -> None:
-        self._call("add_image", *args, **kwargs)
-
-    def add_text(self, *args, **kwargs) -> None:
-        self._call("add_text", *args, **kwargs)
-
-    def add_audio(self, *args, **kwargs) -> None:
-        self._call("add_audio", *args, **kwargs)
-
-    def close(self) -> None:
-        self._call("close")
-        self.writer = None
-        if threading.excepthook == self._thread_failed:
-            threading.excepthook = self._hook_before
-
-    def _call(self, name: str, *args, **kwargs) -> None:
-        if self.writer is None:
-            return
-        try:
-            getattr(self.writer, name)(*args, **kwargs)
-        except OSError as exc:
-            self._off(exc)
-        if self._thread_error is not None:  # a close() that flushed without raising it
-            self._off(self._thread_error)
-
-    def _thread_failed(self, args: threading.ExceptHookArgs) -> None:
-        """TensorBoard's writer thread failed: no traceback; this thread turns it off at its
-        next call (the writer also raises the error again there)."""
-        if type(args.thread).__module__.startswith("tensorboard.") and isinstance(
-            args.exc_value, OSError
-        ):
-            self._thread_error = args.exc_value
-        else:
-            self._hook_before(args)
-
-    def _off(self, exc: OSError) -> None:
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            with contextlib.suppress(OSError):
-                writer.close()
-        for empty in self.folder.glob("events.out.tfevents.*") if self.folder.is_dir() else ():
-            with contextlib.suppress(OSError):
-                if empty.stat().st_size == 0:
-                    empty.unlink()
-        if not self._warned:
-            self._warned = True
-            tqdm.write(
-                f"warning: TensorBoard is off for the rest of this session: "
-                f"{output_error(self.folder, exc)}; log.jsonl and samples/ are still written",
-                file=sys.stderr,
-            )
-
-
 class _Run:
     """One session of a run (fresh or resumed) in this process."""
 
@@ -379,7 +265,7 @@ class _Run:
             guard.initial = Snapshot.take(state)
         amp_dtype = torch.bfloat16 if tc.amp else None
         step_fn = TrainStep(state, cfg.loss, autocast_dtype=amp_dtype, dist=dist)
-        out = _Outputs(self.run_dir, dist.is_main)
+        out = RunOutputs(self.run_dir, dist.is_main)
         bar = tqdm(
             total=tc.steps,
             initial=state.step,
@@ -397,7 +283,7 @@ class _Run:
         # nothing trained (a finished run resumed): the newest checkpoint, named like save()'s
         return last_path or ckpt.resolve(self.run_dir).with_suffix(".safetensors")
 
-    def _loop(self, step_fn: TrainStep, guard: DivergenceGuard, out: _Outputs, bar) -> Path | None:
+    def _loop(self, step_fn: TrainStep, guard: DivergenceGuard, out: RunOutputs, bar) -> Path | None:
         tc, dist, state, device = self.cfg.train, self.dist, self.state, self.dist.device
         fixed = fixed_samples(self.test_split, device) if dist.is_main else None
         n = len(self.train_split["label"])
@@ -447,7 +333,7 @@ class _Run:
         return last_path
 
     def _roll_back(
-        self, guard: DivergenceGuard, error: NonFiniteLossError, out: _Outputs, bar
+        self, guard: DivergenceGuard, error: NonFiniteLossError, out: RunOutputs, bar
     ) -> None:
         """Divergence guard (``m3dgan.guard``): restore, log, and checkpoint the restored state
         so that its lowered learning rate survives a later --resume."""

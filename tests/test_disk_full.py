@@ -250,10 +250,10 @@ def test_tensorboard_on_a_full_disk_warns_once_and_goes_off(
 ) -> None:
     import threading
 
-    from m3dgan.train import _Board
+    from m3dgan.report.run_outputs import TensorBoardWriter
 
     hook = threading.excepthook
-    board = _Board(disk.root / "tb")
+    board = TensorBoardWriter(disk.root / "tb")
     assert board.writer is not None
     disk.fill()
     for step in range(100):
@@ -269,7 +269,7 @@ def test_tensorboard_on_a_full_disk_warns_once_and_goes_off(
     assert f"{disk.root / 'tb'}: cannot write (no space left on device)" in err
     with pytest.MonkeyPatch.context() as mp:  # already full when a run starts: off from there
         mp.setattr(threading, "excepthook", hook)
-        late = _Board(disk.root / "tb2")
+        late = TensorBoardWriter(disk.root / "tb2")
         assert late.writer is None and leftovers(disk.root / "tb2") == []
         late.close()
     assert "warning: TensorBoard is off" in capsys.readouterr().err

@@ -29,11 +29,24 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from m3dgan.audio import load_audio, save_wav
 from m3dgan.audio.inputs import pad_mels
 from m3dgan.errors import DataError
 from m3dgan.evaluate.context import Evaluation
 from m3dgan.evaluate.generate import Outputs
+from m3dgan.metrics.judge_asr import load_or_train_judge_asr
+from m3dgan.metrics.speech_batches import vocoder_round_trip
+from m3dgan.metrics.speech_scores import pocketsphinx_transcribe
+from m3dgan.metrics.style_classifier import load_or_train_style_classifier
+from m3dgan.metrics.transcript import wer_cer
 from m3dgan.modalities.speech.frames import frame_lengths
+from m3dgan.report.audio_page import (
+    AudioClip,
+    GridSection,
+    ListItem,
+    ListSection,
+    write_audio_page,
+)
 
 TTS_BATCH = 16  # sentences synthesized at a time
 ASR_BATCH = 32  # utterances recognised at a time
@@ -87,11 +100,6 @@ def tts(ev: Evaluation) -> dict:
     that ended before the frame limit, in [0, 1]. With ``audio_dir``, ``listening_page``: the
     swap grid and the references with their outputs, as WAVs and an index.html. Paper Table 2d.
     """
-    from m3dgan.metrics.judge_asr import load_or_train_judge_asr
-    from m3dgan.metrics.speech_batches import vocoder_round_trip
-    from m3dgan.metrics.style_classifier import load_or_train_style_classifier
-    from m3dgan.metrics.transcript import wer_cer
-
     outputs, test, tr, root = ev.outputs, ev.test, ev.tr, ev.root
     sentences = _sentences(test)
     styles = sorted({s for rows in sentences.values() for s in rows if s >= 0})
@@ -191,15 +199,6 @@ def write_listening_page(tr, audio_dir, chosen, styles, names, sentences, frames
     """The swap grid (first 4 sentences × every style's reference) and the references with the
     outputs made from them, as WAVs next to an index.html (``report.audio_page``); ``names``:
     the name of each style index."""
-    from m3dgan.audio import save_wav
-    from m3dgan.report.audio_page import (
-        AudioClip,
-        GridSection,
-        ListItem,
-        ListSection,
-        write_audio_page,
-    )
-
     audio_dir = Path(audio_dir)
     rate = tr.mel_config.sample_rate
     per = len(styles)
@@ -240,10 +239,6 @@ def asr(ev: Evaluation) -> dict:
     when the output has more words than the truth); where the data set keeps the test audio
     (``audio/test/<row>.flac``), ``pocketsphinx_wer`` and ``pocketsphinx_cer`` of pocketsphinx on
     the same audio as an outside reference point (None otherwise). Paper Table 2e."""
-    from m3dgan.audio import load_audio
-    from m3dgan.metrics.speech_scores import pocketsphinx_transcribe
-    from m3dgan.metrics.transcript import wer_cer
-
     outputs, test = ev.outputs, ev.test
     sentences: OrderedDict = OrderedDict()
     for i, text in enumerate(test["target_text"]):

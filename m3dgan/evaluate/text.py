@@ -20,6 +20,10 @@ import torch
 from m3dgan.data.store import to_float
 from m3dgan.evaluate.context import Evaluation
 from m3dgan.evaluate.generate import Outputs
+from m3dgan.metrics import image_score
+from m3dgan.metrics.bleu import corpus_bleu
+from m3dgan.metrics.diversity import feature_distance
+from m3dgan.metrics.emoji_judge import load_or_train_emoji_judge
 
 DECODE_BATCH = 64  # distinct sources decoded at a time
 IMAGE_BATCH = 32  # captions drawn at a time (``samples`` draws each)
@@ -69,8 +73,6 @@ def text_output(ev: Evaluation) -> dict:
     13a tokens; its ``bleu_signature`` is kept) against every reference text of the source, in
     [0, 100]; ``exact_match``: the share of outputs equal to one of their references, in [0, 1].
     Paper Table 2c (emoji2text) and Table 4 (en2fr)."""
-    from m3dgan.metrics.bleu import corpus_bleu
-
     outputs = ev.outputs
     hyps, refs, sources = decode_test(outputs, ev.test, inputs=ev.inputs)
     tokenize = "13a"
@@ -102,9 +104,6 @@ def text_to_image(ev: Evaluation) -> dict:
     also on the real test artwork (``_real``). With a domain code and 2+ samples also
     ``diversity_z``: the mean judge-feature distance between consecutive samples of a caption
     (≥ 0; 0: the code changes nothing). Paper Table 2b."""
-    from m3dgan.metrics import image_score
-    from m3dgan.metrics.emoji_judge import load_or_train_emoji_judge
-
     outputs, test, samples = ev.outputs, ev.test, ev.samples or SAMPLES
     device, attention = outputs.device, outputs.model.attention
     class_names = ev.manifest.classes or None
@@ -135,7 +134,6 @@ def text_to_image(ev: Evaluation) -> dict:
 def _sample_diversity(judge, fakes: torch.Tensor, n: int, samples: int, device) -> dict:
     """Mean emoji-judge feature distance between consecutive samples of the same caption
     (BicycleGAN's protocol, as for images): do random codes give different pictures?"""
-    from m3dgan.metrics.diversity import feature_distance
 
     # ``fakes`` holds, per batch of ≤ IMAGE_BATCH captions, ``samples`` consecutive blocks
     dists = []
