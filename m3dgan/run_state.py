@@ -19,6 +19,7 @@ import torch
 
 from m3dgan import checkpoint as ckpt
 from m3dgan.core.state import RunState
+from m3dgan.errors import CheckpointError
 from m3dgan.run_record import RunRecord
 
 
@@ -37,7 +38,20 @@ def save(run_dir: Path, state: RunState, record: RunRecord) -> Path:
     )
 
 
-def restore(state: RunState, checkpoint: ckpt.Checkpoint) -> None:
+def restore(state: RunState, checkpoint: ckpt.Checkpoint, run: RunRecord | None = None) -> None:
+    """Put ``checkpoint`` into ``state``: weights, optimizers, random streams, step and the
+    guard's state (read through the checkpoint's :class:`RunRecord`).
+
+    ``run``: the record of the run being resumed, as its data set describes it now; the
+    checkpoint's must describe the same sides, vocabularies and mel settings.
+
+    Raises:
+        CheckpointError: the sidecar lacks a field, the weights are another model's, or the data
+            set changed since the checkpoint (another vocabulary would train other token ids).
+    """
+    saved = RunRecord.from_dict(checkpoint.meta, str(getattr(checkpoint, "path", "checkpoint")))
+    if run is not None:
+        _check_same_data(saved, run)
     checkpoint.load_model(state.model)  # a checkpoint of another model: CheckpointError
     checkpoint.restore_optimizer("g", state.opt_g)
     checkpoint.restore_optimizer("d", state.opt_d)
@@ -52,7 +66,26 @@ def restore(state: RunState, checkpoint: ckpt.Checkpoint) -> None:
         state.noise.set_state(noise)
     torch.set_rng_state(checkpoint.rng_state("torch"))
     state.step = checkpoint.step
-    state.set_guard_meta(checkpoint.meta.get("guard"))
+    state.set_guard_meta(saved.guard)
+
+
+def _check_same_data(saved: RunRecord, run: RunRecord) -> None:
+    changed = [
+        name
+        for name, a, b in (
+            ("source side", saved.source, run.source),
+            ("target side", saved.target, run.target),
+            ("vocabularies", saved.vocab, run.vocab),
+            ("mel settings", saved.audio or run.audio, run.audio),
+        )
+        if a != b
+    ]
+    if changed:
+        raise CheckpointError(
+            f"{saved.where}: the data set {run.dataset!r} changed since this checkpoint was "
+            f"saved ({', '.join(changed)} differ); resume with the data set it was trained on, "
+            "or start a new run"
+        )
 
 
 @dataclass

@@ -251,7 +251,7 @@ class _Run:
         cfg, tc, dist, state = self.cfg, self.cfg.train, self.dist, self.state
         has_checkpoint = bool(ckpt.list_checkpoints(ckpt.checkpoint_dir(self.run_dir)))
         if resume and has_checkpoint:
-            restore(state, ckpt.load_latest(self.run_dir))
+            restore(state, ckpt.load_latest(self.run_dir), self.record)
             # config.yaml's rate × the guard's scale: lowering train.lr there takes effect
             state.set_lr(tc.lr)
             if state.step >= tc.steps and dist.is_main:

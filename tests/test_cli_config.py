@@ -182,7 +182,15 @@ class _CheckpointFromAnotherDevice:
     """What restore() reads from a checkpoint saved by a CUDA run: its noise generator's state
     is CUDA's (16 bytes: seed and offset), not a CPU Mersenne Twister's."""
 
-    step, meta = 3, {}
+    step = 3
+
+    def __init__(self) -> None:
+        from m3dgan.config import Config
+        from m3dgan.modalities import ModalitySpec
+        from m3dgan.run_record import RunRecord
+
+        side = ModalitySpec("image", 3, 32)
+        self.meta = RunRecord(config=Config(), source=side, target=side, dataset="d").to_dict()
 
     def load_model(self, model) -> None:
         pass

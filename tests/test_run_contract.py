@@ -163,3 +163,26 @@ def test_run_record_round_trip_and_missing_fields() -> None:
     old = record.to_dict()
     del old["audio"]  # saved before the mel settings were recorded
     assert RunRecord.from_dict(old).audio is None
+
+
+def test_resume_reads_the_record_and_refuses_a_changed_data_set(tmp_path, capsys) -> None:
+    """Resume reads the checkpoint's RunRecord; a data set whose vocabulary changed since would
+    train other token ids under the same weights, so it is one clear error, not a silent run."""
+    from conftest import TINY_OVERRIDES, set_args
+    from text_fixtures import TEXT_MODEL_OVERRIDES, write_text2text
+
+    from m3dgan.cli import main
+
+    data = write_text2text(tmp_path / "data")
+    run = tmp_path / "run"
+    base = ["train", "--task", "en2fr", "--objective", "mle", "--out", str(run), "--no-progress"]
+    tiny = set_args([*TINY_OVERRIDES, *TEXT_MODEL_OVERRIDES, "train.batch_size=4"])
+    assert main([*base, "--data", str(data), "--steps", "2", *tiny]) == 0
+    resume = ["train", "--resume", "--out", str(run), "--no-progress", "--steps", "3"]
+    assert main([*resume, "--data", str(data)]) == 0  # the same data: goes on
+    other = write_text2text(tmp_path / "other", n_train=2)  # fewer texts: fewer characters
+    capsys.readouterr()
+    assert main([*resume, "--data", str(other), "--steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "changed since this checkpoint was saved" in err and "vocabularies" in err
+    assert err.count("\n") == 1
