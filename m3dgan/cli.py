@@ -421,7 +421,7 @@ def cmd_translate(args) -> int:
     for path in args.input:
         written = tr.translate_file(path, args.out, **opts)
         _report(tr, str(path), written)
-        rows.append((str(path), written))
+        rows.append((Path(path).name, written))
     _output_page(tr, args, rows)
     return 0
 
@@ -446,8 +446,9 @@ def _note_earlier_outputs(args) -> None:
 
 
 def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
-    """An index page in --out where the target modality makes one (speech: a player per
-    output): one row per input, one column per reference, token setting or random code."""
+    """An index page in --out where the target modality makes one (images: the input, the
+    references and the outputs; speech: a player per output): one row per input, one column
+    per reference, token setting or random code."""
     if not rows:
         return
     if args.reference:
@@ -456,11 +457,24 @@ def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
         columns = [f"tokens {args.tokens}"]
     else:
         columns = [f"z{k}" for k in range(max(len(w) for _, w in rows))]
+    sources = references = None
+    if tr.target.page_shows_samples:  # read again as the model saw them, to show beside outputs
+        if args.input:
+            sources = [tr.source.panel_image(tr.read_source(p).cpu()) for p in args.input]
+            sources = [None if s is None else s[0] for s in sources]
+        if args.reference:
+            references = tr.read_references(args.reference).cpu()
     page = tr.target.output_page(
-        args.out, "m3dgan translate", [label for label, _ in rows], columns, [w for _, w in rows]
+        args.out,
+        "m3dgan translate",
+        [label for label, _ in rows],
+        columns,
+        [w for _, w in rows],
+        sources,
+        references,
     )
     if page is not None:
-        print(f"listen: {page}")
+        print(f"page: {page}")
 
 
 def _report(tr, source: str, written: list[Path]) -> None:

@@ -183,11 +183,23 @@ class Modality:
         """One sample as text for a log (text: the decoded string), or None."""
         return None
 
+    page_shows_samples: ClassVar[bool] = False  # output_page wants the sources and references
+
     def output_page(
-        self, folder: Path, title: str, rows: list[str], columns: list[str], files: list[list[Path]]
+        self,
+        folder: Path,
+        title: str,
+        rows: list[str],
+        columns: list[str],
+        files: list[list[Path]],
+        sources: list[torch.Tensor | None] | None = None,
+        references: torch.Tensor | None = None,
     ) -> Path | None:
         """An index page to browse a folder of outputs (one row per input, one column per
-        reference or code), or None where the files themselves are easy to browse."""
+        reference or code), or None where the files themselves are easy to browse. Where
+        ``page_shows_samples``, the caller passes ``sources`` (each input as the source
+        modality's ``panel_image``, or None) and ``references`` (the column references, a batch
+        of this modality's samples) for the page to show."""
         return None
 
     def write_sample_panel(

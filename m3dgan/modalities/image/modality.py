@@ -29,6 +29,7 @@ from m3dgan.modalities.image.nets import (
     ImageSummary,
 )
 from m3dgan.report.grid import make_grid, save_image
+from m3dgan.report.image_page import write_image_page
 
 
 class ImageModality(Modality):
@@ -94,6 +95,24 @@ class ImageModality(Modality):
             save_image(image, path)
             paths.append(path)
         return paths
+
+    page_shows_samples = True
+
+    def output_page(
+        self,
+        folder: Path,
+        title: str,
+        rows: list[str],
+        columns: list[str],
+        files: list[list[Path]],
+        sources: list[torch.Tensor | None] | None = None,
+        references: torch.Tensor | None = None,
+    ) -> Path | None:
+        """An index.html: one row per input (the input first, as the model read it), one column
+        per reference (shown at its head) or random code."""
+        return write_image_page(
+            Path(folder) / "index.html", title, rows, columns, files, sources, references
+        )
 
     def panel_image(self, batch: torch.Tensor) -> torch.Tensor | None:
         return batch

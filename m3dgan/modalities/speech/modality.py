@@ -161,7 +161,14 @@ class SpeechModality(Modality):
         return paths
 
     def output_page(
-        self, folder: Path, title: str, rows: list[str], columns: list[str], files: list[list[Path]]
+        self,
+        folder: Path,
+        title: str,
+        rows: list[str],
+        columns: list[str],
+        files: list[list[Path]],
+        sources: list[torch.Tensor | None] | None = None,
+        references: torch.Tensor | None = None,
     ) -> Path | None:
         """An index.html with a player per output: one row per input, one column per reference
         (the content–style swap grid), token setting or random code."""

@@ -1,0 +1,72 @@
+"""``m3dgan translate`` to an image target writes an index.html beside its PNGs: one row per
+input (the input as the model read it), one column per reference (shown at its head) or per
+random code; every output linked exists, inputs and references are embedded."""
+
+from __future__ import annotations
+
+import base64
+import io
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from conftest import train_tiny_run
+from PIL import Image
+
+from m3dgan.cli import main
+
+pytestmark = pytest.mark.usefixtures("isolated_env")
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+@pytest.fixture(scope="module")
+def run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_run(tiny_data, tmp_path_factory, 1)
+
+
+def images_of(page: Path) -> tuple[list[Path], list[Image.Image]]:
+    parser = _Images()
+    parser.feed(page.read_text())
+    linked = [page.parent / s for s in parser.sources if not s.startswith("data:")]
+    embedded = [
+        Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1])))
+        for s in parser.sources
+        if s.startswith("data:image/png;base64,")
+    ]
+    return linked, embedded
+
+
+def test_translate_writes_a_page_of_inputs_references_and_outputs(run, tmp_path, capsys) -> None:
+    inputs, refs = [], []
+    for i, colour in enumerate([(200, 30, 30), (30, 30, 200)]):
+        inputs.append(tmp_path / f"in{i}.png")
+        Image.new("RGB", (40, 40), colour).save(inputs[-1])  # square; the model reads 16 px
+        refs.append(tmp_path / f"ref{i}.png")
+        Image.new("L", (16, 16), 60 + 100 * i).save(refs[-1])
+    out = tmp_path / "out"
+    argv = ["translate", "--checkpoint", str(run), "--out", str(out), "--input", *map(str, inputs)]
+    assert main([*argv, "--reference", *map(str, refs)]) == 0
+    assert f"page: {out / 'index.html'}" in capsys.readouterr().out
+    linked, embedded = images_of(out / "index.html")
+    assert sorted(p.name for p in linked) == sorted(
+        f"in{i}_ref{k}.png" for i in range(2) for k in range(2)
+    )
+    assert all(p.is_file() for p in linked)
+    # two references at their column heads, then each input as the model read it (16 px)
+    assert len(embedded) == 4 and all(im.size == (16, 16) for im in embedded)
+    text = (out / "index.html").read_text()
+    assert "reference: ref0.png" in text and "in1.png" in text
+
+    out_z = tmp_path / "z"
+    assert main([*argv[:4], str(out_z), *argv[5:], "--samples", "3", "--seed", "0"]) == 0
+    linked, embedded = images_of(out_z / "index.html")
+    assert len(linked) == 6 and all(p.is_file() for p in linked) and len(embedded) == 2
