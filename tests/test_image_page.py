@@ -70,3 +70,22 @@ def test_translate_writes_a_page_of_inputs_references_and_outputs(run, tmp_path,
     assert main([*argv[:4], str(out_z), *argv[5:], "--samples", "3", "--seed", "0"]) == 0
     linked, embedded = images_of(out_z / "index.html")
     assert len(linked) == 6 and all(p.is_file() for p in linked) and len(embedded) == 2
+
+
+def test_labelled_grid_heads_columns_with_their_references() -> None:
+    """Training samples: each column is named, and a ref<k> column shows its reference above."""
+    import torch
+
+    from m3dgan.report.grid import labelled_grid
+
+    tile = torch.full((1, 16, 16), -1.0)  # black
+    reference = torch.zeros(1, 16, 16)  # mid grey (128), to tell it from the white paper
+    grid = labelled_grid([[tile] * 3, [tile] * 3], ["truth", "ref0", "z0"], [None, reference, None])
+    # 16 px tiles drawn 4× (64 px), 4 px gaps; header = reference row + label line
+    assert grid.shape == (3, 88 + 2 * 68 + 4, 3 * 68 + 4) and grid.dtype == torch.uint8
+    x_ref, x_truth = 4 + 68 + 32, 4 + 32  # centres of columns 1 and 0
+    assert grid[:, 4 + 32, x_ref].tolist() == [128, 128, 128]  # the reference above ref0
+    assert grid[:, 4 + 32, x_truth].tolist() == [255, 255, 255]  # nothing above truth
+    label_band = grid[:, 68 + 4 : 88, 4 : 4 + 64]
+    assert (label_band < 200).any()  # the label "truth" is drawn
+    assert grid[:, 88 + 32, x_truth].tolist() == [0, 0, 0]  # the tiles below

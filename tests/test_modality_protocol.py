@@ -140,7 +140,9 @@ class VectorModality(Modality):
     def sample_text(self, sample: torch.Tensor) -> str:
         return self.as_text(sample)
 
-    def write_sample_panel(self, columns, source, source_batch, folder, name, writer=None, step=0):
+    def write_sample_panel(
+        self, columns, source, source_batch, folder, name, writer=None, step=0, headers=None
+    ):
         """Training samples (``m3dgan train`` writes them every ``train.sample_every`` steps)."""
         lines = []
         for i in range(len(source_batch)):

@@ -211,10 +211,13 @@ class Modality:
         name: str,
         writer: Any = None,
         step: int = 0,
+        headers: list[torch.Tensor | None] | None = None,
     ) -> Path:
         """Training samples: one column per (name, target-side batch) for the same source rows,
         written as ``folder/name`` + a suffix of this modality's choosing, and to TensorBoard's
-        ``writer`` (if any) at ``step``. Returns the main file's path."""
+        ``writer`` (if any) at ``step``. ``headers[c]``: a sample of this modality that made
+        column c (its reference), to show at the column's head, or None. Returns the main
+        file's path."""
         raise NotImplementedError
 
     def panel_image(self, batch: torch.Tensor) -> torch.Tensor | None:

@@ -1,11 +1,13 @@
-"""Image grids without torchvision: rows of samples, each image padded by a white border."""
+"""Image grids without torchvision: rows of samples, each image padded by a white border, and
+the same with a labelled header (the training samples)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from m3dgan.atomic import atomic_path
 from m3dgan.data.store import to_uint8
@@ -42,3 +44,53 @@ def save_image(image: torch.Tensor, path: Path) -> None:
     picture = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
     with atomic_path(path) as tmp:
         picture.save(tmp)  # the temp name keeps the suffix: Pillow picks the format by it
+
+
+def labelled_grid(
+    rows: list[list[torch.Tensor]],
+    column_labels: list[str],
+    header_images: list[torch.Tensor | None] | None = None,
+    min_tile: int = 64,
+) -> torch.Tensor:
+    """A grid with a header: ``column_labels[c]`` names column c, and ``header_images[c]`` (if
+    given and not None) is drawn above its label — the reference a column was made with.
+
+    ``rows[r][c]`` and the header images are float images [C, H, W] in [-1, 1]. Tiles smaller
+    than ``min_tile`` pixels are enlarged by a whole factor (nearest neighbour, no blur).
+    Returns uint8 [3, H', W'] (for ``save_image`` and TensorBoard). Labels use Pillow's built-in
+    font, so no font file is needed."""
+    tile_h = max(img.shape[-2] for row in rows for img in row)
+    tile_w = max(img.shape[-1] for row in rows for img in row)
+    scale = max(1, -(-min_tile // max(tile_h, tile_w)))
+    th, tw, pad, text_h = tile_h * scale, tile_w * scale, 4, 16
+    has_images = header_images is not None and any(h is not None for h in header_images)
+    head_h = (th + pad if has_images else 0) + text_h + pad
+    ncols = max(len(row) for row in rows)
+    width = ncols * (tw + pad) + pad
+    height = head_h + len(rows) * (th + pad) + pad
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=11)
+
+    def paste(img: torch.Tensor, x: int, y: int) -> None:
+        tile = to_uint8(as_rgb(img[None].float().cpu()))[0].permute(1, 2, 0).numpy()
+        picture = Image.fromarray(tile).resize((tw, th), Image.Resampling.NEAREST)
+        canvas.paste(picture, (x, y))
+
+    for c in range(ncols):
+        x = pad + c * (tw + pad)
+        header = header_images[c] if has_images and c < len(header_images) else None
+        if header is not None:
+            paste(header, x, pad)
+        label = column_labels[c] if c < len(column_labels) else ""
+        draw.text(
+            (x + tw // 2, head_h - pad - text_h // 2),
+            label,
+            fill=(40, 40, 40),
+            font=font,
+            anchor="mm",
+        )
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            paste(img, pad + c * (tw + pad), head_h + r * (th + pad))
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)

@@ -2,14 +2,15 @@
 
 Columns per test input: ground truth, G(S, z from the ground truth as reference), G(S, z from
 each of 3 fixed references), G(S, e_k) for 3 fixed random codes. The target modality draws them
-(``Modality.write_sample_panel``): image targets a PNG grid (with the source image first when the
-source is an image); text targets a text file with one block per input (and the same in
+(``Modality.write_sample_panel``): image targets a PNG grid with a labelled header (the source
+image first when the source is an image; each ``ref<k>`` column headed by its reference); text targets a text file with one block per input (and the same in
 TensorBoard); speech targets a PNG of the mel spectrograms (one row per input, low frequencies at
 the bottom) plus WAVs of the first input's columns (Griffin-Lim).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -63,6 +64,11 @@ def write_samples(
     vocabulary, a speech target is vocoded with the data set's mel settings); the target
     modality draws the panel (``Modality.write_sample_panel``)."""
     columns = sample_columns(model, fixed)
+    # the reference each ``ref<k>`` column was made with, for panels that show it at the head
+    headers = [
+        fixed["references"][int(name[3:])] if re.fullmatch(r"ref\d+", name) else None
+        for name, _ in columns
+    ]
     return target.write_sample_panel(
         columns,
         source,
@@ -71,4 +77,5 @@ def write_samples(
         f"step_{step:08d}",
         writer,
         step,
+        headers=headers,
     )

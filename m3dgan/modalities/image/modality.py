@@ -28,7 +28,7 @@ from m3dgan.modalities.image.nets import (
     ImagePrenet,
     ImageSummary,
 )
-from m3dgan.report.grid import make_grid, save_image
+from m3dgan.report.grid import labelled_grid, save_image
 from m3dgan.report.image_page import write_image_page
 
 
@@ -126,14 +126,17 @@ class ImageModality(Modality):
         name: str,
         writer: Any = None,
         step: int = 0,
+        headers: list[torch.Tensor | None] | None = None,
     ) -> Path:
-        """A PNG grid: one row per source, one column per entry (the source image first when
-        the source can be shown as an image)."""
+        """A PNG grid with a labelled header: one row per source, one column per entry (the
+        source image first when the source can be shown as an image), each column headed by
+        its name and, where given, the reference it was made with."""
+        headers = list(headers) if headers is not None else [None] * len(columns)
         shown = source.panel_image(source_batch)
         if shown is not None:
-            columns = [("source", shown), *columns]
+            columns, headers = [("source", shown), *columns], [None, *headers]
         rows = [[col[i] for _, col in columns] for i in range(len(source_batch))]
-        grid = make_grid(rows)
+        grid = labelled_grid(rows, [name for name, _ in columns], headers)
         path = Path(folder) / f"{name}.png"
         save_image(grid, path)
         if writer is not None:

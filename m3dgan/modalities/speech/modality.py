@@ -185,6 +185,7 @@ class SpeechModality(Modality):
         name: str,
         writer: Any = None,
         step: int = 0,
+        headers: list[torch.Tensor | None] | None = None,
     ) -> Path:
         """A PNG of the mel spectrograms (one row per source, low frequencies at the bottom) and
         WAVs of the first source's columns (Griffin-Lim) in ``folder/name/``."""

@@ -141,6 +141,7 @@ class TextModality(Modality):
         name: str,
         writer: Any = None,
         step: int = 0,
+        headers: list[torch.Tensor | None] | None = None,
     ) -> Path:
         """A text file with one block per source row: the source (as text if it is text), then
         one line per column."""
