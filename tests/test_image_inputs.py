@@ -396,6 +396,7 @@ def test_cli_prints_one_warning_line_per_cropped_file(trained_run: Path, tmp_pat
     ), done.stderr
     assert "UserWarning" not in done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "index.html",
         "square_ref0.png",
         "tall_ref0.png",
         "wide_ref0.png",
@@ -428,7 +429,13 @@ def test_distinct_names_translate_each_input(trained_run: Path, tmp_path: Path) 
     args = ["--input", str(tmp_path / "digit.png"), str(tmp_path / "digit_b.png")]
     assert main(translate_args(trained_run, out, *args, "--samples", "2", "--seed", "0")) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["digit_b_z0.png", "digit_b_z1.png", "digit_z0.png", "digit_z1.png"]
+    assert names == [
+        "digit_b_z0.png",
+        "digit_b_z1.png",
+        "digit_z0.png",
+        "digit_z1.png",
+        "index.html",
+    ]
 
 
 def test_translating_into_a_folder_with_earlier_outputs_says_so(
@@ -449,6 +456,7 @@ def test_translating_into_a_folder_with_earlier_outputs_says_so(
         "digit_z0.png",
         "digit_z1.png",
         "digit_z2.png",
+        "index.html",
     ]
 
 

@@ -77,9 +77,11 @@ def test_train_writes_config_logs_samples_tensorboard_and_checkpoints(
         assert all(isinstance(v, (int, float)) for v in row.values())
 
     with Image.open(trained_run / "samples" / "step_00000004.png") as grid:
-        # 6 test sources; columns: source, truth, G(S, z_r(truth)), 3 references, 3 random codes
+        # 6 test sources; columns: source, truth, G(S, z_r(truth)), 3 references, 3 random codes;
+        # 16 px tiles drawn 4× (64 px) with 4 px gaps, under a header of the references (64 px)
+        # and the column names (16 px)
         assert grid.mode == "RGB"
-        assert grid.size == (9 * (16 + 2) + 2, 6 * (16 + 2) + 2)
+        assert grid.size == (9 * (64 + 4) + 4, (64 + 4 + 16 + 4) + 6 * (64 + 4) + 4)
 
     events = list((trained_run / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
@@ -213,8 +215,9 @@ def test_translate_random_samples(trained_run: Path, images_dir: Path, tmp_path:
     seven = str(images_dir / "seven.png")
     out = tmp_path / "out"
     assert translate(trained_run, out, "--input", seven, "--samples", "3", "--seed", "1") == 0
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.glob("*.png"))
     assert files == ["seven_z0.png", "seven_z1.png", "seven_z2.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", *files]  # + the page
     pixels = []
     for name in files:
         with Image.open(out / name) as img:
@@ -239,7 +242,7 @@ def test_translate_one_output_per_reference(
         trained_run, out, "--input", str(images_dir / "seven.png"), "--reference", *refs
     )
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["seven_ref0.png", "seven_ref1.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "seven_ref0.png", "seven_ref1.png"]
     # a reference gives a deterministic domain
     out2 = tmp_path / "out2"
     code = translate(
