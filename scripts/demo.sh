@@ -69,7 +69,7 @@ cat <<TXT
                   rows: the printed test digits in $T/inputs; columns: 6 random codes, then one
                   output per handwritten reference in $T/references (shown in the top row)
   sample grid     ${grid:-"(none yet)"}   (test inputs at the last training step; all steps: $OUT/samples/)
-  translations    $T/random/  and  $T/reference/
+  translations    $T/random/  and  $T/reference/  (each with an index.html to open in a browser)
   metrics         $OUT/metrics.json   (realism: a digit classifier's accuracy on the outputs)
   training log    $OUT/log.jsonl  (TensorBoard: .venv/bin/tensorboard --logdir $OUT/tb)
   the run         $OUT  (train it further: OUT=$OUT STEPS=4000 bash scripts/demo.sh)
