@@ -457,13 +457,13 @@ def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
         columns = [f"tokens {args.tokens}"]
     else:
         columns = [f"z{k}" for k in range(max(len(w) for _, w in rows))]
-    sources = references = None
+    sources = headers = None
     if tr.target.page_shows_samples:  # read again as the model saw them, to show beside outputs
         if args.input:
             sources = [tr.source.panel_image(tr.read_source(p).cpu()) for p in args.input]
             sources = [None if s is None else s[0] for s in sources]
         if args.reference:
-            references = tr.read_references(args.reference).cpu()
+            headers = list(tr.read_references(args.reference).cpu())
     page = tr.target.output_page(
         args.out,
         "m3dgan translate",
@@ -471,7 +471,7 @@ def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
         columns,
         [w for _, w in rows],
         sources,
-        references,
+        headers,
     )
     if page is not None:
         print(f"page: {page}")
@@ -509,6 +509,7 @@ def cmd_evaluate(args) -> int:
         data_root=_data_root(args.data),
         seed=args.seed,
         audio_dir=args.out.with_name(args.out.stem + "_audio"),
+        page_dir=args.out.with_name(args.out.stem + "_page"),
     )
     write_text(args.out, json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))

@@ -71,6 +71,7 @@ cat <<TXT
   sample grid     ${grid:-"(none yet)"}   (test inputs at the last training step; all steps: $OUT/samples/)
   translations    $T/random/  and  $T/reference/  (each with an index.html to open in a browser)
   metrics         $OUT/metrics.json   (realism: a digit classifier's accuracy on the outputs)
+                  $OUT/metrics_page/index.html   (the metrics with test outputs to look at)
   training log    $OUT/log.jsonl  (TensorBoard: .venv/bin/tensorboard --logdir $OUT/tb)
   the run         $OUT  (train it further: OUT=$OUT STEPS=4000 bash scripts/demo.sh)
 TXT

@@ -60,6 +60,17 @@ def test_reference_and_diversity_metrics(tmp_path: Path, tiny_data: Path) -> Non
     assert metrics["reference_judge_real"] >= 0.9
     # every random draw comes from the seed (the judge is cached now)
     assert evaluate(run, inputs=4, samples=3, data_root=tiny_data, progress=False) == metrics
+    # the page: drawn after the metrics from its own generator, so the numbers do not move
+    paged = evaluate(
+        run, inputs=4, samples=3, data_root=tiny_data, progress=False, page_dir=tmp_path / "page"
+    )
+    assert paged.pop("page") == str(tmp_path / "page" / "index.html") and paged == metrics
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "reference_accuracy" in page  # the metrics at the top
+    assert "reference: dim" in page and "reference: bright" in page  # a reference per domain
+    names = sorted(p.name for p in (tmp_path / "page").glob("*.png"))
+    assert names[:6] == ["input0_ref0.png", "input0_ref1.png", *(f"input0_z{k}.png" for k in range(4))]
+    assert all(f'src="{name}"' in page for name in names)
 
 
 def _two_class_data(root: Path) -> Path:
@@ -98,6 +109,9 @@ def test_pix2pix_has_no_diversity_and_cli_writes_json(tmp_path: Path) -> None:
     assert metrics["diversity_z"] == 0.0  # no z: every sample of one input is identical
     assert "diversity_ref" not in metrics  # no reference encoder to use
     assert 0.0 <= metrics["realism"] <= 1.0 and 0.0 <= metrics["realism_real"] <= 1.0
+    # no code: one output column on the page beside the metrics JSON
+    assert metrics["page"] == str(tmp_path / "metrics_page" / "index.html")
+    assert sorted(p.name for p in (tmp_path / "metrics_page").glob("input0_*")) == ["input0_out.png"]
 
 
 def test_every_metric_a_task_names_has_a_function() -> None:

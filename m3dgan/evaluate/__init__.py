@@ -28,6 +28,7 @@ from m3dgan.errors import ConfigError
 from m3dgan.evaluate import image, speech, text
 from m3dgan.evaluate.context import Evaluation, Metric
 from m3dgan.evaluate.generate import Outputs
+from m3dgan.evaluate.page import write_output_page
 from m3dgan.infer import Translator
 from m3dgan.tasks import get_task
 
@@ -70,6 +71,7 @@ def evaluate(
     beam: int = 1,
     audio_dir: Path | None = None,
     judge_steps: int | None = None,
+    page_dir: Path | None = None,
 ) -> dict:
     """The metrics of the run at ``checkpoint`` (a run folder or a checkpoint file) on its
     task's test split (the built-in data set, or the one at ``data_root``).
@@ -78,8 +80,10 @@ def evaluate(
     then holds the entries of each metric the task names, in the task's order. ``inputs`` and
     ``samples`` override each metric's defaults; ``seed`` seeds every random draw (the same seed
     gives the same numbers; the global RNG is left alone); ``beam`` is the beam size of text
-    decoding (1: greedy); ``audio_dir`` receives the tts listening page; ``judge_steps``
-    overrides the training steps of a judge trained on first use (tests).
+    decoding (1: greedy); ``audio_dir`` receives the tts listening page; ``page_dir`` receives,
+    for an image target, a page of the metrics and outputs to look at (``evaluate.page``; its
+    path is the result's ``page``); ``judge_steps`` overrides the training steps of a judge
+    trained on first use (tests).
     """
     tr = Translator.from_checkpoint(checkpoint, device=device)
     task = get_task(tr.cfg.task)
@@ -109,4 +113,8 @@ def evaluate(
     }
     for metric in metrics:
         out.update(metric(ev))
+    if page_dir is not None:
+        page = write_output_page(ev, out, page_dir)  # after the metrics: it draws its own codes
+        if page is not None:
+            out["page"] = str(page)
     return out

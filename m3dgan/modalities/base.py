@@ -193,13 +193,15 @@ class Modality:
         columns: list[str],
         files: list[list[Path]],
         sources: list[torch.Tensor | None] | None = None,
-        references: torch.Tensor | None = None,
+        headers: list[torch.Tensor | None] | None = None,
+        notes: dict[str, Any] | None = None,
     ) -> Path | None:
         """An index page to browse a folder of outputs (one row per input, one column per
         reference or code), or None where the files themselves are easy to browse. Where
         ``page_shows_samples``, the caller passes ``sources`` (each input as the source
-        modality's ``panel_image``, or None) and ``references`` (the column references, a batch
-        of this modality's samples) for the page to show."""
+        modality's ``panel_image``, or None) and ``headers`` (per column, the reference it was
+        made with, a sample of this modality, or None) for the page to show. ``notes``: name →
+        value lines for the top of the page (``evaluate``'s metrics)."""
         return None
 
     def write_sample_panel(

@@ -38,6 +38,8 @@ th {{ background: #f6f6f6; font-weight: normal; font-size: 0.85em; }}
 td.source {{ background: #f6f6f6; }}
 img {{ width: {TILE_PX}px; height: {TILE_PX}px; image-rendering: pixelated; display: block;
       margin: auto; }}
+table.notes {{ margin-bottom: 1.5em; }}
+table.notes td {{ text-align: left; font-size: 0.9em; }}
 .caption {{ font-size: 0.8em; color: #555; max-width: {TILE_PX + 20}px; word-wrap: break-word; }}
 """
 
@@ -68,6 +70,18 @@ def _link(folder: Path, path: Path) -> str:
     return quote(relative.as_posix())
 
 
+def _notes(notes: dict[str, object] | None) -> str:
+    """name → value rows of a small table (floats to 4 significant digits)."""
+    if not notes:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(k))}</td>"
+        f"<td>{html.escape(f'{v:.4g}' if isinstance(v, float) else str(v))}</td></tr>"
+        for k, v in notes.items()
+    )
+    return f'<table class="notes">{rows}</table>\n'
+
+
 def write_image_page(
     path: Path,
     title: str,
@@ -75,14 +89,15 @@ def write_image_page(
     columns: list[str],
     files: list[list[Path]],
     sources: list[torch.Tensor | None] | None = None,
-    references: list[torch.Tensor] | None = None,
+    headers: list[torch.Tensor | None] | None = None,
+    notes: dict[str, object] | None = None,
 ) -> Path:
     """Write the page to ``path`` (atomically) and return it.
 
     ``rows[r]``: the label of input r; ``columns[c]``: the label of column c; ``files[r][c]``:
     output r, c (a PNG inside the page's folder). ``sources[r]``: input r as an image [C, H, W]
-    in [-1, 1], or None (a text input has no picture); ``references[c]``: the reference of
-    column c, likewise, when the columns are references.
+    in [-1, 1], or None (a text input has no picture); ``headers[c]``: the reference column c
+    was made with, likewise, or None. ``notes``: name → value rows of a table at the top.
 
     Raises:
         DataError: an output file is missing or outside the page's folder.
@@ -93,7 +108,8 @@ def write_image_page(
     show_sources = sources is not None and any(s is not None for s in sources)
     head = ["<th>input</th>"] if show_sources else ["<th></th>"]
     for c, label in enumerate(columns):
-        picture = _img(data_uri(references[c]), label) if references is not None else ""
+        header = headers[c] if headers is not None and c < len(headers) else None
+        picture = _img(data_uri(header), label) if header is not None else ""
         head.append(f'<th>{picture}<div class="caption">{html.escape(label)}</div></th>')
     body = ["<tr>" + "".join(head) + "</tr>"]
     for r, label in enumerate(rows):
@@ -113,7 +129,7 @@ def write_image_page(
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1>\n<table>\n"
+        f"<h1>{html.escape(title)}</h1>\n{_notes(notes)}<table>\n"
         + "\n".join(body)
         + "\n</table>\n</body></html>\n"
     )

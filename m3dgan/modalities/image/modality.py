@@ -106,12 +106,13 @@ class ImageModality(Modality):
         columns: list[str],
         files: list[list[Path]],
         sources: list[torch.Tensor | None] | None = None,
-        references: torch.Tensor | None = None,
+        headers: list[torch.Tensor | None] | None = None,
+        notes: dict[str, Any] | None = None,
     ) -> Path | None:
         """An index.html: one row per input (the input first, as the model read it), one column
         per reference (shown at its head) or random code."""
         return write_image_page(
-            Path(folder) / "index.html", title, rows, columns, files, sources, references
+            Path(folder) / "index.html", title, rows, columns, files, sources, headers, notes
         )
 
     def panel_image(self, batch: torch.Tensor) -> torch.Tensor | None:

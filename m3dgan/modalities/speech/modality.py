@@ -168,7 +168,8 @@ class SpeechModality(Modality):
         columns: list[str],
         files: list[list[Path]],
         sources: list[torch.Tensor | None] | None = None,
-        references: torch.Tensor | None = None,
+        headers: list[torch.Tensor | None] | None = None,
+        notes: dict[str, Any] | None = None,
     ) -> Path | None:
         """An index.html with a player per output: one row per input, one column per reference
         (the content–style swap grid), token setting or random code."""
