@@ -366,7 +366,7 @@ def test_translate_onto_a_full_disk_keeps_earlier_outputs(
     out = disk.root / "out"
     assert translate(trained_run, out, seven, "--samples", "2", "--seed", "1") == 0
     before = {name: (out / name).read_bytes() for name in leftovers(out)}
-    assert sorted(before) == ["index.html", "seven_z0.png", "seven_z1.png"]
+    assert sorted(before) == ["index.html", "overview.png", "seven_z0.png", "seven_z1.png"]
     disk.fill()
     code = translate(trained_run, out, seven, "--samples", "2", "--seed", "2")
     assert_disk_full_error(code, capsys, out)

@@ -397,6 +397,7 @@ def test_cli_prints_one_warning_line_per_cropped_file(trained_run: Path, tmp_pat
     assert "UserWarning" not in done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "index.html",
+        "overview.png",
         "square_ref0.png",
         "tall_ref0.png",
         "wide_ref0.png",
@@ -435,6 +436,7 @@ def test_distinct_names_translate_each_input(trained_run: Path, tmp_path: Path) 
         "digit_z0.png",
         "digit_z1.png",
         "index.html",
+        "overview.png",
     ]
 
 
@@ -457,6 +459,7 @@ def test_translating_into_a_folder_with_earlier_outputs_says_so(
         "digit_z1.png",
         "digit_z2.png",
         "index.html",
+        "overview.png",
     ]
 
 

@@ -54,7 +54,7 @@ SCRIPT = textwrap.dedent(
     Image.new("RGB", (16, 16), (200, 200, 200)).save(work / "in.png")
     argv = ["translate", "--checkpoint", str(run), "--input", str(work / "in.png")]
     assert main([*argv, "--out", str(work / "out"), "--samples", "2", "--device", "cpu"]) == 0
-    assert len(list((work / "out").glob("*.png"))) == 2
+    assert len(list((work / "out").glob("in_z*.png"))) == 2  # + overview.png, index.html
 
     from m3dgan.extras import MissingExtraError
     from m3dgan.audio import load_audio

@@ -65,6 +65,11 @@ def test_translate_writes_a_page_of_inputs_references_and_outputs(run, tmp_path,
     assert len(embedded) == 4 and all(im.size == (16, 16) for im in embedded)
     text = (out / "index.html").read_text()
     assert "reference: ref0.png" in text and "in1.png" in text
+    # the same grid as one labelled PNG: a header (references + labels), 2 rows of tiles
+    # (16 px outputs drawn 6× to reach 96 px), input column + 2 reference columns
+    assert 'href="overview.png"' in text
+    with Image.open(out / "overview.png") as grid:
+        assert grid.size == (3 * (96 + 4) + 4, (96 + 4 + 16 + 4) + 2 * (96 + 4) + 4)
 
     out_z = tmp_path / "z"
     assert main([*argv[:4], str(out_z), *argv[5:], "--samples", "3", "--seed", "0"]) == 0

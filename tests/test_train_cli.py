@@ -215,9 +215,9 @@ def test_translate_random_samples(trained_run: Path, images_dir: Path, tmp_path:
     seven = str(images_dir / "seven.png")
     out = tmp_path / "out"
     assert translate(trained_run, out, "--input", seven, "--samples", "3", "--seed", "1") == 0
-    files = sorted(p.name for p in out.glob("*.png"))
+    files = sorted(p.name for p in out.glob("seven_*.png"))
     assert files == ["seven_z0.png", "seven_z1.png", "seven_z2.png"]
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", *files]  # + the page
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "overview.png", *files]
     pixels = []
     for name in files:
         with Image.open(out / name) as img:
@@ -242,7 +242,12 @@ def test_translate_one_output_per_reference(
         trained_run, out, "--input", str(images_dir / "seven.png"), "--reference", *refs
     )
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", "seven_ref0.png", "seven_ref1.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "index.html",
+        "overview.png",
+        "seven_ref0.png",
+        "seven_ref1.png",
+    ]
     # a reference gives a deterministic domain
     out2 = tmp_path / "out2"
     code = translate(

@@ -83,6 +83,8 @@ def labelled_grid(
         if header is not None:
             paste(header, x, pad)
         label = column_labels[c] if c < len(column_labels) else ""
+        while len(label) > 1 and draw.textlength(label, font=font) > tw:  # fit under the tile
+            label = label[:-2] + "…"
         draw.text(
             (x + tw // 2, head_h - pad - text_h // 2),
             label,

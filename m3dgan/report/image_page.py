@@ -82,6 +82,13 @@ def _notes(notes: dict[str, object] | None) -> str:
     return f'<table class="notes">{rows}</table>\n'
 
 
+def _overview(folder: Path) -> str:
+    """A link to the same grid as one PNG, where the folder has one (``overview.png``)."""
+    if not (folder / "overview.png").is_file():
+        return ""
+    return '<p><a href="overview.png">overview.png</a>: the same grid as one image</p>\n'
+
+
 def write_image_page(
     path: Path,
     title: str,
@@ -129,7 +136,7 @@ def write_image_page(
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1>\n{_notes(notes)}<table>\n"
+        f"<h1>{html.escape(title)}</h1>\n{_notes(notes)}{_overview(folder)}<table>\n"
         + "\n".join(body)
         + "\n</table>\n</body></html>\n"
     )

@@ -109,8 +109,21 @@ class ImageModality(Modality):
         headers: list[torch.Tensor | None] | None = None,
         notes: dict[str, Any] | None = None,
     ) -> Path | None:
-        """An index.html: one row per input (the input first, as the model read it), one column
-        per reference (shown at its head) or random code."""
+        """An index.html and the same as one labelled PNG, ``overview.png``: one row per input
+        (the input first, as the model read it), one column per reference (shown at its head)
+        or random code."""
+        outputs = [[self.read(Path(p), "reference")[0] for p in row] for row in files]
+        # the header image says it is a reference; the label names which
+        labels = [c.removeprefix("reference: ") for c in columns]
+        heads = list(headers) if headers is not None else [None] * len(columns)
+        if sources is not None and any(s is not None for s in sources):
+            blank = torch.ones_like(outputs[0][0])  # a text input has no picture: white
+            outputs = [
+                [blank if s is None else s, *row] for s, row in zip(sources, outputs, strict=True)
+            ]
+            labels, heads = ["input", *labels], [None, *heads]
+        grid = labelled_grid(outputs, labels, heads, min_tile=96)
+        save_image(grid, Path(folder) / "overview.png")
         return write_image_page(
             Path(folder) / "index.html", title, rows, columns, files, sources, headers, notes
         )
