@@ -10,6 +10,8 @@ steps, batch size and seed, then ``m3dgan evaluate`` scores it. Writes ``results
     OMP_NUM_THREADS=1 python bench/ablation.py --tasks digits
     python bench/ablation.py --report-only
     python bench/ablation.py --tasks digits --objectives pix2pix,full --steps 200   # a quick look
+    python bench/ablation.py --tasks digits --objectives full --variant resize:model.upsample=resize
+        # a technique switch: its row beside the same objective without it (same steps and seed)
 
 Columns: realism = digit-classifier accuracy on translated test digits (paper Table 2a/3);
 real = the same classifier on held-out real MNIST; div(z) / div(r) = diversity with random z /
@@ -57,9 +59,11 @@ def run(cmd: list[str], log: Path) -> None:
         raise SystemExit(f"command failed ({proc.returncode}), see {log}: {' '.join(cmd)}")
 
 
-def bench_one(task: str, objective: str, args) -> dict:
-    run_dir = args.out / "runs" / f"{task}-{objective}"
-    log = args.out / "logs" / f"{task}-{objective}.log"
+def bench_one(task: str, objective: str, args, variant: str = "", sets: tuple = ()) -> dict:
+    """Train (unless done) and evaluate one row; ``variant`` names extra ``--set`` items."""
+    row = f"{task}-{objective}" + (f"+{variant}" if variant else "")
+    run_dir = args.out / "runs" / row
+    log = args.out / "logs" / f"{row}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     m3dgan = [sys.executable, "-m", "m3dgan"]
     if _claimed_by_other_lane(run_dir):
@@ -70,6 +74,8 @@ def bench_one(task: str, objective: str, args) -> dict:
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
         (run_dir / ".lane").write_text(str(os.getpid()))
+        row_info = {"task": task, "objective": objective, "variant": variant, "sets": list(sets)}
+        (run_dir / "row.json").write_text(json.dumps(row_info))
         steps = args.steps[task]
         run(
             m3dgan
@@ -92,6 +98,7 @@ def bench_one(task: str, objective: str, args) -> dict:
                 f"train.checkpoint_every={steps}",
                 "--set",
                 f"train.sample_every={max(steps // 4, 1)}",
+                *(arg for item in sets for arg in ("--set", item)),
             ],
             log,
         )
@@ -134,7 +141,7 @@ def table(results: list[dict]) -> str:
     head = ["task", "objective"] + [c[1] for c in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        cells = [r["task"], r["objective"]]
+        cells = [r["task"], r["objective"] + (f" + {r['variant']}" if r.get("variant") else "")]
         for key, _, fmt in COLUMNS:
             value = r.get(key)
             cell = "–" if value is None else fmt.format(value)
@@ -155,15 +162,27 @@ def parse_per_task(text: str, cast=int) -> dict[str, int]:
 def collect(out: Path) -> list[dict]:
     """Every finished run under ``out/runs`` (so several lanes can share one ``--out``)."""
     results = []
-    for task in DEFAULT:
-        for objective in ALL:
-            run_dir = out / "runs" / f"{task}-{objective}"
-            if (run_dir / "metrics.json").is_file() and (run_dir / "train_stats.json").is_file():
-                result = json.loads((run_dir / "metrics.json").read_text())
-                result.update(json.loads((run_dir / "train_stats.json").read_text()))
-                train_cfg = load_yaml((run_dir / "config.yaml").read_text())["train"]
-                result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
-                results.append(result)
+    rows = {}
+    for run_dir in sorted((out / "runs").glob("*")) if (out / "runs").is_dir() else []:
+        info = run_dir / "row.json"  # runs written before variants: "<task>-<objective>"
+        rows[run_dir.name] = (
+            json.loads(info.read_text()) if info.is_file() else {"variant": "", "sets": []}
+        )
+    order = [f"{t}-{o}" for t in DEFAULT for o in ALL]
+    names = sorted(
+        rows, key=lambda n: (order.index(n.split("+")[0]) if n.split("+")[0] in order else 99, n)
+    )
+    for name in names:
+        run_dir = out / "runs" / name
+        if not (run_dir / "metrics.json").is_file() or not (run_dir / "train_stats.json").is_file():
+            continue
+        result = json.loads((run_dir / "metrics.json").read_text())
+        result["variant"] = rows[name].get("variant", "")
+        result["sets"] = rows[name].get("sets", [])
+        result.update(json.loads((run_dir / "train_stats.json").read_text()))
+        train_cfg = load_yaml((run_dir / "config.yaml").read_text())["train"]
+        result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
+        results.append(result)
     return results
 
 
@@ -197,6 +216,15 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[;KEY=VALUE]",
+        help="also run each objective with these --set items, as a row named NAME "
+        "(e.g. resize:model.upsample=resize); repeatable",
+    )
+    p.add_argument("--no-base", action="store_true", help="only the --variant rows")
+    p.add_argument(
         "--report-only", action="store_true", help="only rebuild the table from finished runs"
     )
     args = p.parse_args()
@@ -205,13 +233,19 @@ def main() -> None:
     if not args.report_only:
         for task in args.tasks.split(","):
             objectives = args.objectives.split(",") if args.objectives else DEFAULT[task]
+            variants = [] if args.no_base else [("", ())]
+            for spec in args.variant:
+                name, _, items = spec.partition(":")
+                variants.append((name, tuple(i for i in items.split(";") if i)))
             for objective in objectives:
-                t0 = time.time()
-                bench_one(task, objective, args)
-                print(
-                    f"[{time.time() - started:6.0f}s] {task}/{objective} done in {time.time() - t0:.0f}s",
-                    flush=True,
-                )
+                for name, sets in variants:
+                    t0 = time.time()
+                    bench_one(task, objective, args, name, sets)
+                    label = f"{task}/{objective}" + (f"+{name}" if name else "")
+                    print(
+                        f"[{time.time() - started:6.0f}s] {label} done in {time.time() - t0:.0f}s",
+                        flush=True,
+                    )
     print(write_report(args.out))
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
 

@@ -71,6 +71,10 @@ class ModelConfig:
     gen_max_channels: int = 128
     disc_channels: int = 64
     disc_layers: int = 3
+    # how the image generator doubles the resolution: "deconv" (a 4×4 stride-2 transposed conv,
+    # the paper's deconv2d) | "resize" (nearest-neighbour ×2, then a 3×3 conv: no checkerboard;
+    # Odena et al. 2016, "Deconvolution and checkerboard artifacts")
+    upsample: str = "deconv"
     # -- text (paper §4, appendix §7; Tacotron's encoder and decoder) --
     text_embed: int = 128  # character / subword embedding size
     text_prenet: list[int] = field(default_factory=lambda: [256, 128])  # FC layers before CBHG
@@ -187,6 +191,7 @@ _ANY_INT = {"train.seed"}
 _CHOICES = {
     "loss.gan_mode": ("lsgan", "vanilla", "hinge"),
     "loss.dist_form": ("hinge", "mode-seeking"),
+    "model.upsample": ("deconv", "resize"),
 }
 _UNIT_INTERVAL = {"train.beta1", "train.beta2"}  # [0, 1)
 _POSITIVE_FLOAT = {"train.lr"}  # other floats (loss weights, tau) must be finite and >= 0

@@ -85,6 +85,7 @@ CASES = [
     (f"{TRAIN} --set model.ref_channels=[]", "model.ref_channels"),
     (f"{TRAIN} --set model.token_heads=3", "divisible"),
     (f"{TRAIN} --set loss.gan_mode=wgan", "loss.gan_mode"),
+    (f"{TRAIN} --set model.upsample=bilinear", "model.upsample"),
     (f"{TRAIN} --set train.seed=-1", "train.seed"),
     (f"{TRAIN} --set train.nothing=1", "unknown key"),
     (f"{TRAIN} --set nothing=1", "unknown key"),

@@ -124,6 +124,31 @@ def test_downsample_plan_halves_only_even_maps_of_at_least_8() -> None:
     assert downsample_plan(20, 3) == [2, 2, 1]  # 20 -> 10 -> 5, odd: kept
 
 
+def test_resize_upsampling_replaces_every_strided_deconvolution() -> None:
+    """``model.upsample = "resize"``: nearest ×2 + 3×3 conv in every up block (no transposed
+    conv of stride 2 left, the checkerboard's source); same shapes, and gradients reach it."""
+    from torch import nn
+
+    side = ModalitySpec("image", 3, 32)
+    for how, strided_deconvs in (("deconv", 2), ("resize", 0)):  # tiny: 2 blocks, both ×2
+        model = M3DGAN(side, side, get_objective("full"), tiny_model_config(upsample=how))
+        found = [
+            m
+            for m in model.generator.modules()
+            if isinstance(m, nn.ConvTranspose2d) and m.stride == (2, 2)
+        ]
+        assert len(found) == strided_deconvs, how
+        assert sum(isinstance(m, nn.Upsample) for m in model.generator.modules()) == (
+            2 if how == "resize" else 0
+        )
+        x = torch.rand(2, 3, 32, 32) * 2 - 1
+        out = model.translate(x)
+        assert out.shape == (2, 3, 32, 32)
+        z = model.embed(model.sample_e(2))
+        model.generate(x, z).square().mean().backward()
+        assert all(p.grad is not None for p in model.generator.up.parameters())
+
+
 def test_image_generator_refuses_sources_of_another_size() -> None:
     with pytest.raises(ValueError, match="one size"):
         target = modality_for(ModalitySpec("image", 3, 16))

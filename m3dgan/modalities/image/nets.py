@@ -2,7 +2,8 @@
 
 - prenet: 2-layer conv2d [32, 32];
 - generator: ``gen_blocks`` residual conv2d blocks down and as many residual deconv2d blocks up
-  (paper: 6 + 6), U-Net skips between them, a final deconv2d to the target's channels, tanh.
+  (paper: 6 + 6; ``model.upsample = "resize"`` upsamples by resize-then-convolve instead),
+  U-Net skips between them, a final deconv2d to the target's channels, tanh.
   A block halves the resolution only while the feature map is even and at least 8 px, so
   32×32, 64×64, 128×128 and any multiple of 16 work with the same six blocks (the rest keep
   the resolution). The domain embedding z modulates every block (FiLM after instance norm,
@@ -110,12 +111,24 @@ class ResidualDown(nn.Module):
         return F.leaky_relu(h + self.skip(x), 0.2)
 
 
-class ResidualUp(nn.Module):
-    def __init__(self, cin: int, cskip: int, cout: int, stride: int, z_dim: int) -> None:
-        super().__init__()
-        self.up = (
-            ConvTranspose2d(cin, cin, 4, stride=2, padding=1) if stride == 2 else nn.Identity()
+def upsampler(channels: int, how: str) -> nn.Module:
+    """×2 resolution, ``channels`` in and out: "deconv" (4×4 stride-2 transposed conv, the
+    paper's) or "resize" (nearest ×2, then 3×3 conv; no checkerboard pattern, Odena et al.)."""
+    if how == "resize":
+        return nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"), Conv2d(channels, channels, 3, padding=1)
         )
+    if how == "deconv":
+        return ConvTranspose2d(channels, channels, 4, stride=2, padding=1)
+    raise ValueError(f"model.upsample must be 'deconv' or 'resize', not {how!r}")
+
+
+class ResidualUp(nn.Module):
+    def __init__(
+        self, cin: int, cskip: int, cout: int, stride: int, z_dim: int, upsample: str = "deconv"
+    ) -> None:
+        super().__init__()
+        self.up = upsampler(cin, upsample) if stride == 2 else nn.Identity()
         self.conv1 = Conv2d(cin + cskip, cout, 3, padding=1)
         self.film1 = FiLM(cout, z_dim)
         self.conv2 = Conv2d(cout, cout, 3, padding=1)
@@ -159,7 +172,7 @@ class ImageGenerator(nn.Module):
         self.up = nn.ModuleList()
         for i in reversed(range(cfg.gen_blocks)):
             out = skips[i] if i > 0 else widths[0]
-            self.up.append(ResidualUp(prev, skips[i], out, strides[i], z_dim))
+            self.up.append(ResidualUp(prev, skips[i], out, strides[i], z_dim, cfg.upsample))
             prev = out
         # "a final deconv2d outputs RGB": a stride-1 transposed conv to the target's channels
         self.to_output = ConvTranspose2d(prev, out_channels, 3, padding=1)
