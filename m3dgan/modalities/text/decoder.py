@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from m3dgan.config import ModelConfig
 from m3dgan.modalities.base import Modality, SequenceFeatures
 from m3dgan.modalities.sequence_decoder import AttentionRNNDecoder
+from m3dgan.modalities.text.nets import token_prenet
 from m3dgan.modalities.text.vocab import BOS, EOS, PAD
 
 
@@ -28,12 +29,7 @@ class TextDecoder(AttentionRNNDecoder):
         super().__init__(source, width_in, z_dim, cfg)
         self.vocab_size, self.max_len = vocab_size, max_len
         self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
-        layers: list[nn.Module] = []
-        prev = cfg.text_embed
-        for width in cfg.text_prenet:
-            layers += [nn.Linear(prev, width), nn.ReLU(), nn.Dropout(0.2)]
-            prev = width
-        self.prenet = nn.Sequential(*layers)
+        self.prenet = token_prenet(cfg)
         self.out = nn.Linear(self.out_dim, vocab_size)
 
     def _run(self, tokens, memory, keys, mask, state=None):

@@ -84,19 +84,26 @@ class CBHG(nn.Module):
         return out
 
 
+def token_prenet(cfg: ModelConfig) -> nn.Sequential:
+    """The FC layers over embedded tokens (``text_prenet``, ReLU, dropout 0.2; Tacotron's
+    prenet), shared by the text prenet M_in and the text decoder's input."""
+    layers: list[nn.Module] = []
+    prev = cfg.text_embed
+    for width in cfg.text_prenet:
+        layers += [nn.Linear(prev, width), nn.ReLU(), nn.Dropout(0.2)]
+        prev = width
+    return nn.Sequential(*layers)
+
+
 class TextPrenet(nn.Module):
     """M_in for text: ids [B, L] or distributions [B, L, V] → :class:`SequenceFeatures`."""
 
     def __init__(self, vocab_size: int, cfg: ModelConfig) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
-        layers: list[nn.Module] = []
-        prev = cfg.text_embed
-        for width in cfg.text_prenet:
-            layers += [nn.Linear(prev, width), nn.ReLU(), nn.Dropout(0.2)]
-            prev = width
-        self.fc = nn.Sequential(*layers)
-        self.cbhg = CBHG(prev, cfg.cbhg_bank, cfg.cbhg_channels, cfg.cbhg_highway, cfg.text_gru)
+        self.fc = token_prenet(cfg)
+        width = cfg.text_prenet[-1] if cfg.text_prenet else cfg.text_embed
+        self.cbhg = CBHG(width, cfg.cbhg_bank, cfg.cbhg_channels, cfg.cbhg_highway, cfg.text_gru)
 
     def forward(self, x: torch.Tensor) -> SequenceFeatures:
         mask = token_mask(x)
