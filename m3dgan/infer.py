@@ -35,6 +35,7 @@ from m3dgan.core.model import M3DGAN
 from m3dgan.device import resolve_device
 from m3dgan.errors import CheckpointError, InputError
 from m3dgan.modalities import Modality, ModalitySpec
+from m3dgan.modalities.text.vocab import Vocabulary
 from m3dgan.run_record import RunRecord
 
 
@@ -100,7 +101,12 @@ class Translator:
         self.cfg = record.config
         self.source: Modality = record.modality("source")
         self.target: Modality = record.modality("target")
-        self.vocabs = record.vocabularies()
+        # each text side's vocabulary: its modality's codec (decoded once, from the record)
+        self.vocabs: dict[str, Vocabulary] = {
+            side: m.codec
+            for side, m in (("source", self.source), ("target", self.target))
+            if isinstance(m.codec, Vocabulary)
+        }
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Translator:

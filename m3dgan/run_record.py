@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from m3dgan.config import Config, config_from_dict
-from m3dgan.errors import CheckpointError, ConfigError, InputError
+from m3dgan.errors import CheckpointError, ConfigError
 from m3dgan.modalities import Modality, ModalitySpec, get_modality
-from m3dgan.modalities.text.vocab import Vocabulary, vocabulary_from_dict
+from m3dgan.modalities.text.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from m3dgan.data.store import Manifest
@@ -136,11 +136,3 @@ class RunRecord:
         spec = self.spec(side)
         cls = get_modality(spec.kind)
         return cls(spec, cls.codec_from_record(self, side))
-
-    def vocabularies(self) -> dict[str, Vocabulary]:
-        """The :class:`Vocabulary` of each side that has one; CheckpointError if one is
-        damaged."""
-        try:
-            return {side: vocabulary_from_dict(d) for side, d in self.vocab.items()}
-        except (KeyError, TypeError, ValueError, InputError) as exc:
-            raise CheckpointError(f"{self.where}: damaged vocabulary ({exc})") from exc
