@@ -130,6 +130,16 @@ class TrainConfig:
     # multiplied by rollback_lr_factor, at most max_rollbacks times per run, then stops the run
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
+    # wall-clock budget: stop (with a checkpoint) once training has taken this many minutes over
+    # all sessions of the run, even before train.steps (0: no budget, train.steps decides)
+    max_minutes: float = 0.0
+    # what one training example is made of (m3dgan.data.pairing): the reference R is the target
+    # ("target": the paper's R = T) or another sample of the target's domain showing other
+    # content ("domain": the encoder can carry the domain only); cross_domain: probability of
+    # pairing T with the source of the same content in another domain (edges of the other
+    # vendor's drawing), so that S does not already tell the domain
+    reference: str = "target"
+    cross_domain: float = 0.0
 
 
 @dataclass
@@ -192,8 +202,10 @@ _CHOICES = {
     "loss.gan_mode": ("lsgan", "vanilla", "hinge"),
     "loss.dist_form": ("hinge", "mode-seeking"),
     "model.upsample": ("deconv", "resize"),
+    "train.reference": ("target", "domain"),
 }
 _UNIT_INTERVAL = {"train.beta1", "train.beta2"}  # [0, 1)
+_PROBABILITY = {"train.cross_domain"}  # [0, 1]
 _POSITIVE_FLOAT = {"train.lr"}  # other floats (loss weights, tau) must be finite and >= 0
 
 
@@ -236,6 +248,9 @@ def _check_value(where: str, value: Any) -> None:
         if where in _UNIT_INTERVAL:
             if not 0.0 <= value < 1.0:
                 bad = "in [0, 1)"
+        elif where in _PROBABILITY:
+            if not 0.0 <= value <= 1.0:
+                bad = "a probability in [0, 1]"
         elif not math.isfinite(value) or value < 0 or (where in _POSITIVE_FLOAT and value == 0):
             bad = "a finite number > 0" if where in _POSITIVE_FLOAT else "a finite number >= 0"
     elif isinstance(value, list) and (not value or min(value) < 1):

@@ -36,7 +36,8 @@ class RunRecord:
     - ``vocab``: each text side's vocabulary as ``Vocabulary.to_dict()``;
     - ``audio``: the speech side's mel settings (``MelConfig.to_dict()``), ``{}`` without a
       speech side, ``None`` in checkpoints saved before m3dgan recorded them;
-    - ``guard``: the divergence guard's ``lr_scale`` and ``rollbacks``;
+    - ``guard``: the divergence guard's ``lr_scale`` and ``rollbacks``, and ``train_seconds``
+      (training time so far, for ``train.max_minutes``);
     - ``where``: the sidecar it was read from, for error messages (not saved).
     """
 

@@ -41,6 +41,7 @@ from m3dgan.core.objectives import get_objective
 from m3dgan.core.state import RunState
 from m3dgan.core.step import NonFiniteLossError, TrainStep
 from m3dgan.data.build import task_dataset_root
+from m3dgan.data.pairing import TrainingPairs
 from m3dgan.data.store import Manifest
 from m3dgan.data.tensors import (
     batch_to_model,
@@ -147,6 +148,11 @@ def read_run_config(run_dir: Path, cfg: Config | None, resume: bool) -> tuple[Co
     return cfg, True
 
 
+def out_of_time(tc: TrainConfig, train_seconds: float) -> bool:
+    """Whether the run has used its wall-clock budget ``train.max_minutes`` (0: none)."""
+    return tc.max_minutes > 0 and train_seconds >= tc.max_minutes * 60.0
+
+
 def check_train_config(tc: TrainConfig, world: int) -> None:
     """Settings that would only fail (or hang a process group) later."""
     if tc.batch_size < 1 or tc.batch_size % world:
@@ -236,6 +242,14 @@ class _Run:
         self.train_split = encode_split(train_split, vocabs)
         self.test_split = encode_split(test_split, vocabs)
         self.state = build_state(cfg, self.manifest, dist.device, vocabs, self.train_split)
+        tc = cfg.train
+        self.pairs = TrainingPairs(
+            self.train_split["label"],
+            self.train_split["domain"],
+            tc.reference,
+            tc.cross_domain,
+            dataset=f"data set {self.manifest.name!r}",
+        )
         self.record = RunRecord.for_dataset(
             cfg, self.state.model.source_spec, self.state.model.target_spec, self.manifest, vocabs
         )
@@ -291,21 +305,36 @@ class _Run:
         images_seen, t0 = 0, time.perf_counter()
         with _StopRequest() as stop:
             state.model.train()
-            stopped = False
+            stopped = out_of_budget = False
+            session_start, seconds_before = time.perf_counter(), state.train_seconds
             while state.step < tc.steps:
                 # every process must leave at the same step (one may not have seen the signal)
                 if dist.any_true(stop.requested):
                     stopped = True
                     break
-                idx = batch_indices(n, tc.batch_size, state.step, tc.seed, dist.rank, dist.world)
-                source = batch_to_model(self.train_split["source"][idx], device, tc.channels_last)
-                target = batch_to_model(self.train_split["target"][idx], device, tc.channels_last)
+                if dist.any_true(out_of_time(tc, state.train_seconds)):
+                    out_of_budget = True
+                    break
+                # S and R are drawn for the global batch, then sliced like the batch itself, so
+                # N processes make the examples one process makes
+                everyone = batch_indices(n, tc.batch_size, state.step, tc.seed)
+                rows = self.pairs.draw(everyone, tc.seed, state.step).share(dist.rank, dist.world)
+                idx = rows.target
+                split, cl = self.train_split, tc.channels_last
+                source = batch_to_model(split["source"][rows.source], device, cl)
+                target = batch_to_model(split["target"][idx], device, cl)
+                reference = (
+                    None
+                    if rows.reference_is_target
+                    else batch_to_model(split["target"][rows.reference], device, cl)
+                )
                 try:
-                    logs = step_fn(source, target)
+                    logs = step_fn(source, target, reference)
                 except NonFiniteLossError as exc:
                     self._roll_back(guard, exc, out, bar)
                     continue
                 state.step += 1
+                state.train_seconds = seconds_before + time.perf_counter() - session_start
                 images_seen += tc.batch_size
                 bar.update(1)
                 if state.step % tc.log_every == 0 or state.step == tc.steps:
@@ -319,13 +348,24 @@ class _Run:
                     state.model.train()
                 if state.step % tc.checkpoint_every == 0 or state.step == tc.steps:
                     last_path = self.save() or last_path
-            if stopped:
+            trained = state.train_seconds > seconds_before  # this session took a step
+            if stopped or (out_of_budget and trained):
                 last_path = self.save() or last_path
                 if dist.is_main:
+                    why = (
+                        f"train.max_minutes={tc.max_minutes:g} reached"
+                        if out_of_budget
+                        else "stopped"
+                    )
                     bar.write(
-                        f"stopped at step {state.step}; checkpoint saved to {last_path}. "
+                        f"{why} at step {state.step}; checkpoint saved to {last_path}. "
                         "Resume with --resume."
                     )
+            elif out_of_budget and dist.is_main:
+                bar.write(
+                    f"the run has already trained {state.train_seconds / 60:.1f} min of "
+                    f"train.max_minutes={tc.max_minutes:g}: nothing to train; raise it to go on"
+                )
         if dist.is_main:
             _write_stats(
                 self.run_dir, images_seen, time.perf_counter() - t0, state.step, device, dist.world

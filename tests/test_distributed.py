@@ -34,6 +34,11 @@ STEPS = 5
 LR = 2e-4  # TrainConfig's default, which the runs below keep
 
 
+
+def _guard(meta: dict) -> dict:
+    """The divergence guard's part of a sidecar's counters (train_seconds varies run to run)."""
+    return {k: meta["guard"][k] for k in ("lr_scale", "rollbacks")}
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -237,7 +242,7 @@ def test_a_non_finite_loss_on_one_rank_rolls_back_every_rank(
     assert steps == [1, 2, 3, 4, 5]
     final = ckpt.load_latest(run)
     assert final.step == STEPS
-    assert final.meta["guard"] == {"lr_scale": 0.5, "rollbacks": 1}
+    assert _guard(final.meta) == {"lr_scale": 0.5, "rollbacks": 1}
     assert all(
         g["lr"] == pytest.approx(LR / 2) for g in final.meta["optimizers"]["g"]["param_groups"]
     )

@@ -28,6 +28,11 @@ BEFORE_UPDATE = ("loss_D", "rec", "kl", "lat", "dist")
 
 
 
+
+def _guard(meta: dict) -> dict:
+    """The divergence guard's part of a sidecar's counters (train_seconds varies run to run)."""
+    return {k: meta["guard"][k] for k in ("lr_scale", "rollbacks")}
+
 def rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
@@ -105,13 +110,16 @@ def test_a_nan_once_rolls_back_with_a_lower_lr_and_the_run_finishes(
     rolled = ckpt.load_checkpoint(run / "checkpoints" / f"step_{back_to:08d}.json")
     final = ckpt.load_latest(run)
     for c in (rolled, final):
-        assert c.meta["guard"] == {"lr_scale": 0.5, "rollbacks": 1}
+        assert {k: c.meta["guard"][k] for k in ("lr_scale", "rollbacks")} == {
+            "lr_scale": 0.5,
+            "rollbacks": 1,
+        }
         for name in ("g", "d"):
             assert c.meta["optimizers"][name]["param_groups"][0]["lr"] == pytest.approx(LR / 2)
     resume = ["train", "--out", str(run), "--steps", "8", "--resume", "--no-progress"]
     assert main([*resume, "--data", str(tiny_data)]) == 0
     resumed = ckpt.load_latest(run)
-    assert resumed.step == 8 and resumed.meta["guard"] == {"lr_scale": 0.5, "rollbacks": 1}
+    assert resumed.step == 8 and _guard(resumed.meta) == {"lr_scale": 0.5, "rollbacks": 1}
     assert resumed.meta["optimizers"]["g"]["param_groups"][0]["lr"] == pytest.approx(LR / 2)
 
 
@@ -143,7 +151,7 @@ def test_an_absurd_learning_rate_stops_after_max_rollbacks(
     resume = ["train", "--out", str(run), "--resume", "--no-progress", "--data", str(tiny_data)]
     assert main(resume) == 0
     final = ckpt.load_latest(run)
-    assert final.step == 20 and final.meta["guard"] == {"lr_scale": 0.25, "rollbacks": 2}
+    assert final.step == 20 and _guard(final.meta) == {"lr_scale": 0.25, "rollbacks": 2}
     assert final.meta["optimizers"]["g"]["param_groups"][0]["lr"] == pytest.approx(LR / 4)
 
 

@@ -58,6 +58,9 @@ def test_reference_and_diversity_metrics(tmp_path: Path, tiny_data: Path) -> Non
         assert 0.0 <= metrics[key] <= 1.0
     # the judge separates the two synthetic domains on real targets
     assert metrics["reference_judge_real"] >= 0.9
+    # the ground truth as its own reference: an L1 in pixel units, above 0 for a 2-step model
+    assert 0.0 < metrics["reconstruction_l1"] <= 1.0
+    assert "reference_identity" not in metrics  # no identity judge for a synthetic data set
     # every random draw comes from the seed (the judge is cached now)
     assert evaluate(run, inputs=4, samples=3, data_root=tiny_data, progress=False) == metrics
     # the page: drawn after the metrics from its own generator, so the numbers do not move

@@ -30,6 +30,7 @@ class RunState:
     step: int = 0
     lr_scale: float = 1.0  # product of the divergence guard's factors so far (1: never lowered)
     rollbacks: int = 0  # rollbacks so far in this run, counted against train.max_rollbacks
+    train_seconds: float = 0.0  # wall-clock seconds of training so far, all sessions of the run
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -53,12 +54,19 @@ class RunState:
         return {"noise": self.noise.get_state(), "torch": torch.get_rng_state()}
 
     def guard_meta(self) -> dict[str, Any]:
-        return {"lr_scale": self.lr_scale, "rollbacks": self.rollbacks}
+        """The run's counters saved beside a checkpoint: the divergence guard's state and the
+        training time so far (``train.max_minutes`` counts it over every session)."""
+        return {
+            "lr_scale": self.lr_scale,
+            "rollbacks": self.rollbacks,
+            "train_seconds": round(self.train_seconds, 3),
+        }
 
     def set_guard_meta(self, meta: dict[str, Any] | None) -> None:
         meta = meta or {}
         self.lr_scale = float(meta.get("lr_scale", 1.0))
         self.rollbacks = int(meta.get("rollbacks", 0))
+        self.train_seconds = float(meta.get("train_seconds", 0.0))
 
 
 def make_optimizers(model: M3DGAN, cfg: Config, device: torch.device):

@@ -3,7 +3,9 @@
 Both branches see the whole batch (unlike BicycleGAN, which halves it), because the distance
 term (eq. 7) compares G(S, z_s) with G(S, z_r) for the *same* S. Per iteration:
 
-1. encoded branch: e_r ~ q(e | R = T), z_r = UTL(e_r), T̂_enc = G(S, z_r)   (cVAE-GAN, eq. 1–4)
+1. encoded branch: e_r ~ q(e | R), z_r = UTL(e_r), T̂_enc = G(S, z_r)       (cVAE-GAN, eq. 1–4)
+   R = T in the paper; ``train.reference = "domain"`` passes another sample of T's domain
+   (``m3dgan.data.pairing``)
 2. random branch:  e_s ~ N(0, I),     z_s = UTL(e_s), T̂_sam = G(S, z_s)   (eq. 5–6)
 3. D update: D_enc on (S, T) vs (S, T̂_enc), D_rand on (S, T) vs (S, T̂_sam)
 4. G update: λ1·[GAN + λ_rec·rec + λ_kl·KL] + λ2·[GAN + λ_lat·|e_s − μ(Enc_r(T̂_sam))|]
@@ -90,9 +92,10 @@ class GeneratorSide(nn.Module):
         target: torch.Tensor,
         eps_r: torch.Tensor | None,
         e_s: torch.Tensor | None,
+        reference: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor | None]:
         """``eps_r``: reparameterisation noise (None: no encoded branch); ``e_s``: random codes
-        (None: no random branch)."""
+        (None: no random branch); ``reference``: R for the encoder (None: R = T)."""
         m: M3DGAN = self.__dict__["owner"]
         out: dict[str, torch.Tensor | None] = dict.fromkeys(
             ("fake_enc", "fake_rand", "mu", "logvar", "e_r")
@@ -101,7 +104,7 @@ class GeneratorSide(nn.Module):
         # ``target`` teacher-forces sequential (text) outputs, image generators ignore it
         src_repr = m.source_prenet(source)
         if eps_r is not None:
-            post = m.encode(target)
+            post = m.encode(target if reference is None else reference)
             e_r = post.mu + eps_r.to(post.mu.dtype) * torch.exp(0.5 * post.logvar)
             out.update(mu=post.mu, logvar=post.logvar, e_r=e_r)
             out["fake_enc"] = m.generator(src_repr, m.embed(e_r), target)
@@ -194,7 +197,11 @@ class TrainStep:
             raise NonFiniteLossError(f"{name} loss is non-finite on another process")
         raise NonFiniteLossError(f"{name} loss is {loss.item()} (rank {self._rank})")
 
-    def __call__(self, source: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    def __call__(
+        self, source: torch.Tensor, target: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> dict[str, float]:
+        """One iteration on a batch; ``reference``: R for the encoded branch (None: R = T, the
+        paper's setting). Returns the losses as floats."""
         m, obj, lc = self.model, self.model.objective, self.loss_cfg
         gan, n, device = lc.gan_mode, len(source), source.device
         eps_r = self._noise(n, device) if obj.encoded_branch else None
@@ -204,7 +211,7 @@ class TrainStep:
         logs: dict[str, float] = {}
         with self._autocast(device):
             # -- generator-side forward (one DDP forward) ----------------------------------------
-            out = self.generator_side(source, target, eps_r, e_s)
+            out = self.generator_side(source, target, eps_r, e_s, reference)
             # generator outputs may carry more than the sample (speech: stop logits, alignment);
             # D, Enc_r and the distance read the sample, the reconstruction loss the whole output
             tgt = m.target_modality

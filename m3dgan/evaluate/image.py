@@ -11,20 +11,25 @@
   the JSON says which (``distance``);
 - **reference** (edges2emoji): each test source is translated with a reference of every vendor
   (a different emoji); a vendor classifier trained on real artwork names the vendor of each
-  output; reported overall and for the swaps (reference vendor ≠ the source's own vendor).
+  output; reported overall and for the swaps (reference vendor ≠ the source's own vendor). The
+  emoji judge says whether those outputs still show the source's emoji (not the reference's),
+  and the L1 to the ground truth is measured with the ground truth as the reference.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from m3dgan.data.builtin import edges2emoji
 from m3dgan.data.store import Manifest, to_float
 from m3dgan.errors import DataError
 from m3dgan.evaluate.context import Evaluation
 from m3dgan.evaluate.generate import Outputs
 from m3dgan.metrics import diversity as div
+from m3dgan.metrics.emoji_judge import load_or_train_emoji_judge
 from m3dgan.metrics.judge import JudgeNet, load_or_train_judge, predict
 from m3dgan.metrics.realism import classification_accuracy
 
@@ -90,18 +95,32 @@ def reference(ev: Evaluation) -> dict:
     """Reference control: each of ``inputs`` (100) test sources is translated with one
     reference of every domain (a different item of that domain: another emoji) and the domain
     judge (a vendor classifier trained on real artwork) names the domain each output shows.
-    ``reference_accuracy``: the share named as the reference's domain, in [0, 1] (chance: one
-    over the number of domains), also per domain (``reference_accuracy_<name>``) and over the
-    swaps only (``reference_accuracy_swap``: reference domain ≠ the source's own);
-    ``reference_judge_real``: the judge's accuracy on the real test targets. Reported with the
-    ablation of Table 3 (``bench/ablation.py``)."""
+
+    - ``reference_accuracy``: the share named as the reference's domain, in [0, 1] (chance: one
+      over the number of domains), also per domain (``reference_accuracy_<name>``) and over the
+      swaps only (``reference_accuracy_swap``: reference domain ≠ the source's own);
+      ``reference_judge_real``: the judge's accuracy on the real test targets.
+    - The reference must set the *domain*, not hand over its content. Where an identity judge
+      exists (edges2emoji: the emoji judge, ``metrics.emoji_judge``), ``reference_identity`` is
+      the share of those outputs it names as the *source's* emoji, ``reference_copies`` the share
+      it names as the *reference's* emoji (content copied), ``reference_identity_real`` its
+      accuracy on the real test targets (the ceiling), all in [0, 1].
+    - ``reconstruction_l1``: mean absolute difference, pixels in [0, 1], between the ground truth
+      and the output made with the ground truth itself as the reference (BicycleGAN's encoded
+      reconstruction).
+
+    Reported with the ablation of Table 3 (``bench/ablation.py``) and issue 12's goals."""
     test, outputs, manifest = ev.test, ev.outputs, ev.manifest
     dev = outputs.device
     judge: JudgeNet = load_or_train_judge("domain", ev.root, device=dev, progress=ev.progress)
+    identity = _identity_judge(manifest, dev, ev.progress)
     domains, labels = test["domain"], test["label"]
     n = min(ev.inputs or INPUTS, len(domains))
     correct = torch.zeros(len(manifest.domains))
     swap_hits = swap_total = 0
+    named: list[torch.Tensor] = []  # identity judge's emoji for every output
+    wanted: list[torch.Tensor] = []  # the source's emoji
+    given: list[torch.Tensor] = []  # the reference's emoji
     for d in range(len(manifest.domains)):
         refs = [_pick_reference(domains, labels, i, d, outputs) for i in range(n)]
         sources = outputs.batches(test["source"], BATCH, range(n))
@@ -115,6 +134,10 @@ def reference(ev: Evaluation) -> dict:
         swapped = domains[:n] != d
         swap_hits += int(hits[swapped].sum())
         swap_total += int(swapped.sum())
+        if identity is not None:
+            named.append(predict(identity.judge, outs.to(dev)).cpu())
+            wanted.append(identity.classes[labels[:n]])
+            given.append(identity.classes[labels[refs]])
     real = classification_accuracy(judge, to_float(test["target"]).to(dev), domains)
     result = {
         "reference_accuracy": float(correct.mean()),
@@ -123,7 +146,47 @@ def reference(ev: Evaluation) -> dict:
     }
     for d, name in enumerate(manifest.domains):
         result[f"reference_accuracy_{name}"] = float(correct[d])
+    if identity is not None:
+        said, own, ref = torch.cat(named), torch.cat(wanted), torch.cat(given)
+        result["reference_identity"] = float((said == own).float().mean())
+        result["reference_copies"] = float((said == ref).float().mean())
+        real_ids = predict(identity.judge, to_float(test["target"][:n]).to(dev)).cpu()
+        result["reference_identity_real"] = float(
+            (real_ids == identity.classes[labels[:n]]).float().mean()
+        )
+    result["reconstruction_l1"] = _reconstruction_l1(test, outputs, n)
     return result
+
+
+def _reconstruction_l1(test: dict, outputs: Outputs, n: int) -> float:
+    """Mean |G(S, Enc(T)) − T| over the first ``n`` test pairs, pixels in [0, 1]."""
+    rows = range(n)
+    sources = outputs.batches(test["source"], BATCH, rows)
+    truths = list(outputs.batches(test["target"], BATCH, rows))
+    total = 0.0
+    for s, t in zip(sources, truths, strict=True):
+        out = outputs.translate(s, t)
+        total += float((out.float() - t.float()).abs().mean(dim=(1, 2, 3)).sum()) / 2.0
+    return total / max(n, 1)
+
+
+@dataclass
+class _IdentityJudge:
+    judge: JudgeNet
+    classes: torch.Tensor  # the judge's class of each data-set label (-1: unknown to it)
+
+
+def _identity_judge(
+    manifest: Manifest, device: torch.device, progress: bool
+) -> _IdentityJudge | None:
+    """The emoji judge for edges2emoji (which emoji is this?), its classes mapped from the data
+    set's by name; None for data sets without one."""
+    if manifest.name != edges2emoji.NAME:
+        return None
+    judge = load_or_train_emoji_judge(device=device, progress=progress)
+    index = {name: i for i, name in enumerate(judge.info["class_names"])}
+    classes = torch.tensor([index.get(name, -1) for name in manifest.classes], dtype=torch.int64)
+    return _IdentityJudge(judge, classes)
 
 
 def _judge_kind(manifest: Manifest) -> str | None:

@@ -1,0 +1,142 @@
+"""Which training rows make up one example: the source, the target and the reference.
+
+The paper trains with the reference equal to the target (R = T, the cVAE-GAN branch of
+BicycleGAN). The encoder then sees the very picture G must draw, so it can learn to pass on
+its *content* (colours, shape) instead of its *domain*, and at test time a reference of another
+item hands over its colours rather than its style. Two switches change what a training example is
+made of, where the data set has the labels for it:
+
+- ``train.reference = "domain"``: R is another training row of T's domain showing other content
+  (another emoji by the same vendor; another sentence in the same speaking style). The only thing
+  R and T share is the domain, so that is all the encoder can usefully carry. Needs domain labels.
+- ``train.cross_domain = p``: with probability p, S is replaced by the source of the same content
+  (same label) in another domain: the edge map of the *Twitter* drawing of an emoji paired with its
+  *Google* artwork. Without it, S already tells the domain (edge maps of the two vendors differ),
+  G learns the domain from S, and the reference has nothing left to decide. Needs content labels
+  shared across domains; rows without such a partner keep their own source.
+
+Draws are a pure function of (seed, step), like the batches (``m3dgan.train.batch_indices``), so a
+resumed run makes the same examples as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from m3dgan.errors import ConfigError
+
+REFERENCE_MODES = ("target", "domain")
+_CANDIDATES = 8  # draws per row to find a reference with other content (rejection sampling)
+
+
+@dataclass
+class Example:
+    """Row indices of one batch: ``source`` (S), ``target`` (T), ``reference`` (R; equal to
+    ``target`` under the paper's R = T)."""
+
+    source: torch.Tensor
+    target: torch.Tensor
+    reference: torch.Tensor
+
+    @property
+    def reference_is_target(self) -> bool:
+        return bool(torch.equal(self.reference, self.target))
+
+    def share(self, rank: int, world: int) -> Example:
+        """This process's rows of a global batch (strided like ``train.batch_indices``)."""
+        return Example(
+            self.source[rank::world], self.target[rank::world], self.reference[rank::world]
+        )
+
+
+class TrainingPairs:
+    """Chooses S and R for the T rows of a batch (see the module docstring).
+
+    ``labels``, ``domains``: int64 [N] of the training split (``-1``: none). Raises ConfigError
+    (naming the data set) when a switch needs labels the data set does not have."""
+
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        domains: torch.Tensor,
+        reference: str = "target",
+        cross_domain: float = 0.0,
+        dataset: str = "the data set",
+    ) -> None:
+        if reference not in REFERENCE_MODES:
+            raise ConfigError(
+                f"train.reference={reference!r}: choose from {list(REFERENCE_MODES)}"
+            )
+        self.labels, self.domains = labels.long().cpu(), domains.long().cpu()
+        self.reference, self.cross_domain = reference, float(cross_domain)
+        n_domains = int(self.domains.max().item()) + 1 if len(self.domains) else 0
+        if reference == "domain" and (n_domains < 1 or bool((self.domains < 0).any())):
+            raise ConfigError(
+                f"train.reference='domain' needs a domain label on every training row, and "
+                f"{dataset} has none; use train.reference=target"
+            )
+        # rows of each domain, for drawing references
+        self._by_domain = [torch.nonzero(self.domains == d).flatten() for d in range(n_domains)]
+        self._partners = self._cross_domain_partners() if self.cross_domain > 0 else None
+        if self._partners is not None and not bool((self._partners >= 0).any()):
+            raise ConfigError(
+                f"train.cross_domain={cross_domain}: no content of {dataset} appears in more than "
+                "one domain (rows need the same label in another domain); use train.cross_domain=0"
+            )
+
+    def _cross_domain_partners(self) -> torch.Tensor:
+        """[N] index of a row with the same label in another domain (the next one in domain
+        order, wrapping), or -1 where there is none."""
+        partners = torch.full_like(self.labels, -1)
+        valid = (self.labels >= 0) & (self.domains >= 0)
+        groups: dict[int, list[int]] = {}
+        for row in torch.nonzero(valid).flatten().tolist():
+            groups.setdefault(int(self.labels[row]), []).append(row)
+        for rows in groups.values():
+            rows.sort(key=lambda r: int(self.domains[r]))
+            for i, row in enumerate(rows):
+                for other in rows[i + 1 :] + rows[:i]:
+                    if int(self.domains[other]) != int(self.domains[row]):
+                        partners[row] = other
+                        break
+        return partners
+
+    @property
+    def paper_setting(self) -> bool:
+        """R = T and S as given: nothing to draw (the batch is exactly the paper's)."""
+        return self.reference == "target" and self.cross_domain == 0
+
+    def draw(self, target: torch.Tensor, seed: int, step: int) -> Example:
+        """S and R for the target rows ``target`` (int64 [B]) of step ``step``."""
+        if self.paper_setting:
+            return Example(target, target, target)
+        rng = torch.Generator().manual_seed((seed * 1_000_003 + step) & 0x7FFF_FFFF_FFFF_FFFF)
+        source = target
+        if self._partners is not None:
+            partner = self._partners[target]
+            swap = (torch.rand(len(target), generator=rng) < self.cross_domain) & (partner >= 0)
+            source = torch.where(swap, partner, target)
+        reference = target
+        if self.reference == "domain":
+            reference = self._same_domain_other_content(target, rng)
+        return Example(source, target, reference)
+
+    def _same_domain_other_content(self, target: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """For each row, a random row of its domain with another label (another row where the
+        domain has nothing else)."""
+        out = target.clone()
+        for d, pool in enumerate(self._by_domain):
+            rows = torch.nonzero(self.domains[target] == d).flatten()
+            if not len(rows) or not len(pool):
+                continue
+            draws = pool[torch.randint(len(pool), (len(rows), _CANDIDATES), generator=rng)]
+            mine = target[rows]
+            other = self.labels[draws] != self.labels[mine].unsqueeze(1)
+            other &= draws != mine.unsqueeze(1)
+            # the first draw with other content; a row whose draws all share its label keeps the
+            # first draw (a domain with one content only: any other row of it)
+            first = torch.where(other.any(1), other.float().argmax(1), torch.zeros_like(rows))
+            out[rows] = draws[torch.arange(len(rows)), first]
+        return out
