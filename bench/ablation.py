@@ -17,7 +17,13 @@ Columns: realism = digit-classifier accuracy on translated test digits (paper Ta
 real = the same classifier on held-out real MNIST; div(z) / div(r) = diversity with random z /
 random references (BicycleGAN protocol: 100 inputs × 20 samples); ref acc = vendor-classifier
 accuracy on edges2emoji outputs made with references of each vendor (swap = reference vendor
-differs from the source's own); img/s = training images per second; peak MB = peak RSS.
+differs from the source's own); identity / copies = the emoji judge names the source's emoji /
+the reference's emoji on those outputs (the reference must set the vendor, not the content);
+L1 (R=T) = L1 to the ground truth with the ground truth as reference (pixels in [0, 1]);
+min = training minutes; img/s = training images per second; peak MB = peak RSS.
+
+``--minutes`` gives every run a wall-clock budget (``train.max_minutes``) instead of a step
+count: rows are then compared at equal wall-clock, and ``steps`` is how far each one got.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ COLUMNS = [
     ("diversity_real", "div(real)", "{:.4f}"),
     ("reference_accuracy", "ref acc", "{:.1%}"),
     ("reference_accuracy_swap", "ref acc (swap)", "{:.1%}"),
+    ("reference_identity", "identity", "{:.1%}"),
+    ("reference_copies", "copies", "{:.1%}"),
+    ("reconstruction_l1", "L1 (R=T)", "{:.4f}"),
+    ("minutes", "min", "{:.1f}"),
     ("images_per_s", "img/s", "{:.1f}"),
     ("peak_rss_mb", "peak MB", "{:.0f}"),
 ]
@@ -77,6 +87,10 @@ def bench_one(task: str, objective: str, args, variant: str = "", sets: tuple = 
         row_info = {"task": task, "objective": objective, "variant": variant, "sets": list(sets)}
         (run_dir / "row.json").write_text(json.dumps(row_info))
         steps = args.steps[task]
+        budget = args.minutes.get(task) if args.minutes else None
+        if budget:
+            steps = 1_000_000  # the budget stops the run
+            sets = (f"train.max_minutes={budget}", *sets)
         run(
             m3dgan
             + [
@@ -95,9 +109,9 @@ def bench_one(task: str, objective: str, args, variant: str = "", sets: tuple = 
                 "--set",
                 f"train.seed={args.seed}",
                 "--set",
-                f"train.checkpoint_every={steps}",
+                f"train.checkpoint_every={steps if not budget else 500}",
                 "--set",
-                f"train.sample_every={max(steps // 4, 1)}",
+                f"train.sample_every={max(steps // 4, 1) if not budget else 500}",
                 *(arg for item in sets for arg in ("--set", item)),
             ],
             log,
@@ -179,9 +193,12 @@ def collect(out: Path) -> list[dict]:
         result = json.loads((run_dir / "metrics.json").read_text())
         result["variant"] = rows[name].get("variant", "")
         result["sets"] = rows[name].get("sets", [])
-        result.update(json.loads((run_dir / "train_stats.json").read_text()))
+        stats = json.loads((run_dir / "train_stats.json").read_text())
+        result.update(stats)
         train_cfg = load_yaml((run_dir / "config.yaml").read_text())["train"]
-        result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
+        result["batch_size"] = train_cfg["batch_size"]
+        result["steps"] = result.get("step") or train_cfg["steps"]  # how far it got
+        result["minutes"] = stats["seconds"] / 60 if stats.get("seconds") else None
         results.append(result)
     return results
 
@@ -212,6 +229,12 @@ def main() -> None:
     )
     p.add_argument("--steps", default="digits=700,edges2emoji=500", type=parse_per_task)
     p.add_argument("--batch-size", default="digits=16,edges2emoji=8", type=parse_per_task)
+    p.add_argument(
+        "--minutes",
+        default=None,
+        type=lambda t: parse_per_task(t, float),
+        help="wall-clock budget per run instead of --steps, e.g. 30 or digits=30,edges2emoji=15",
+    )
     p.add_argument("--inputs", type=int, default=100)
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)

@@ -106,6 +106,10 @@ class LossConfig:
     lambda_3: float = 1.0  # weight of the distance regularization
     dist_form: str = "hinge"  # hinge (bounded, default) | mode-seeking (MSGAN's 1/(ratio+ε))
     dist_tau: float = 0.1  # hinge: ratio of output to code distance above which L_dist is 0
+    # DiffAugment policies applied to every image the discriminators judge, real and fake, in
+    # both updates (m3dgan.core.augment): "" (off, the paper) or a comma list of
+    # color, translation, cutout (Zhao et al. 2020 use all three)
+    diffaugment: str = ""
 
 
 @dataclass
@@ -209,7 +213,25 @@ _PROBABILITY = {"train.cross_domain"}  # [0, 1]
 _POSITIVE_FLOAT = {"train.lr"}  # other floats (loss weights, tau) must be finite and >= 0
 
 
+DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")  # m3dgan.core.augment
+
+
+def diffaugment_policy(spec: str) -> tuple[str, ...]:
+    """``"color,translation"`` → ``("color", "translation")``; ``""`` → ``()`` (off).
+
+    Raises ConfigError for an unknown policy."""
+    names = tuple(p.strip() for p in spec.split(",") if p.strip())
+    unknown = [p for p in names if p not in DIFFAUGMENT_POLICIES]
+    if unknown:
+        raise ConfigError(
+            f"config.loss.diffaugment: unknown policy {unknown}; "
+            f"choose from {list(DIFFAUGMENT_POLICIES)}"
+        )
+    return names
+
+
 def _check_ranges(cfg: Config) -> None:
+    diffaugment_policy(cfg.loss.diffaugment)
     for section in ("model", "loss", "train"):
         for f in fields(getattr(cfg, section)):
             where, value = f"{section}.{f.name}", getattr(getattr(cfg, section), f.name)

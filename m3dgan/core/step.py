@@ -44,11 +44,11 @@ import torch
 from torch import nn
 
 from m3dgan.config import LossConfig
-from m3dgan.core import losses
+from m3dgan.core import augment, losses
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.state import RunState
 from m3dgan.distributed import Distributed
-from m3dgan.errors import M3DGANError
+from m3dgan.errors import ConfigError, M3DGANError
 
 _DISCRIMINATORS = ("disc_enc", "disc_rand")
 
@@ -119,11 +119,12 @@ class DiscriminatorLoss(nn.Module):
     """The discriminator loss of one step, as one module for DDP: D_enc on real vs encoded
     fakes, D_rand on real vs random fakes (fakes detached)."""
 
-    def __init__(self, model: M3DGAN, gan_mode: str) -> None:
+    def __init__(self, model: M3DGAN, gan_mode: str, policy: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.disc_enc = model.disc_enc
         self.disc_rand = model.disc_rand
         self.gan_mode = gan_mode
+        self.policy = policy  # DiffAugment (``core.augment``); () = off
 
     def forward(
         self,
@@ -132,9 +133,11 @@ class DiscriminatorLoss(nn.Module):
         fake_enc: torch.Tensor,
         fake_rand: torch.Tensor | None,
     ) -> torch.Tensor:
-        loss = gan_pair(self.disc_enc, source, target, fake_enc, self.gan_mode)
+        loss = gan_pair(self.disc_enc, source, target, fake_enc, self.gan_mode, self.policy)
         if fake_rand is not None:
-            loss = loss + gan_pair(self.disc_rand, source, target, fake_rand, self.gan_mode)
+            loss = loss + gan_pair(
+                self.disc_rand, source, target, fake_rand, self.gan_mode, self.policy
+            )
         return loss
 
 
@@ -172,7 +175,15 @@ class TrainStep:
         d = self.dist or Distributed()
         self._rank, self._world = d.rank, d.world
         self.generator_side = d.wrap(GeneratorSide(self.model))
-        self.discriminator_loss = d.wrap(DiscriminatorLoss(self.model, self.loss_cfg.gan_mode))
+        self.policy = augment.parse_policy(self.loss_cfg.diffaugment)
+        if self.policy and self.model.target_spec.kind != "image":
+            raise ConfigError(
+                f"loss.diffaugment={self.loss_cfg.diffaugment!r} augments images; this task's "
+                f"target is {self.model.target_spec.kind}"
+            )
+        self.discriminator_loss = d.wrap(
+            DiscriminatorLoss(self.model, self.loss_cfg.gan_mode, self.policy)
+        )
 
     def _autocast(self, device: torch.device):
         if self.autocast_dtype is None:
@@ -233,7 +244,10 @@ class TrainStep:
         with frozen(m.disc_enc, m.disc_rand), self._autocast(device):
             if obj.adversarial:
                 g_gan = losses.gan_loss(
-                    m.disc_enc(source, fake_enc), True, gan, for_discriminator=False
+                    judge(m.disc_enc, source, fake_enc, self.policy),
+                    True,
+                    gan,
+                    for_discriminator=False,
                 )
             else:
                 g_gan = fake_enc.new_zeros(())
@@ -247,7 +261,10 @@ class TrainStep:
             total = lc.lambda_1 * vae
             if fake_rand is not None:
                 g_gan_rand = losses.gan_loss(
-                    m.disc_rand(source, fake_rand), True, gan, for_discriminator=False
+                    judge(m.disc_rand, source, fake_rand, self.policy),
+                    True,
+                    gan,
+                    for_discriminator=False,
                 )
                 with frozen(m.attention.encoder, m.reference_prenet):
                     mu_hat = m.encode(fake_rand).mu
@@ -276,12 +293,24 @@ class TrainStep:
         return logs
 
 
-def gan_pair(
-    disc: nn.Module, source: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, mode: str
+def judge(
+    disc: nn.Module, source: torch.Tensor, image: torch.Tensor, policy: tuple[str, ...] = ()
 ) -> torch.Tensor:
-    """Discriminator loss on one real and one (detached) fake batch."""
-    return losses.gan_loss(disc(source, real), True, mode) + losses.gan_loss(
-        disc(source, fake.detach()), False, mode
+    """D(S, image), on a random DiffAugment view of the pair when ``policy`` is set."""
+    return disc(*augment.augment_pair(source, image, policy))
+
+
+def gan_pair(
+    disc: nn.Module,
+    source: torch.Tensor,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    mode: str,
+    policy: tuple[str, ...] = (),
+) -> torch.Tensor:
+    """Discriminator loss on one real and one (detached) fake batch (each its own view)."""
+    return losses.gan_loss(judge(disc, source, real, policy), True, mode) + losses.gan_loss(
+        judge(disc, source, fake.detach(), policy), False, mode
     )
 
 
