@@ -137,12 +137,12 @@ class TrainConfig:
     # wall-clock budget: stop (with a checkpoint) once training has taken this many minutes over
     # all sessions of the run, even before train.steps (0: no budget, train.steps decides)
     max_minutes: float = 0.0
-    # what one training example is made of (m3dgan.data.pairing): the reference R is the target
-    # ("target": the paper's R = T) or another sample of the target's domain showing other
-    # content ("domain": the encoder can carry the domain only); cross_domain: probability of
-    # pairing T with the source of the same content in another domain (edges of the other
-    # vendor's drawing), so that S does not already tell the domain
-    reference: str = "target"
+    # what one training example is made of (m3dgan.data.pairing): domain_reference is the
+    # probability that the reference R is another sample of the target's domain showing other
+    # content instead of the target itself (0: the paper's R = T; from such a sample the encoder
+    # can carry the domain only); cross_domain: probability of pairing T with the source of the same
+    # content in another domain (edges of the other vendor's drawing), so S does not tell it
+    domain_reference: float = 0.0
     cross_domain: float = 0.0
 
 
@@ -206,10 +206,9 @@ _CHOICES = {
     "loss.gan_mode": ("lsgan", "vanilla", "hinge"),
     "loss.dist_form": ("hinge", "mode-seeking"),
     "model.upsample": ("deconv", "resize"),
-    "train.reference": ("target", "domain"),
 }
 _UNIT_INTERVAL = {"train.beta1", "train.beta2"}  # [0, 1)
-_PROBABILITY = {"train.cross_domain"}  # [0, 1]
+_PROBABILITY = {"train.cross_domain", "train.domain_reference"}  # [0, 1]
 _POSITIVE_FLOAT = {"train.lr"}  # other floats (loss weights, tau) must be finite and >= 0
 
 

@@ -246,7 +246,7 @@ class _Run:
         self.pairs = TrainingPairs(
             self.train_split["label"],
             self.train_split["domain"],
-            tc.reference,
+            tc.domain_reference,
             tc.cross_domain,
             dataset=f"data set {self.manifest.name!r}",
         )

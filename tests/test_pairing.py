@@ -29,7 +29,7 @@ def test_paper_setting_is_the_batch_itself() -> None:
 
 
 def test_domain_reference_shares_the_domain_not_the_content() -> None:
-    pairs = TrainingPairs(LABELS, DOMAINS, reference="domain")
+    pairs = TrainingPairs(LABELS, DOMAINS, domain_reference=1.0)
     seen = set()
     for step in range(20):
         rows = pairs.draw(BATCH, seed=0, step=step)
@@ -62,8 +62,14 @@ def test_rows_without_a_partner_keep_their_source() -> None:
     assert rows.source.tolist() == [2, 1, 0, 3]
 
 
+def test_partial_domain_reference_mixes_the_paper_setting_in() -> None:
+    pairs = TrainingPairs(LABELS, DOMAINS, domain_reference=0.25)
+    same = torch.cat([pairs.draw(BATCH, 0, s).reference == BATCH for s in range(200)]).float()
+    assert 0.68 < same.mean() < 0.82  # R = T three times in four
+
+
 def test_global_batch_shares_are_strided_like_the_batch() -> None:
-    rows = TrainingPairs(LABELS, DOMAINS, reference="domain").draw(BATCH, 0, 0)
+    rows = TrainingPairs(LABELS, DOMAINS, domain_reference=1.0).draw(BATCH, 0, 0)
     share = rows.share(1, 2)
     assert torch.equal(share.target, BATCH[1::2])
     assert torch.equal(share.reference, rows.reference[1::2])
@@ -72,7 +78,7 @@ def test_global_batch_shares_are_strided_like_the_batch() -> None:
 def test_switches_refuse_data_without_the_labels_they_need() -> None:
     no_domain = torch.full((6,), -1)
     with pytest.raises(ConfigError, match="needs a domain label.*data set 'digits'"):
-        TrainingPairs(LABELS[:6], no_domain, reference="domain", dataset="data set 'digits'")
+        TrainingPairs(LABELS[:6], no_domain, domain_reference=1.0, dataset="data set 'digits'")
     one_vendor = torch.zeros(6, dtype=torch.int64)
     with pytest.raises(ConfigError, match="no content .* in more than one domain"):
         TrainingPairs(LABELS[:6], one_vendor, cross_domain=0.5)
@@ -92,13 +98,13 @@ def test_cli_trains_with_both_switches_and_refuses_them_without_labels(
     plain = _data_without_domains(tmp_path / "plain")
     common = ["--steps", "2", "--no-progress", *set_args(TINY_OVERRIDES)]
     args = ["train", "--task", "edges2emoji", "--data", str(tiny_data), "--out", str(tmp_path / "a")]
-    switches = ["--set", "train.reference=domain", "--set", "train.cross_domain=0.5"]
+    switches = ["--set", "train.domain_reference=1", "--set", "train.cross_domain=0.5"]
     assert main([*args, *common, *switches]) == 0
-    assert "reference: domain" in (tmp_path / "a" / "config.yaml").read_text()
+    assert "domain_reference: 1.0" in (tmp_path / "a" / "config.yaml").read_text()
     bad = ["train", "--task", "digits", "--data", str(plain), "--out", str(tmp_path / "b")]
-    assert main([*bad, *common, "--set", "train.reference=domain"]) == 2
+    assert main([*bad, *common, "--set", "train.domain_reference=0.5"]) == 2
     err = capsys.readouterr().err
-    assert "train.reference='domain' needs a domain label" in err and "'plain'" in err
+    assert "train.domain_reference=0.5 needs a domain label" in err and "'plain'" in err
     assert "Traceback" not in err
-    assert main([*bad, *common, "--set", "train.reference=other"]) == 2
+    assert main([*bad, *common, "--set", "train.domain_reference=-0.1"]) == 2
     assert main([*bad, *common, "--set", "train.cross_domain=1.5"]) == 2

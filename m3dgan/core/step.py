@@ -4,7 +4,7 @@ Both branches see the whole batch (unlike BicycleGAN, which halves it), because 
 term (eq. 7) compares G(S, z_s) with G(S, z_r) for the *same* S. Per iteration:
 
 1. encoded branch: e_r ~ q(e | R), z_r = UTL(e_r), T̂_enc = G(S, z_r)       (cVAE-GAN, eq. 1–4)
-   R = T in the paper; ``train.reference = "domain"`` passes another sample of T's domain
+   R = T in the paper; ``train.domain_reference`` passes another sample of T's domain instead
    (``m3dgan.data.pairing``)
 2. random branch:  e_s ~ N(0, I),     z_s = UTL(e_s), T̂_sam = G(S, z_s)   (eq. 5–6)
 3. D update: D_enc on (S, T) vs (S, T̂_enc), D_rand on (S, T) vs (S, T̂_sam)

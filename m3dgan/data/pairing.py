@@ -6,9 +6,12 @@ its *content* (colours, shape) instead of its *domain*, and at test time a refer
 item hands over its colours rather than its style. Two switches change what a training example is
 made of, where the data set has the labels for it:
 
-- ``train.reference = "domain"``: R is another training row of T's domain showing other content
-  (another emoji by the same vendor; another sentence in the same speaking style). The only thing
-  R and T share is the domain, so that is all the encoder can usefully carry. Needs domain labels.
+- ``train.domain_reference = q``: with probability q, R is another training row of T's domain
+  showing other content (another emoji by the same vendor; another sentence in the same speaking
+  style). The only thing R and T then share is the domain, so that is all the encoder can
+  usefully carry from it. At q = 1 the encoder never sees T; at 0 < q < 1 it still learns to
+  reconstruct from T itself some of the time (lower L1 when the reference *is* the ground
+  truth). Needs domain labels.
 - ``train.cross_domain = p``: with probability p, S is replaced by the source of the same content
   (same label) in another domain: the edge map of the *Twitter* drawing of an emoji paired with its
   *Google* artwork. Without it, S already tells the domain (edge maps of the two vendors differ),
@@ -27,7 +30,6 @@ import torch
 
 from m3dgan.errors import ConfigError
 
-REFERENCE_MODES = ("target", "domain")
 _CANDIDATES = 8  # draws per row to find a reference with other content (rejection sampling)
 
 
@@ -54,28 +56,25 @@ class Example:
 class TrainingPairs:
     """Chooses S and R for the T rows of a batch (see the module docstring).
 
-    ``labels``, ``domains``: int64 [N] of the training split (``-1``: none). Raises ConfigError
+    ``labels``, ``domains``: int64 [N] of the training split (``-1``: none); ``domain_reference``,
+    ``cross_domain``: probabilities in [0, 1] (module docstring). Raises ConfigError
     (naming the data set) when a switch needs labels the data set does not have."""
 
     def __init__(
         self,
         labels: torch.Tensor,
         domains: torch.Tensor,
-        reference: str = "target",
+        domain_reference: float = 0.0,
         cross_domain: float = 0.0,
         dataset: str = "the data set",
     ) -> None:
-        if reference not in REFERENCE_MODES:
-            raise ConfigError(
-                f"train.reference={reference!r}: choose from {list(REFERENCE_MODES)}"
-            )
         self.labels, self.domains = labels.long().cpu(), domains.long().cpu()
-        self.reference, self.cross_domain = reference, float(cross_domain)
+        self.domain_reference, self.cross_domain = float(domain_reference), float(cross_domain)
         n_domains = int(self.domains.max().item()) + 1 if len(self.domains) else 0
-        if reference == "domain" and (n_domains < 1 or bool((self.domains < 0).any())):
+        if self.domain_reference > 0 and (n_domains < 1 or bool((self.domains < 0).any())):
             raise ConfigError(
-                f"train.reference='domain' needs a domain label on every training row, and "
-                f"{dataset} has none; use train.reference=target"
+                f"train.domain_reference={domain_reference:g} needs a domain label on every "
+                f"training row, and {dataset} has none; use train.domain_reference=0"
             )
         # rows of each domain, for drawing references
         self._by_domain = [torch.nonzero(self.domains == d).flatten() for d in range(n_domains)]
@@ -106,7 +105,7 @@ class TrainingPairs:
     @property
     def paper_setting(self) -> bool:
         """R = T and S as given: nothing to draw (the batch is exactly the paper's)."""
-        return self.reference == "target" and self.cross_domain == 0
+        return self.domain_reference == 0 and self.cross_domain == 0
 
     def draw(self, target: torch.Tensor, seed: int, step: int) -> Example:
         """S and R for the target rows ``target`` (int64 [B]) of step ``step``."""
@@ -119,8 +118,10 @@ class TrainingPairs:
             swap = (torch.rand(len(target), generator=rng) < self.cross_domain) & (partner >= 0)
             source = torch.where(swap, partner, target)
         reference = target
-        if self.reference == "domain":
-            reference = self._same_domain_other_content(target, rng)
+        if self.domain_reference > 0:
+            other = self._same_domain_other_content(target, rng)
+            use = torch.rand(len(target), generator=rng) < self.domain_reference
+            reference = torch.where(use, other, target)
         return Example(source, target, reference)
 
     def _same_domain_other_content(self, target: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
