@@ -3,7 +3,9 @@
 A checkpoint is two files in ``RUN_DIR/checkpoints/``:
 
 - ``step_00001000.safetensors``: every tensor — model weights (``model.*``), optimizer moments
-  (``optim.<name>.<param index>.<key>``) and RNG states (``rng.<name>``);
+  (``optim.<name>.<param index>.<key>``), RNG states (``rng.<name>``) and, in runs with
+  ``train.ema_decay`` > 0, the moving average of the generator side (``ema.<state-dict name>``,
+  see ``m3dgan.core.ema``);
 - ``step_00001000.json``: the sidecar — config, step, optimizer hyper-parameters, the sha256 of
   the tensor file, anything else a run needs to resume, and a sha256 of the sidecar's own content
   (``sidecar_sha256``, over its canonical JSON without that key).
@@ -34,6 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from m3dgan.atomic import atomic_paths
+from m3dgan.core.ema import put_weights
 from m3dgan.data.store import sha256_file
 from m3dgan.errors import CheckpointError
 
@@ -56,6 +59,24 @@ class Checkpoint:
 
     def model_state(self) -> dict[str, torch.Tensor]:
         return {k[len("model.") :]: v for k, v in self.tensors.items() if k.startswith("model.")}
+
+    def ema_state(self) -> dict[str, torch.Tensor]:
+        """The moving average of the generator side (state-dict names → tensors); ``{}`` when
+        the run kept none (``train.ema_decay`` = 0)."""
+        return {k[len("ema.") :]: v for k, v in self.tensors.items() if k.startswith("ema.")}
+
+    def load_ema(self, model: torch.nn.Module) -> bool:
+        """Put the moving average over ``model``'s generator side (after :meth:`load_model`;
+        the discriminators keep their weights); False, and ``model`` untouched, when the
+        checkpoint holds none. Average weights of another model are a :class:`CheckpointError`."""
+        ema = self.ema_state()
+        if not ema:
+            return False
+        try:
+            put_weights(model, ema)
+        except ValueError as exc:
+            raise CheckpointError(f"{self.path}: {exc}") from exc
+        return True
 
     def rng_state(self, name: str) -> torch.Tensor | None:
         return self.tensors.get(f"rng.{name}")
@@ -144,8 +165,10 @@ def save_checkpoint(
     rng: dict[str, torch.Tensor] | None = None,
     meta: dict[str, Any] | None = None,
     keep: int = 3,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Atomically write checkpoint ``step`` and delete all but the newest ``keep``.
+    """Atomically write checkpoint ``step`` and delete all but the newest ``keep``. ``ema``:
+    the generator side's moving average (names → tensors), saved as ``ema.<name>``.
 
     Raises:
         OutputError: a file could not be written (disk full, ...); nothing is left of the
@@ -158,6 +181,8 @@ def save_checkpoint(
         _flatten_optimizer(name, opt, tensors, optim_meta)
     for name, state in (rng or {}).items():
         tensors[f"rng.{name}"] = state.detach().cpu().contiguous()
+    for name, tensor in (ema or {}).items():
+        tensors[f"ema.{name}"] = tensor.detach().cpu().contiguous()
     stem = f"step_{step:08d}"
     tensor_path, sidecar_path = folder / f"{stem}.safetensors", folder / f"{stem}.json"
     # both files are written before either is renamed (tensors first, then the sidecar): a full

@@ -215,6 +215,7 @@ def _add_translate(sub) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    _add_no_ema(p)
 
 
 def _add_evaluate(sub) -> None:
@@ -248,6 +249,16 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the random codes and of any sampling"
+    )
+    _add_no_ema(p)
+
+
+def _add_no_ema(p) -> None:
+    p.add_argument(
+        "--no-ema",
+        action="store_true",
+        help="use the trained (live) weights of the generator side even where the checkpoint "
+        "holds their moving average (runs with train.ema_decay > 0), which is used otherwise",
     )
 
 
@@ -385,7 +396,8 @@ def cmd_translate(args) -> int:
     if args.input:
         check_output_names(args.input)  # before anything is read or written
     _note_earlier_outputs(args)
-    tr = Translator.from_checkpoint(args.checkpoint, device=args.device)
+    tr = Translator.from_checkpoint(args.checkpoint, device=args.device, use_ema=not args.no_ema)
+    print(f"weights: {tr.weights} ({_WEIGHTS[tr.weights]}), step {tr.step}")
     samples = args.samples if args.samples is not None else DEFAULT_SAMPLES
     if not tr.has_code:
         print(
@@ -424,6 +436,13 @@ def cmd_translate(args) -> int:
         rows.append((Path(path).name, written))
     _output_page(tr, args, rows)
     return 0
+
+
+# what ``Translator.weights`` means, for the line translate prints
+_WEIGHTS = {
+    "ema": "the moving average of the generator side; --no-ema for the trained weights",
+    "live": "the trained weights",
+}
 
 
 def _note_earlier_outputs(args) -> None:
@@ -510,6 +529,7 @@ def cmd_evaluate(args) -> int:
         seed=args.seed,
         audio_dir=args.out.with_name(args.out.stem + "_audio"),
         page_dir=args.out.with_name(args.out.stem + "_page"),
+        use_ema=not args.no_ema,
     )
     write_text(args.out, json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))

@@ -144,6 +144,11 @@ class TrainConfig:
     # content in another domain (edges of the other vendor's drawing), so S does not tell it
     domain_reference: float = 0.0
     cross_domain: float = 0.0
+    # decay of an exponential moving average of the generator side's weights (prenets, E_att,
+    # G), which the training samples, translate and evaluate then use; 0: off. In [0, 1); with
+    # the warm-up min(ema_decay, (1 + k) / (10 + k)) at update k (m3dgan.core.ema). StarGAN v2
+    # uses 0.999
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -207,7 +212,7 @@ _CHOICES = {
     "loss.dist_form": ("hinge", "mode-seeking"),
     "model.upsample": ("deconv", "resize"),
 }
-_UNIT_INTERVAL = {"train.beta1", "train.beta2"}  # [0, 1)
+_UNIT_INTERVAL = {"train.beta1", "train.beta2", "train.ema_decay"}  # [0, 1)
 _PROBABILITY = {"train.cross_domain", "train.domain_reference"}  # [0, 1]
 _POSITIVE_FLOAT = {"train.lr"}  # other floats (loss weights, tau) must be finite and >= 0
 

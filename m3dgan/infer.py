@@ -89,15 +89,23 @@ class Translator:
     """A trained model ready to translate: its weights, its :class:`RunRecord` (config, sides,
     vocabularies, mel settings), the modality of each side with its codec (``source``,
     ``target``: they read input files and write outputs) and the device it runs on. ``step``:
-    the checkpoint's step.
+    the checkpoint's step. ``weights``: which weights the generator side carries, ``"ema"``
+    (the moving average a run with ``train.ema_decay`` > 0 keeps, ``m3dgan.core.ema``) or
+    ``"live"`` (the optimizer's).
 
     Raises CheckpointError when a side's codec (a vocabulary, the mel settings) is missing or
     damaged."""
 
     def __init__(
-        self, model: M3DGAN, record: RunRecord, device: torch.device, step: int | None = None
+        self,
+        model: M3DGAN,
+        record: RunRecord,
+        device: torch.device,
+        step: int | None = None,
+        weights: str = "live",
     ) -> None:
         self.model, self.record, self.device, self.step = model.eval(), record, device, step
+        self.weights = weights
         self.cfg = record.config
         self.source: Modality = record.modality("source")
         self.target: Modality = record.modality("target")
@@ -109,14 +117,23 @@ class Translator:
         }
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Translator:
-        """Load from a run folder (newest good checkpoint) or one checkpoint file."""
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", use_ema: bool = True
+    ) -> Translator:
+        """Load from a run folder (newest good checkpoint) or one checkpoint file.
+
+        ``use_ema``: the generator side gets the checkpoint's moving average of its weights
+        when it has one (runs with ``train.ema_decay`` > 0; ``weights`` is then ``"ema"``);
+        False, or a checkpoint without one: the live weights (``"live"``).
+
+        Raises CheckpointError for a damaged checkpoint or weights of another model."""
         checkpoint = ckpt.load_latest(Path(path))
         record = RunRecord.from_dict(checkpoint.meta, str(checkpoint.path))
         dev = resolve_device(device)
         model = M3DGAN.from_config(record.config, record.source, record.target)
         checkpoint.load_model(model)
-        return cls(model.to(dev), record, dev, checkpoint.step)
+        weights = "ema" if use_ema and checkpoint.load_ema(model) else "live"
+        return cls(model.to(dev), record, dev, checkpoint.step, weights)
 
     @property
     def source_spec(self) -> ModalitySpec:

@@ -38,6 +38,8 @@ class RunRecord:
       speech side, ``None`` in checkpoints saved before m3dgan recorded them;
     - ``guard``: the divergence guard's ``lr_scale`` and ``rollbacks``, and ``train_seconds``
       (training time so far, for ``train.max_minutes``);
+    - ``ema``: the moving average's update count ``{"updates": k}`` (its tensors are the
+      checkpoint's ``ema.*``), ``{}`` in runs without one (``train.ema_decay`` = 0);
     - ``where``: the sidecar it was read from, for error messages (not saved).
     """
 
@@ -50,6 +52,7 @@ class RunRecord:
     vocab: dict[str, dict] = field(default_factory=dict)
     audio: dict | None = field(default_factory=dict)
     guard: dict[str, Any] = field(default_factory=dict)
+    ema: dict[str, Any] = field(default_factory=dict)
     where: str = field(default="checkpoint sidecar", compare=False)
 
     @classmethod
@@ -92,6 +95,7 @@ class RunRecord:
             "vocab": dict(self.vocab),
             "audio": dict(self.audio or {}),
             "guard": dict(self.guard),
+            "ema": dict(self.ema),
         }
 
     @classmethod
@@ -112,6 +116,10 @@ class RunRecord:
         vocab, audio, guard = meta["vocab"], meta.get("audio"), meta.get("guard") or {}
         if not isinstance(vocab, dict) or not isinstance(guard, dict):
             raise CheckpointError(f"{where}: damaged vocabularies or guard state")
+        ema = meta.get("ema") or {}  # sidecars from before train.ema_decay have none
+        updates = ema.get("updates", 0) if isinstance(ema, dict) else None
+        if not isinstance(updates, int) or isinstance(updates, bool) or updates < 0:
+            raise CheckpointError(f"{where}: damaged moving-average state (ema)")
         if audio is not None and not isinstance(audio, dict):
             raise CheckpointError(f"{where}: damaged mel settings (audio)")
         return cls(
@@ -124,6 +132,7 @@ class RunRecord:
             vocab=vocab,
             audio=audio,
             guard=guard,
+            ema=ema,
             where=where,
         )
 

@@ -3,8 +3,9 @@ disk and an in-memory snapshot.
 
 Everything a resumed run needs to continue exactly where an uninterrupted one would be: weights,
 both optimizers (moments, step counts and learning rates), the noise generator and torch's global
-RNG, the step, and the divergence guard's state (how often it rolled back and by how much it has
-lowered the learning rate, so a lowered rate survives ``--resume``).
+RNG, the step, the divergence guard's state (how often it rolled back and by how much it has
+lowered the learning rate, so a lowered rate survives ``--resume``), and the moving average of
+the generator side with its update count (``train.ema_decay`` > 0).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def save(run_dir: Path, state: RunState, record: RunRecord) -> Path:
     """A checkpoint of ``state`` in RUN_DIR/checkpoints/, its sidecar the run's ``record`` with
     the guard's state of now; keeps ``train.keep_checkpoints`` of them."""
     record.guard = state.guard_meta()
+    record.ema = state.ema_meta()
     return ckpt.save_checkpoint(
         run_dir,
         state.step,
@@ -35,19 +37,26 @@ def save(run_dir: Path, state: RunState, record: RunRecord) -> Path:
         rng=state.rng_states(),
         meta=record.to_dict(),
         keep=record.config.train.keep_checkpoints,
+        ema=None if state.ema is None else state.ema.state_dict(),
     )
 
 
 def restore(state: RunState, checkpoint: ckpt.Checkpoint, run: RunRecord | None = None) -> None:
-    """Put ``checkpoint`` into ``state``: weights, optimizers, random streams, step and the
-    guard's state (read through the checkpoint's :class:`RunRecord`).
+    """Put ``checkpoint`` into ``state``: weights, optimizers, random streams, step, the
+    guard's state (read through the checkpoint's :class:`RunRecord`) and the moving average.
+
+    The moving average (``state.ema``, present when ``train.ema_decay`` > 0): the checkpoint's
+    ``ema.*`` tensors and update count; a checkpoint without them (saved with the average off)
+    starts it from the restored weights with a fresh warm-up (count 0). A checkpoint's average
+    is ignored when ``state`` keeps none.
 
     ``run``: the record of the run being resumed, as its data set describes it now; the
     checkpoint's must describe the same sides, vocabularies and mel settings.
 
     Raises:
-        CheckpointError: the sidecar lacks a field, the weights are another model's, or the data
-            set changed since the checkpoint (another vocabulary would train other token ids).
+        CheckpointError: the sidecar lacks a field, the weights (or their moving average) are
+            another model's, or the data set changed since the checkpoint (another vocabulary
+            would train other token ids).
     """
     saved = RunRecord.from_dict(checkpoint.meta, str(getattr(checkpoint, "path", "checkpoint")))
     if run is not None:
@@ -67,6 +76,19 @@ def restore(state: RunState, checkpoint: ckpt.Checkpoint, run: RunRecord | None 
     torch.set_rng_state(checkpoint.rng_state("torch"))
     state.step = checkpoint.step
     state.set_guard_meta(saved.guard)
+    if state.ema is not None:
+        _restore_ema(state, checkpoint, saved)
+
+
+def _restore_ema(state: RunState, checkpoint: ckpt.Checkpoint, saved: RunRecord) -> None:
+    tensors = checkpoint.ema_state()
+    if not tensors:
+        state.ema.reset(state.model)
+        return
+    try:
+        state.ema.load_state_dict(tensors, int(saved.ema.get("updates", 0)))
+    except ValueError as exc:
+        raise CheckpointError(f"{saved.where}: {exc}") from exc
 
 
 def _check_same_data(saved: RunRecord, run: RunRecord) -> None:
@@ -98,6 +120,8 @@ class Snapshot:
     optimizers: dict[str, dict[str, Any]]
     rng: dict[str, torch.Tensor]
     guard: dict[str, Any] = field(default_factory=dict)
+    ema: dict[str, torch.Tensor] | None = None  # the moving average's tensors (None: off)
+    ema_updates: int = 0
 
     @classmethod
     def take(cls, state: RunState) -> Snapshot:
@@ -108,6 +132,10 @@ class Snapshot:
             optimizers={k: copy.deepcopy(o.state_dict()) for k, o in state.optimizers.items()},
             rng={k: v.clone() for k, v in state.rng_states().items()},
             guard=state.guard_meta(),
+            ema=None
+            if state.ema is None
+            else {k: v.detach().clone() for k, v in state.ema.state_dict().items()},
+            ema_updates=0 if state.ema is None else state.ema.updates,
         )
 
     def restore_into(self, state: RunState) -> None:
@@ -118,3 +146,5 @@ class Snapshot:
         torch.set_rng_state(self.rng["torch"])
         state.step = self.step
         state.set_guard_meta(self.guard)
+        if state.ema is not None and self.ema is not None:
+            state.ema.load_state_dict(self.ema, self.ema_updates)

@@ -7,7 +7,8 @@ Run folder layout::
                                line per divergence-guard event (``"event": "rollback"``)
     RUN_DIR/tb/                TensorBoard scalars and sample grids (off, with one warning,
                                once it cannot be written: see ``m3dgan.report.run_outputs``)
-    RUN_DIR/samples/           sample grids as PNG
+    RUN_DIR/samples/           sample grids as PNG (with train.ema_decay > 0: drawn with the
+                               moving average of the generator side, m3dgan.core.ema)
     RUN_DIR/checkpoints/       safetensors + JSON sidecars (see ``m3dgan.checkpoint``)
 
 Every file but TensorBoard's goes through ``m3dgan.atomic``: a full disk stops the run with an
@@ -344,8 +345,7 @@ class _Run:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in shown})
                     out.scalars(state.step, logs)
                 if dist.is_main and (state.step % tc.sample_every == 0 or state.step == tc.steps):
-                    out.samples(state.step, state.model, fixed, self.source, self.target)
-                    state.model.train()
+                    self._samples(out, fixed)
                 if state.step % tc.checkpoint_every == 0 or state.step == tc.steps:
                     last_path = self.save() or last_path
             trained = state.train_seconds > seconds_before  # this session took a step
@@ -371,6 +371,17 @@ class _Run:
                 self.run_dir, images_seen, time.perf_counter() - t0, state.step, device, dist.world
             )
         return last_path
+
+    def _samples(self, out: RunOutputs, fixed: dict) -> None:
+        """This step's sample grids, drawn with the moving average of the generator side when
+        the run keeps one (the weights translate and evaluate use), else the live weights."""
+        state = self.state
+        weights: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if state.ema is not None:
+            weights = state.ema.swapped_in(state.model)
+        with weights:
+            out.samples(state.step, state.model, fixed, self.source, self.target)
+        state.model.train()
 
     def _roll_back(
         self, guard: DivergenceGuard, error: NonFiniteLossError, out: RunOutputs, bar

@@ -2,7 +2,8 @@
 
 :class:`RunState` holds the model (prenets, E_att, G and the discriminators), the generator-side
 and discriminator optimizers, the noise generator that draws e_s and the reparameterisation
-noise, the step, and the divergence guard's learning-rate scale. The training step
+noise, the step, the divergence guard's learning-rate scale, and the moving average of the
+generator side's weights when ``train.ema_decay`` > 0 (``core.ema``). The training step
 (``core.step.TrainStep``) updates it; ``m3dgan.run_state`` saves and restores it; the divergence
 guard (``m3dgan.guard``) rolls it back.
 """
@@ -15,13 +16,15 @@ from typing import Any
 import torch
 
 from m3dgan.config import Config
+from m3dgan.core.ema import GeneratorEMA
 from m3dgan.core.model import M3DGAN
 
 
 @dataclass
 class RunState:
     """Everything a training step changes. ``noise``: the generator of e_s and the
-    reparameterisation noise (seeded alike in every process of a multi-process run)."""
+    reparameterisation noise (seeded alike in every process of a multi-process run). ``ema``:
+    the moving average of the generator side (None when ``train.ema_decay`` is 0)."""
 
     model: M3DGAN
     opt_g: torch.optim.Optimizer
@@ -31,6 +34,7 @@ class RunState:
     lr_scale: float = 1.0  # product of the divergence guard's factors so far (1: never lowered)
     rollbacks: int = 0  # rollbacks so far in this run, counted against train.max_rollbacks
     train_seconds: float = 0.0  # wall-clock seconds of training so far, all sessions of the run
+    ema: GeneratorEMA | None = None
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -45,13 +49,21 @@ class RunState:
     @classmethod
     def create(cls, model: M3DGAN, cfg: Config, device: torch.device) -> RunState:
         """A fresh state for ``model`` (already on ``device``): Adam for each side
-        (:func:`make_optimizers`) and the noise generator seeded from ``train.seed``."""
+        (:func:`make_optimizers`), the noise generator seeded from ``train.seed``, and, when
+        ``train.ema_decay`` > 0, an EMA of the generator side starting from its weights now."""
         opt_g, opt_d = make_optimizers(model, cfg, device)
         noise = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
-        return cls(model, opt_g, opt_d, noise)
+        decay = cfg.train.ema_decay
+        ema = GeneratorEMA(model, decay) if decay > 0 else None
+        return cls(model, opt_g, opt_d, noise, ema=ema)
 
     def rng_states(self) -> dict[str, torch.Tensor]:
         return {"noise": self.noise.get_state(), "torch": torch.get_rng_state()}
+
+    def ema_meta(self) -> dict[str, Any]:
+        """What the sidecar records of the EMA besides its tensors: ``{"updates": k}``, or ``{}``
+        when it is off."""
+        return {} if self.ema is None else {"updates": self.ema.updates}
 
     def guard_meta(self) -> dict[str, Any]:
         """The run's counters saved beside a checkpoint: the divergence guard's state and the

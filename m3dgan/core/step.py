@@ -12,6 +12,8 @@ term (eq. 7) compares G(S, z_s) with G(S, z_r) for the *same* S. Per iteration:
              + λ3·relu(τ − ratio)                                     (eq. 8)
    The latent-regression term reaches G (and the token layer) but not Enc_r: its parameters are
    frozen for that forward pass, otherwise G and Enc_r learn to hide the code between them.
+5. with ``train.ema_decay`` > 0: the moving average of the generator side takes the new weights
+   (``core.ema``).
 
 Distributed training (DistributedDataParallel). DDP averages gradients over ranks from hooks
 that fire in the backward of a *forward of the wrapped module*, and expects one backward per
@@ -289,6 +291,8 @@ class TrainStep:
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
+        if self.state.ema is not None:  # under DDP every rank holds the same weights: same average
+            self.state.ema.update(m)
         logs["loss_G"] = total.item()
         return logs
 

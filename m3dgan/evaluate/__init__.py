@@ -72,11 +72,14 @@ def evaluate(
     audio_dir: Path | None = None,
     judge_steps: int | None = None,
     page_dir: Path | None = None,
+    use_ema: bool = True,
 ) -> dict:
     """The metrics of the run at ``checkpoint`` (a run folder or a checkpoint file) on its
     task's test split (the built-in data set, or the one at ``data_root``).
 
-    The dict starts with ``task``, ``objective``, ``step``, ``checkpoint`` and ``test_size``,
+    The dict starts with ``task``, ``objective``, ``step``, ``checkpoint``, ``weights`` (``"ema"``:
+    the checkpoint's moving average of the generator side, ``"live"``: its trained weights; see
+    ``use_ema`` and :meth:`Translator.from_checkpoint`) and ``test_size``,
     then holds the entries of each metric the task names, in the task's order. ``inputs`` and
     ``samples`` override each metric's defaults; ``seed`` seeds every random draw (the same seed
     gives the same numbers; the global RNG is left alone); ``beam`` is the beam size of text
@@ -85,7 +88,7 @@ def evaluate(
     path is the result's ``page``); ``judge_steps`` overrides the training steps of a judge
     trained on first use (tests).
     """
-    tr = Translator.from_checkpoint(checkpoint, device=device)
+    tr = Translator.from_checkpoint(checkpoint, device=device, use_ema=use_ema)
     task = get_task(tr.cfg.task)
     metrics = metric_functions(task.metrics)
     outputs = Outputs(tr, seed=seed, beam=beam)
@@ -109,6 +112,7 @@ def evaluate(
         "objective": tr.cfg.objective,
         "step": tr.step,
         "checkpoint": str(checkpoint),
+        "weights": tr.weights,
         "test_size": len(test["label"]),
     }
     for metric in metrics:
