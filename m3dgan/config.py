@@ -75,6 +75,9 @@ class ModelConfig:
     # the paper's deconv2d) | "resize" (nearest-neighbour ×2, then a 3×3 conv: no checkerboard;
     # Odena et al. 2016, "Deconvolution and checkerboard artifacts")
     upsample: str = "deconv"
+    # normalisation in the image discriminators: "instance" (PatchGAN as in pix2pix/BicycleGAN)
+    # | "spectral" (spectral norm on every conv weight, no instance norm; Miyato et al. 2018)
+    disc_norm: str = "instance"
     # -- text (paper §4, appendix §7; Tacotron's encoder and decoder) --
     text_embed: int = 128  # character / subword embedding size
     text_prenet: list[int] = field(default_factory=lambda: [256, 128])  # FC layers before CBHG
@@ -211,6 +214,7 @@ _CHOICES = {
     "loss.gan_mode": ("lsgan", "vanilla", "hinge"),
     "loss.dist_form": ("hinge", "mode-seeking"),
     "model.upsample": ("deconv", "resize"),
+    "model.disc_norm": ("instance", "spectral"),
 }
 _UNIT_INTERVAL = {"train.beta1", "train.beta2", "train.ema_decay"}  # [0, 1)
 _PROBABILITY = {"train.cross_domain", "train.domain_reference"}  # [0, 1]

@@ -18,7 +18,7 @@ from m3dgan.config import ModelConfig
 from m3dgan.core.init import init_leaky_convs
 from m3dgan.core.safe_conv import Conv2d
 from m3dgan.modalities.base import Modality, ModalitySpec, SequenceFeatures
-from m3dgan.modalities.image.nets import FiLM
+from m3dgan.modalities.image.nets import FiLM, normalize_discriminator
 
 
 def start_resolution(size: int) -> tuple[int, int]:
@@ -106,6 +106,7 @@ class TextConditionedImageDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, True),
             Conv2d(prev, 1, 3, 1, 1),
         )
+        normalize_discriminator(self, cfg.disc_norm)
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         h = self.features(target)

@@ -188,6 +188,26 @@ class ImageGenerator(nn.Module):
         return torch.tanh(self.to_output(h))
 
 
+def normalize_discriminator(disc: nn.Module, kind: str) -> nn.Module:
+    """``model.disc_norm`` on a built discriminator, in place; returns it.
+
+    ``"instance"``: as built (pix2pix / BicycleGAN's PatchGAN: instance norm after every inner
+    conv). ``"spectral"``: spectral normalisation of every conv weight (Miyato et al. 2018,
+    SNGAN; BigGAN and StarGAN v2's relatives use it in D) and no instance norm — it bounds D's
+    Lipschitz constant, which keeps its gradients to G informative on small data."""
+    if kind == "instance":
+        return disc
+    if kind != "spectral":
+        raise ValueError(f"model.disc_norm={kind!r}: expected 'instance' or 'spectral'")
+    for child in list(disc.modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, nn.InstanceNorm2d):
+                setattr(child, attr, nn.Identity())
+            elif isinstance(sub, nn.Conv2d):
+                nn.utils.parametrizations.spectral_norm(sub)
+    return disc
+
+
 class ImageDiscriminator(nn.Module):
     """Conditional PatchGAN D(S, T): each output cell judges one receptive-field patch."""
 
@@ -213,6 +233,7 @@ class ImageDiscriminator(nn.Module):
             prev = width
         layers.append(Conv2d(prev, 1, 3, 1, 1))
         self.net = nn.Sequential(*layers)
+        normalize_discriminator(self, cfg.disc_norm)
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if source.shape[-2:] != target.shape[-2:]:
