@@ -108,3 +108,29 @@ def test_cli_trains_with_both_switches_and_refuses_them_without_labels(
     assert "Traceback" not in err
     assert main([*bad, *common, "--set", "train.domain_reference=-0.1"]) == 2
     assert main([*bad, *common, "--set", "train.cross_domain=1.5"]) == 2
+
+
+def test_the_encoder_reads_the_drawn_reference_in_training(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With domain_reference=1 the loop hands the step a reference that is never the target
+    batch itself (GeneratorSide encodes it instead of T); with 0 it hands none (R = T)."""
+    from m3dgan.core.step import GeneratorSide
+
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    original = GeneratorSide.forward
+
+    def spy(self, source, target, eps_r, e_s, reference=None):
+        encoded = target if reference is None else reference  # what forward encodes
+        seen.append((target.detach().clone(), encoded.detach().clone()))
+        return original(self, source, target, eps_r, e_s, reference)
+
+    monkeypatch.setattr(GeneratorSide, "forward", spy)
+    common = ["--steps", "3", "--no-progress", *set_args(TINY_OVERRIDES)]
+    for q, run in (("1", "domain"), ("0", "paper")):
+        seen.clear()
+        args = ["train", "--task", "edges2emoji", "--data", str(tiny_data), "--out", str(tmp_path / run)]
+        assert main([*args, *common, "--set", f"train.domain_reference={q}"]) == 0
+        assert len(seen) == 3
+        same = [torch.equal(t, r) for t, r in seen]
+        assert all(same) if q == "0" else not any(same)
