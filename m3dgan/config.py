@@ -78,6 +78,10 @@ class ModelConfig:
     # normalisation in the image discriminators: "instance" (PatchGAN as in pix2pix/BicycleGAN)
     # | "spectral" (spectral norm on every conv weight, no instance norm; Miyato et al. 2018)
     disc_norm: str = "instance"
+    # D_enc with one output per domain of the data set (StarGAN v2's multi-task discriminator):
+    # a real target is judged by its domain's output, an encoded fake by its reference's, so an
+    # output in the wrong domain reads as fake. Needs domain labels; image targets
+    domain_discriminator: bool = False
     # -- text (paper §4, appendix §7; Tacotron's encoder and decoder) --
     text_embed: int = 128  # character / subword embedding size
     text_prenet: list[int] = field(default_factory=lambda: [256, 128])  # FC layers before CBHG

@@ -130,7 +130,9 @@ class Translator:
         checkpoint = ckpt.load_latest(Path(path))
         record = RunRecord.from_dict(checkpoint.meta, str(checkpoint.path))
         dev = resolve_device(device)
-        model = M3DGAN.from_config(record.config, record.source, record.target)
+        model = M3DGAN.from_config(
+            record.config, record.source, record.target, len(record.domains)
+        )
         checkpoint.load_model(model)
         weights = "ema" if use_ema and checkpoint.load_ema(model) else "live"
         return cls(model.to(dev), record, dev, checkpoint.step, weights)

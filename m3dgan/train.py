@@ -78,7 +78,7 @@ def build_model(
     cfg: Config, manifest: Manifest, vocabs: dict | None = None, train: dict | None = None
 ) -> M3DGAN:
     source, target = specs_from_manifest(cfg.task, manifest, vocabs, train)
-    return M3DGAN.from_config(cfg, source, target)
+    return M3DGAN.from_config(cfg, source, target, len(manifest.domains))
 
 
 def batch_indices(
@@ -251,6 +251,11 @@ class _Run:
             tc.cross_domain,
             dataset=f"data set {self.manifest.name!r}",
         )
+        if self.state.model.domain_outputs and bool((self.train_split["domain"] < 0).any()):
+            raise ConfigError(
+                f"model.domain_discriminator needs a domain label on every training row; data "
+                f"set {self.manifest.name!r} has rows without one"
+            )
         self.record = RunRecord.for_dataset(
             cfg, self.state.model.source_spec, self.state.model.target_spec, self.manifest, vocabs
         )
@@ -329,8 +334,9 @@ class _Run:
                     if rows.reference_is_target
                     else batch_to_model(split["target"][rows.reference], device, cl)
                 )
+                domain = split["domain"][idx].to(device) if state.model.domain_outputs else None
                 try:
-                    logs = step_fn(source, target, reference)
+                    logs = step_fn(source, target, reference, domain)
                 except NonFiniteLossError as exc:
                     self._roll_back(guard, exc, out, bar)
                     continue

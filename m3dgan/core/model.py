@@ -17,13 +17,33 @@ from torch import nn
 from m3dgan.config import Config, ModelConfig
 from m3dgan.core.attention import Posterior, UniversalAttention
 from m3dgan.core.objectives import Objective, get_objective
+from m3dgan.errors import ConfigError
 from m3dgan.modalities import Modality, ModalitySpec, modality_for
+
+
+def domain_scores(scores: torch.Tensor, domain: torch.Tensor | None) -> torch.Tensor:
+    """Each row's own score map from a per-domain discriminator's [B, domains, ...] output
+    (``domain``: int64 [B]); ``domain`` None: ``scores`` as they are (a one-output D)."""
+    if domain is None:
+        return scores
+    index = domain.view(-1, *([1] * (scores.dim() - 1))).expand(-1, 1, *scores.shape[2:])
+    return scores.gather(1, index.to(scores.device))
 
 
 class M3DGAN(nn.Module):
     def __init__(
-        self, source: ModalitySpec, target: ModalitySpec, objective: Objective, cfg: ModelConfig
+        self,
+        source: ModalitySpec,
+        target: ModalitySpec,
+        objective: Objective,
+        cfg: ModelConfig,
+        domains: int = 0,
     ) -> None:
+        """``domains``: how many domains the data set labels (0: none); with
+        ``cfg.domain_discriminator`` D_enc gives one score map per domain.
+
+        Raises ConfigError when ``cfg.domain_discriminator`` is set and there are fewer than two
+        domains, or the target modality's discriminator has a single output."""
         super().__init__()
         self.source_spec, self.target_spec, self.objective, self.cfg = (
             source,
@@ -51,19 +71,33 @@ class M3DGAN(nn.Module):
             self.reference_prenet, self.attention, z_dim = None, None, 0
         self.z_dim = z_dim
         self.generator = tgt_mod.build_generator(src_mod, z_dim, cfg)
-        self.disc_enc = tgt_mod.build_discriminator(src_mod, cfg)
+        if cfg.domain_discriminator and domains < 2:
+            raise ConfigError(
+                "model.domain_discriminator needs a data set with two or more domains; this one "
+                f"has {domains}"
+            )
+        # one score map per domain (``model.domain_discriminator``), else one
+        self.domain_outputs = domains if cfg.domain_discriminator else 0
+        self.disc_enc = (
+            tgt_mod.build_discriminator(src_mod, cfg, self.domain_outputs)
+            if self.domain_outputs
+            else tgt_mod.build_discriminator(src_mod, cfg)  # a modality may not take outputs
+        )
         # BicycleGAN's finding: one discriminator per branch trains better than a shared one
         self.disc_rand = (
             tgt_mod.build_discriminator(src_mod, cfg) if objective.random_branch else None
         )
 
     @classmethod
-    def from_config(cls, cfg: Config, source: ModalitySpec, target: ModalitySpec) -> M3DGAN:
-        """The model a run config describes for these sides: the one place training
-        (``m3dgan.train.build_model``) and inference (``Translator.from_checkpoint``) build it.
+    def from_config(
+        cls, cfg: Config, source: ModalitySpec, target: ModalitySpec, domains: int = 0
+    ) -> M3DGAN:
+        """The model a run config describes for these sides and a data set with ``domains``
+        domains: the one place training (``m3dgan.train.build_model``) and inference
+        (``Translator.from_checkpoint``) build it.
 
         Raises ConfigError for an unknown objective, ValueError for sides no modality pairs."""
-        return cls(source, target, get_objective(cfg.objective), cfg.model)
+        return cls(source, target, get_objective(cfg.objective), cfg.model, domains)
 
     # -- the generator side -------------------------------------------------------------------
     def encode(self, reference: torch.Tensor) -> Posterior:

@@ -47,7 +47,7 @@ from torch import nn
 
 from m3dgan.config import LossConfig
 from m3dgan.core import augment, losses
-from m3dgan.core.model import M3DGAN
+from m3dgan.core.model import M3DGAN, domain_scores
 from m3dgan.core.state import RunState
 from m3dgan.distributed import Distributed
 from m3dgan.errors import ConfigError, M3DGANError
@@ -134,8 +134,12 @@ class DiscriminatorLoss(nn.Module):
         target: torch.Tensor,
         fake_enc: torch.Tensor,
         fake_rand: torch.Tensor | None,
+        domain: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        loss = gan_pair(self.disc_enc, source, target, fake_enc, self.gan_mode, self.policy)
+        """``domain``: T's domain per row, where D_enc has per-domain outputs (else None)."""
+        loss = gan_pair(
+            self.disc_enc, source, target, fake_enc, self.gan_mode, self.policy, domain
+        )
         if fake_rand is not None:
             loss = loss + gan_pair(
                 self.disc_rand, source, target, fake_rand, self.gan_mode, self.policy
@@ -211,10 +215,19 @@ class TrainStep:
         raise NonFiniteLossError(f"{name} loss is {loss.item()} (rank {self._rank})")
 
     def __call__(
-        self, source: torch.Tensor, target: torch.Tensor, reference: torch.Tensor | None = None
+        self,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        reference: torch.Tensor | None = None,
+        domain: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """One iteration on a batch; ``reference``: R for the encoded branch (None: R = T, the
-        paper's setting). Returns the losses as floats."""
+        paper's setting); ``domain``: int64 [B], T's (and R's) domain, needed when D_enc has
+        per-domain outputs (``model.domain_discriminator``). Returns the losses as floats."""
+        if self.model.domain_outputs and domain is None:
+            raise ValueError("model.domain_discriminator: the step needs each row's domain")
+        if not self.model.domain_outputs:
+            domain = None
         m, obj, lc = self.model, self.model.objective, self.loss_cfg
         gan, n, device = lc.gan_mode, len(source), source.device
         eps_r = self._noise(n, device) if obj.encoded_branch else None
@@ -234,7 +247,7 @@ class TrainStep:
             )
             # -- discriminator update (one DDP forward) -----------------------------------------
             if obj.adversarial:
-                d_loss = self.discriminator_loss(source, target, fake_enc, fake_rand)
+                d_loss = self.discriminator_loss(source, target, fake_enc, fake_rand, domain)
         if obj.adversarial:
             self._check("discriminator", d_loss)
             self.opt_d.zero_grad(set_to_none=True)
@@ -246,7 +259,7 @@ class TrainStep:
         with frozen(m.disc_enc, m.disc_rand), self._autocast(device):
             if obj.adversarial:
                 g_gan = losses.gan_loss(
-                    judge(m.disc_enc, source, fake_enc, self.policy),
+                    domain_scores(judge(m.disc_enc, source, fake_enc, self.policy), domain),
                     True,
                     gan,
                     for_discriminator=False,
@@ -311,11 +324,13 @@ def gan_pair(
     fake: torch.Tensor,
     mode: str,
     policy: tuple[str, ...] = (),
+    domain: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Discriminator loss on one real and one (detached) fake batch (each its own view)."""
-    return losses.gan_loss(judge(disc, source, real, policy), True, mode) + losses.gan_loss(
-        judge(disc, source, fake.detach(), policy), False, mode
-    )
+    """Discriminator loss on one real and one (detached) fake batch (each its own view);
+    ``domain``: read a per-domain D at each row's domain."""
+    real_scores = domain_scores(judge(disc, source, real, policy), domain)
+    fake_scores = domain_scores(judge(disc, source, fake.detach(), policy), domain)
+    return losses.gan_loss(real_scores, True, mode) + losses.gan_loss(fake_scores, False, mode)
 
 
 def check_finite(name: str, loss: torch.Tensor) -> None:

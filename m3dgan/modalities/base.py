@@ -35,13 +35,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from m3dgan.errors import InputError
+from m3dgan.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from m3dgan.config import ModelConfig
     from m3dgan.run_record import RunRecord
 
 SIDES = ("source", "target")
+
+
+def single_output_only(kind: str, outputs: int) -> None:
+    """Raise ConfigError for a discriminator with per-domain outputs on a modality without them."""
+    if outputs != 1:
+        raise ConfigError(
+            f"model.domain_discriminator: {kind} discriminators have one output; per-domain "
+            "outputs exist for image targets"
+        )
 
 
 @dataclass(frozen=True)
@@ -124,8 +133,12 @@ class Modality:
         modality cannot be generated from that source."""
         raise NotImplementedError
 
-    def build_discriminator(self, source: Modality, cfg: ModelConfig) -> nn.Module:
-        """D(S, T) for this target → realness scores (any shape)."""
+    def build_discriminator(
+        self, source: Modality, cfg: ModelConfig, outputs: int = 1
+    ) -> nn.Module:
+        """D(S, T) for this target → realness scores, [B, outputs, ...] (any trailing shape).
+        ``outputs`` > 1: one score map per domain (``model.domain_discriminator``); a modality
+        that cannot give several raises ConfigError."""
         raise NotImplementedError
 
     def build_memory(self, cfg: ModelConfig) -> nn.Module | None:

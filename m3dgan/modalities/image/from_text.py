@@ -85,7 +85,9 @@ class TextToImageGenerator(nn.Module):
 class TextConditionedImageDiscriminator(nn.Module):
     """``source``: the source side's modality, which supplies its summary (``build_summary``)."""
 
-    def __init__(self, source: Modality, target: ModalitySpec, cfg: ModelConfig) -> None:
+    def __init__(
+        self, source: Modality, target: ModalitySpec, cfg: ModelConfig, outputs: int = 1
+    ) -> None:
         super().__init__()
         ch = cfg.disc_channels
         layers: list[nn.Module] = [Conv2d(target.channels, ch, 4, 2, 1), nn.LeakyReLU(0.2, True)]
@@ -104,7 +106,7 @@ class TextConditionedImageDiscriminator(nn.Module):
         self.joint = nn.Sequential(
             Conv2d(prev + ch, prev, 3, 1, 1),
             nn.LeakyReLU(0.2, True),
-            Conv2d(prev, 1, 3, 1, 1),
+            Conv2d(prev, outputs, 3, 1, 1),
         )
         normalize_discriminator(self, cfg.disc_norm)
 

@@ -67,12 +67,16 @@ class ImageModality(Modality):
             )
         return TextToImageGenerator(source, self.spec.channels, self.spec.size, z_dim, cfg)
 
-    def build_discriminator(self, source: Modality, cfg: ModelConfig) -> nn.Module:
+    def build_discriminator(
+        self, source: Modality, cfg: ModelConfig, outputs: int = 1
+    ) -> nn.Module:
         """An image source is stacked onto the judged image (PatchGAN); any other source joins
-        the image features as its summary vector."""
+        the image features as its summary vector. ``outputs``: score maps (one per domain)."""
         if isinstance(source, ImageModality):
-            return ImageDiscriminator(source.spec.channels, self.spec.channels, self.spec.size, cfg)
-        return TextConditionedImageDiscriminator(source, self.spec, cfg)
+            return ImageDiscriminator(
+                source.spec.channels, self.spec.channels, self.spec.size, cfg, outputs
+            )
+        return TextConditionedImageDiscriminator(source, self.spec, cfg, outputs)
 
     def build_memory(self, cfg: ModelConfig) -> nn.Module:
         return ImageMemory(self.prenet_channels(cfg), self.spec.size, cfg.decoder_rnn)

@@ -209,10 +209,16 @@ def normalize_discriminator(disc: nn.Module, kind: str) -> nn.Module:
 
 
 class ImageDiscriminator(nn.Module):
-    """Conditional PatchGAN D(S, T): each output cell judges one receptive-field patch."""
+    """Conditional PatchGAN D(S, T) → [B, outputs, H', W']: each cell judges one receptive-field
+    patch (``outputs`` > 1: once per domain)."""
 
     def __init__(
-        self, source_channels: int, target_channels: int, size: int, cfg: ModelConfig
+        self,
+        source_channels: int,
+        target_channels: int,
+        size: int,
+        cfg: ModelConfig,
+        outputs: int = 1,
     ) -> None:
         super().__init__()
         self.size = size
@@ -231,7 +237,7 @@ class ImageDiscriminator(nn.Module):
                 nn.LeakyReLU(0.2, True),
             ]
             prev = width
-        layers.append(Conv2d(prev, 1, 3, 1, 1))
+        layers.append(Conv2d(prev, outputs, 3, 1, 1))  # a score map per output (domain)
         self.net = nn.Sequential(*layers)
         normalize_discriminator(self, cfg.disc_norm)
 

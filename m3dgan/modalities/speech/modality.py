@@ -24,7 +24,7 @@ from m3dgan.audio.inputs import pad_mels, read_mels
 from m3dgan.config import ModelConfig
 from m3dgan.data.store import read_manifest
 from m3dgan.errors import CheckpointError, ConfigError, M3DGANError
-from m3dgan.modalities.base import Modality
+from m3dgan.modalities.base import Modality, single_output_only
 from m3dgan.modalities.speech.decoder import SpeechDecoder, SpeechDecoderOutput
 from m3dgan.modalities.speech.frames import frame_lengths, stop_targets
 from m3dgan.modalities.speech.nets import (
@@ -91,7 +91,10 @@ class SpeechModality(Modality):
     def build_generator(self, source: Modality, z_dim: int, cfg: ModelConfig) -> nn.Module:
         return SpeechDecoder(source, self.spec.channels, self.spec.size, z_dim, cfg)
 
-    def build_discriminator(self, source: Modality, cfg: ModelConfig) -> nn.Module:
+    def build_discriminator(
+        self, source: Modality, cfg: ModelConfig, outputs: int = 1
+    ) -> nn.Module:
+        single_output_only(self.spec.kind, outputs)
         return SpeechDiscriminator(source, self.spec.channels, cfg)
 
     def build_memory(self, cfg: ModelConfig) -> nn.Module:

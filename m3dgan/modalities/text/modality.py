@@ -20,7 +20,7 @@ from torch import nn
 from m3dgan.atomic import write_text
 from m3dgan.config import ModelConfig
 from m3dgan.errors import CheckpointError, InputError
-from m3dgan.modalities.base import Modality
+from m3dgan.modalities.base import Modality, single_output_only
 from m3dgan.modalities.text.decoder import TextDecoder
 from m3dgan.modalities.text.discriminator import TextDiscriminator
 from m3dgan.modalities.text.nets import TextPrenet, TextReferenceEncoder, TextSummary
@@ -70,7 +70,10 @@ class TextModality(Modality):
     def build_generator(self, source: Modality, z_dim: int, cfg: ModelConfig) -> nn.Module:
         return TextDecoder(source, self.spec.channels, self.spec.size, z_dim, cfg)
 
-    def build_discriminator(self, source: Modality, cfg: ModelConfig) -> nn.Module:
+    def build_discriminator(
+        self, source: Modality, cfg: ModelConfig, outputs: int = 1
+    ) -> nn.Module:
+        single_output_only(self.spec.kind, outputs)
         return TextDiscriminator(source, self.spec.channels, cfg)
 
     def build_memory(self, cfg: ModelConfig) -> nn.Module | None:
