@@ -3,7 +3,7 @@
 For each task (edges2emoji, digits) two runs train on 2 CPU cores with nothing else running:
 
 - ``before``: the defaults as they were when the issue was filed (the paper's R = T, sources as
-  given, no EMA, no DiffAugment, batch 16) for the whole budget (``train.max_minutes``);
+  given, one-output D_enc, no EMA, fp32, batch 16) for the whole budget (``train.max_minutes``);
 - ``recipe``: today's default config as a new user gets it (``m3dgan train --task T``), with the
   budget only as a guard (on a slower machine it stops the run at the budget).
 
@@ -37,8 +37,10 @@ BEFORE = (
     "train.domain_reference=0",
     "train.cross_domain=0",
     "train.ema_decay=0",
+    "train.amp=false",
+    "model.domain_discriminator=false",
+    "model.disc_norm=instance",
     "loss.diffaugment=",
-    "train.batch_size=16",
 )
 # (task, metric key, measure, goal, higher is better, value when the issue was filed)
 GOALS = [
