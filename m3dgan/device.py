@@ -42,6 +42,27 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively, so that ``train.amp`` (bf16 autocast)
+    speeds training up: CUDA, or a CPU with AVX512-BF16 or AMX-BF16 (Linux ``/proc/cpuinfo``
+    flags) that oneDNN is allowed to use (``ONEDNN_MAX_CPU_ISA`` not capped below them).
+    Elsewhere oneDNN emulates bf16: edges2emoji trained 11× slower than in fp32 with the ISA
+    capped at AVX2 (1.0 against 11.4 images/s, 2 threads; 1.6× *faster* with AMX)."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if cap and cap not in ("ALL", "DEFAULT") and "BF16" not in cap and "AMX" not in cap:
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 @contextlib.contextmanager
 def deterministic_mode(enabled: bool) -> Iterator[None]:
     """``train.deterministic``: the same config and data give bitwise the same weights, on CPU

@@ -48,3 +48,37 @@ def test_budget_stops_with_a_checkpoint_and_counts_over_sessions(
 
 def test_a_negative_budget_is_a_config_error(tmp_path: Path, tiny_data: Path) -> None:
     assert main(_args(tiny_data, tmp_path / "r", "--set", "train.max_minutes=-1")) == 2
+
+
+def test_amp_without_native_bf16_trains_in_fp32_with_a_note(
+    tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Emulated bf16 is ~11x slower than fp32 (AVX2 CPUs): train.amp then falls back, and says so."""
+    import json
+
+    import m3dgan.train
+
+    monkeypatch.setattr(m3dgan.train, "native_bf16", lambda device: False)
+    run = tmp_path / "fp32"
+    args = [*_args(tiny_data, run, "--set", "train.amp=true")]
+    args[args.index("50")] = "2"
+    assert main(args) == 0
+    assert "no native bf16" in capsys.readouterr().err
+    assert json.loads((run / "train_stats.json").read_text())["precision"] == "fp32"
+    monkeypatch.setattr(m3dgan.train, "native_bf16", lambda device: True)
+    run = tmp_path / "bf16"
+    args = [*_args(tiny_data, run, "--set", "train.amp=true")]
+    args[args.index("50")] = "2"
+    assert main(args) == 0
+    assert "no native bf16" not in capsys.readouterr().err
+    assert json.loads((run / "train_stats.json").read_text())["precision"] == "bf16"
+
+
+def test_native_bf16_follows_the_onednn_isa_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from m3dgan.device import native_bf16
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not native_bf16(torch.device("cpu"))
+    assert native_bf16(torch.device("cuda"))

@@ -39,6 +39,16 @@ TASKS: dict[str, Task] = {
             "edges2emoji",
             ("diversity", "reference"),
             "edge maps → colour emoji (Google / Twitter artwork, 64×64); the vendor is the domain",
+            # issue 12's recipe, chosen by measurement (docs/benchmarks.md): 30 min on 2 cores
+            # with AMX (bf16); where bf16 is emulated train.amp falls back to fp32 (~70 min)
+            defaults={
+                "train.steps": 2800,
+                "train.domain_reference": 0.5,
+                "train.cross_domain": 0.5,
+                "train.ema_decay": 0.999,
+                "train.amp": True,
+                "model.domain_discriminator": True,
+            },
         ),
         Task(
             "edges2shoes",
