@@ -326,7 +326,8 @@ class _Run:
                 if dist.any_true(stop.requested):
                     stopped = True
                     break
-                if dist.any_true(out_of_time(tc, state.train_seconds)):
+                # (no extra all-reduce per step when there is no budget)
+                if tc.max_minutes and dist.any_true(out_of_time(tc, state.train_seconds)):
                     out_of_budget = True
                     break
                 # S and R are drawn for the global batch, then sliced like the batch itself, so

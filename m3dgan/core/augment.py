@@ -23,11 +23,6 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from m3dgan.config import DIFFAUGMENT_POLICIES as POLICIES
-from m3dgan.config import diffaugment_policy as parse_policy
-
-__all__ = ["POLICIES", "augment_pair", "color", "cutout", "parse_policy", "translation"]
-
 
 def _uniform(n: int, low: float, high: float, like: torch.Tensor) -> torch.Tensor:
     return torch.rand(n, 1, 1, 1, device=like.device).to(like.dtype) * (high - low) + low

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from m3dgan.config import LossConfig
+from m3dgan.config import LossConfig, diffaugment_policy
 from m3dgan.core import augment, losses
 from m3dgan.core.model import M3DGAN, domain_scores
 from m3dgan.core.state import RunState
@@ -181,7 +181,7 @@ class TrainStep:
         d = self.dist or Distributed()
         self._rank, self._world = d.rank, d.world
         self.generator_side = d.wrap(GeneratorSide(self.model))
-        self.policy = augment.parse_policy(self.loss_cfg.diffaugment)
+        self.policy = diffaugment_policy(self.loss_cfg.diffaugment)
         if self.policy and self.model.target_spec.kind != "image":
             raise ConfigError(
                 f"loss.diffaugment={self.loss_cfg.diffaugment!r} augments images; this task's "

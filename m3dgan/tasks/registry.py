@@ -40,7 +40,8 @@ TASKS: dict[str, Task] = {
             ("diversity", "reference"),
             "edge maps → colour emoji (Google / Twitter artwork, 64×64); the vendor is the domain",
             # issue 12's recipe, chosen by measurement (docs/benchmarks.md): 30 min on 2 cores
-            # with AMX (bf16); where bf16 is emulated train.amp falls back to fp32 (~70 min)
+            # with AMX (bf16); where bf16 is emulated train.amp falls back to fp32 (~65 min, estimated
+            # from 11.4 images/s measured with oneDNN capped at AVX2)
             defaults={
                 "train.steps": 2800,
                 "train.domain_reference": 0.5,
