@@ -9,6 +9,7 @@ steps, batch size and seed, then ``m3dgan evaluate`` scores it. Writes ``results
     OMP_NUM_THREADS=1 python bench/ablation.py --tasks edges2emoji &
     OMP_NUM_THREADS=1 python bench/ablation.py --tasks digits
     python bench/ablation.py --report-only
+    # a lane killed mid-run: the same command again resumes that run from its last checkpoint
     python bench/ablation.py --tasks digits --objectives pix2pix,full --steps 200   # a quick look
     python bench/ablation.py --tasks digits --objectives full --variant resize:model.upsample=resize
         # a technique switch: its row beside the same objective without it (same steps and seed)
@@ -37,6 +38,7 @@ import sys
 import time
 from pathlib import Path
 
+from m3dgan.checkpoint import latest_step
 from m3dgan.config import load_yaml
 
 ALL = ["pix2pix", "cvae-gan", "bicycle", "vae", "vae+lat", "full", "full-noatt"]
@@ -79,6 +81,11 @@ def bench_one(task: str, objective: str, args, variant: str = "", sets: tuple = 
     if _claimed_by_other_lane(run_dir):
         print(f"{task}/{objective}: another lane is running it; skipping", flush=True)
         return {}
+    if not (run_dir / "train_stats.json").is_file() and latest_step(run_dir) is not None:
+        # a run cut short (lane killed, session over): go on from its last checkpoint; under
+        # --minutes the budget counts only the training time the checkpoint holds
+        (run_dir / ".lane").write_text(str(os.getpid()))
+        run(m3dgan + ["train", "--resume", "--out", str(run_dir), "--no-progress"], log)
     if not (run_dir / "train_stats.json").is_file():
         if run_dir.exists():
             shutil.rmtree(run_dir)

@@ -46,7 +46,9 @@ def _add_data(sub) -> None:
     p = sub.add_parser("data", help="build, fetch or list data sets")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     b = dsub.add_parser("build", help="build a built-in data set offline from installed material")
-    b.add_argument("name", help="digits | edges2emoji | text2emoji | emoji2text | en2fr | speech")
+    b.add_argument(
+        "name", help="digits | edges2emoji | text2emoji | text2emoji-seen | emoji2text | en2fr | speech"
+    )
     b.add_argument(
         "--force", action="store_true", help="rebuild even if a valid cached build exists"
     )

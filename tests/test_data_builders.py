@@ -203,7 +203,7 @@ def test_missing_npm_package_names_it(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_unknown_name_lists_the_available_ones(tmp_path: Path) -> None:
     with pytest.raises(
         DataError,
-        match=r"\['digits', 'edges2emoji', 'emoji2text', 'en2fr', 'speech', 'text2emoji'\]",
+        match=r"\['digits', 'edges2emoji', 'emoji2text', 'en2fr', 'speech', 'text2emoji', 'text2emoji-seen'\]",
     ):
         build.build_dataset("svhn")
     with pytest.raises(DataError, match="edges2emoji"):

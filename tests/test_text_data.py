@@ -310,6 +310,56 @@ def test_emoji_text_build_is_deterministic_given_seed(
     assert store.read_manifest(other).files != store.read_manifest(built["text2emoji"]).files
 
 
+@needs_npm
+def test_text2emoji_seen_holds_out_captions_not_emoji(
+    built: dict[str, Path], tmp_path: Path
+) -> None:
+    root = _build("text2emoji-seen", tmp_path / "seen", limit=EMOJI_LIMIT)
+    manifest = store.verify(root)
+    assert manifest.classes == store.read_manifest(built["text2emoji"]).classes
+    train, test = (store.load_split(root, split) for split in ("train", "test"))
+    train_captions, test_captions = set(train["source"]), set(test["source"])
+    assert test_captions and not train_captions & test_captions  # no caption in both splits
+    # every test emoji is seen in training (in both vendors' artwork), with other captions
+    assert set(test["label"].tolist()) <= set(train["label"].tolist())
+    assert len(set(train["label"].tolist())) == EMOJI_LIMIT
+    assert manifest.provenance["test_captions"] == len(test_captions)
+    # one held-out caption per emoji, for each vendor; it is one of the emoji's captions, and
+    # no other emoji has it
+    full = {
+        int(lb): set(refs)
+        for split in ("train", "test")
+        for lb, refs in zip(
+            *(store.load_split(built["text2emoji"], split)[k] for k in ("label", "references")),
+            strict=True,
+        )
+    }
+    owner = {}
+    for text, lb, d in zip(test["source"], test["label"], test["domain"], strict=True):
+        assert text in full[int(lb)]
+        assert sum(text in caps for caps in full.values()) == 1
+        assert owner.setdefault(text, int(lb)) == int(lb)
+    assert len(test["source"]) == 2 * len(owner)
+    # training references never show a test caption (they are the emoji's training captions)
+    assert not set().union(*map(set, train["references"])) & test_captions
+
+
+def test_held_out_captions_rules() -> None:
+    caps = [
+        emoji_text.Captions(("cat", "cat face"), ("pet, animal",)),
+        emoji_text.Captions(("dog",), ()),  # one caption: stays in training only
+        emoji_text.Captions(("shared", "x"), ()),
+        emoji_text.Captions(("shared",), ("y, z",)),
+    ]
+    for seed in range(20):
+        train, test = emoji_text.held_out_captions(caps, np.random.default_rng(seed))
+        assert test[1] is None and train[1] == ["dog"]
+        assert test[2] == "x" and train[2] == ["shared"]  # "shared" names two emoji
+        assert test[3] == "y, z" and train[3] == ["shared"]
+        assert test[0] in caps[0].all and test[0] not in train[0]
+        assert len(train[0]) == 2
+
+
 def test_caption_cleaning() -> None:
     assert emoji_text.clean_caption("  Thumbs_UP\u2019s  sign ") == "thumbs up's sign"
     long = emoji_text.clean_caption("word " * 30)

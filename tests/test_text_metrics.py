@@ -17,7 +17,7 @@ from conftest import REAL_NPM
 from m3dgan.data.builtin import edges2emoji
 from m3dgan.data.store import to_float
 from m3dgan.errors import ConfigError, DataError
-from m3dgan.metrics.bleu import corpus_bleu, reference_streams
+from m3dgan.metrics.bleu import corpus_bleu, corpus_chrf, reference_streams
 from m3dgan.metrics.emoji_judge import (
     EmojiJudgeRecipe,
     augment_emoji,
@@ -111,6 +111,24 @@ def test_bleu_errors_are_clear():
         corpus_bleu(["a"], ["a"])
     with pytest.raises(ConfigError, match="unknown BLEU tokenizer"):
         corpus_bleu(["a"], [["a"]], tokenize="nope")
+
+
+def test_chrf_scores_characters_and_takes_the_best_reference():
+    assert corpus_chrf(["le chat noir"], [["le chat noir"]]) == 100.0
+    assert corpus_chrf(["xyz"], [["le chat noir"]]) < 5.0
+    # partial credit inside words, where word BLEU-4 gives nothing
+    near = corpus_chrf(["les chats noirs"], [["le chat noir"]])
+    assert 30.0 < near < 100.0 and corpus_bleu(["les chats noirs"], [["le chat noir"]]).bleu4 == 0
+    # ragged references: the matching one counts, padding does not
+    both = corpus_chrf(["bonjour", "le chat"], [["salut", "bonjour"], ["le chat"]])
+    assert both == 100.0
+    ours = corpus_chrf(["a cat sat", "dogs"], [["a cat sat down"], ["a dog"]])
+    theirs = sacrebleu.corpus_chrf(["a cat sat", "dogs"], [["a cat sat down", "a dog"]]).score
+    assert math.isclose(ours, theirs)
+    with pytest.raises(DataError, match="no hypotheses to score with chrF"):
+        corpus_chrf([], [])
+    with pytest.raises(ValueError, match="2 hypotheses but 1 reference lists"):
+        corpus_chrf(["a", "b"], [["a"]])
 
 
 # --------------------------------------------------------------------------- image scores

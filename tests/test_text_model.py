@@ -200,6 +200,42 @@ def test_cli_text_to_text_train_translate_evaluate(tmp_path, capsys) -> None:
     )
     metrics = json.loads(metrics_path.read_text())
     assert 0.0 <= metrics["bleu4"] <= 100.0 and metrics["decoded"] == len(set(reverse_pairs(8, 1)))
+    assert 0.0 <= metrics["chrf"] <= 100.0
+    assert "posterior_kl" not in metrics  # mle has no domain code to owe anything to
+
+
+def test_text_evaluation_reports_what_the_output_owes_to_the_code(tmp_path, monkeypatch) -> None:
+    from m3dgan.core.attention import Posterior
+    from m3dgan.evaluate import evaluate
+
+    data = write_text2text(tmp_path / "data")
+    run = tmp_path / "run"
+    args = ["train", "--task", "en2fr", "--objective", "full", "--data", str(data)]
+    args += ["--out", str(run), "--no-progress", "--set", "train.steps=60", "--set", "train.lr=0.01"]
+    assert main(args + TEXT_ARGS) == 0
+
+    def scores() -> dict:
+        return evaluate(run, data_root=data, progress=False)
+
+    m = scores()
+    assert m["posterior_kl"] >= 0.0 and 0.0 <= m["code_dependence"] <= 1.0
+    assert 0.0 <= m["chrf_encoded"] <= 100.0 and 0.0 <= m["bleu4_encoded"] <= 100.0
+    # a code the decoder cannot see: nothing depends on it, encoded and e = 0 score the same
+    embed = M3DGAN.embed
+    monkeypatch.setattr(M3DGAN, "embed", lambda self, e: embed(self, torch.zeros_like(e)))
+    flat = scores()
+    assert flat["code_dependence"] == 0.0
+    assert (flat["bleu4_encoded"], flat["chrf_encoded"]) == (flat["bleu4"], flat["chrf"])
+    # a code that shouts: e = 0 stays as it was, the encoded outputs change
+    monkeypatch.setattr(M3DGAN, "embed", lambda self, e: embed(self, 1e3 * e))
+    assert scores()["code_dependence"] > 0.0
+    # a posterior that is the prior carries nothing: KL 0
+    monkeypatch.setattr(
+        M3DGAN,
+        "encode",
+        lambda self, r: Posterior(torch.zeros(len(r), self.cfg.nz), torch.zeros(len(r), self.cfg.nz)),
+    )
+    assert scores()["posterior_kl"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_cli_text_input_errors_exit_2(tmp_path, capsys) -> None:

@@ -70,6 +70,12 @@ BUILDERS: dict[str, Builder] = {
         emoji_text.NPM_PACKAGES,
         emoji_text.build_text2emoji,
     ),
+    "text2emoji-seen": Builder(
+        "text2emoji-seen",
+        "text2emoji with every emoji in training and held-out captions for test",
+        emoji_text.NPM_PACKAGES,
+        emoji_text.build_text2emoji_seen,
+    ),
     "emoji2text": Builder(
         "emoji2text",
         "colour emoji (64x64 RGB) -> its name; references = all its names, domain = vendor",

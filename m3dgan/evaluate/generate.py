@@ -73,18 +73,35 @@ class Outputs:
             return self.model.translate(source, generator=self.codes)
 
     @torch.no_grad()
-    def texts(self, column, rows: Sequence[int], size: int) -> list[str]:
+    def texts(self, column, rows: Sequence[int], size: int, references=None) -> list[str]:
         """The decoded text outputs of the ``rows`` of a test-split ``column``, ``size`` at a
-        time, with the domain code at the prior's mean (e = 0), greedy or beam search."""
+        time, greedy or beam search. The domain code is the prior's mean (e = 0), or, with a
+        test-split ``references`` column, the posterior mean of each row's own reference (the
+        code the model was trained with: R = T)."""
         model, hyps = self.model, []
+        refs = self.batches(references, size, rows) if references is not None else None
         for source in self.batches(column, size, rows):
             e = None
             if model.attention is not None:
                 e = torch.zeros(len(source), model.cfg.nz, device=self.device)
+                if refs is not None:
+                    e = model.encode(next(refs)).mu
             with self._own_global_rng():
                 ids = model.translate(source, e=e, beam_size=self.beam)
             hyps.extend(self.tr.decode(ids))
         return hyps
+
+    @torch.no_grad()
+    def posterior_kl(self, column, rows: Sequence[int], size: int) -> torch.Tensor:
+        """KL(q(e | R) ‖ N(0, I)) in nats, float64 [len(rows)], of each of the ``rows`` of a
+        test-split ``column`` as the reference (eq. 3's term, per sample): how much of the
+        reference the domain code carries."""
+        out = []
+        for reference in self.batches(column, size, rows):
+            q = self.model.encode(reference)
+            kl = -0.5 * (1 + q.logvar - q.mu.pow(2) - q.logvar.exp()).sum(dim=1)
+            out.append(kl.double().cpu())
+        return torch.cat(out)
 
     def _rng_states(self) -> list[torch.Tensor]:
         states = [torch.get_rng_state()]

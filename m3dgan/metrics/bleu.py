@@ -1,4 +1,4 @@
-"""Corpus BLEU with sacreBLEU, against any number of references per hypothesis.
+"""Corpus BLEU and chrF with sacreBLEU, against any number of references per hypothesis.
 
 The paper reports BLEU-1 and BLEU-4 for image captioning (MS-COCO) and tokenized corpus BLEU for
 translation (WMT'14 En-Fr). BLEU-n here is sacreBLEU's corpus BLEU with ``max_ngram_order=n``:
@@ -10,6 +10,10 @@ the same for both).
 References may be ragged (an emoji has as many captions as its sources give it). sacreBLEU takes
 references as *streams* (stream k holds the k-th reference of every hypothesis) and accepts
 ``None`` in a stream for "no k-th reference here", so short lists are padded with ``None``.
+
+chrF (Popović 2015) is sacreBLEU's ``CHRF`` with its defaults (chrF2: character n-grams up to
+6, β = 2, whitespace ignored), on the 0-100 scale; it needs no tokenizer and gives partial
+credit inside words, so it is the more telling score for short phrases.
 
 Tokenizers (sacreBLEU's ``tokenize``): ``"13a"`` (default) is the mteval-v13a tokenizer that
 WMT results use: it splits punctuation off words. ``"char"`` scores characters instead of words,
@@ -98,3 +102,19 @@ def corpus_bleu(
         precisions=tuple(float(p) for p in four.precisions),
         sentences=len(hyps),
     )
+
+
+def corpus_chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """Corpus chrF2 (sacreBLEU ``CHRF()``, 0-100) of ``hypotheses[i]`` against all of
+    ``references[i]``. Raises as :func:`corpus_bleu` for empty or misaligned input."""
+    if isinstance(hypotheses, str) or not all(isinstance(h, str) for h in hypotheses):
+        raise ValueError("hypotheses must be a list of strings")
+    if len(hypotheses) == 0:
+        raise DataError("no hypotheses to score with chrF")
+    if len(hypotheses) != len(references):
+        raise ValueError(
+            f"{len(hypotheses)} hypotheses but {len(references)} reference lists; "
+            "give one list of references per hypothesis"
+        )
+    CHRF = require("sacrebleu.metrics", "CHRF").CHRF
+    return float(CHRF().corpus_score(list(hypotheses), reference_streams(references)).score)

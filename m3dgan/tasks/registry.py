@@ -77,6 +77,15 @@ TASKS: dict[str, Task] = {
             {"train.batch_size": 16, "train.sample_every": 250},
         ),
         Task(
+            "text2emoji-seen",
+            "text",
+            "image",
+            "text2emoji-seen",
+            ("text2image",),
+            "text2emoji with every emoji seen in training; test = held-out captions of them",
+            {"train.batch_size": 16, "train.sample_every": 250},
+        ),
+        Task(
             "emoji2text",
             "image",
             "text",

@@ -59,6 +59,7 @@ MAX_CAPTION_CHARS = 64
 TAGS_PER_CAPTION = 4
 MAX_KEYWORD_CAPTIONS = 3
 CAPTIONS_PER_IMAGE = 3  # text2emoji rows per (emoji, vendor)
+SEEN = "text2emoji-seen"  # the split with every emoji in training and held-out captions
 LICENCES = {
     EMOJIBASE: "MIT (emojibase-data; labels and keywords from Unicode CLDR, Unicode licence)",
     OPENMOJI: "CC-BY-SA-4.0 (OpenMoji annotations and tags)",
@@ -233,6 +234,42 @@ def _rows_emoji2text(
     return rows
 
 
+def held_out_captions(
+    captions: list[Captions], rng: np.random.Generator
+) -> tuple[list[list[str]], list[str | None]]:
+    """The ``text2emoji-seen`` split of every emoji's captions: (train captions, test caption).
+
+    An emoji with 2+ captions gives one caption to the test split, chosen at random among its
+    captions that no other emoji has (a caption two emoji share could not name one of them).
+    Every test caption is then taken out of every emoji's training captions, so no caption
+    string is in both splits. An emoji left without a training caption keeps no test caption
+    either (it would be zero-shot again, which the ``text2emoji`` split already measures).
+    """
+    owners: dict[str, int] = {}
+    for c in captions:
+        for text in set(c.all):
+            owners[text] = owners.get(text, 0) + 1
+    test: list[str | None] = []
+    for c in captions:
+        own = [t for t in c.all if owners[t] == 1]
+        test.append(own[int(rng.integers(len(own)))] if len(c.all) >= 2 and own else None)
+    held = {t for t in test if t is not None}
+    train = [[t for t in c.all if t not in held] for c in captions]
+    test = [t if pool else None for t, pool in zip(test, train, strict=True)]
+    return train, test
+
+
+def _rows_seen(
+    pools: list[list[str]], test: list[str | None], rng: np.random.Generator
+) -> dict[str, list[tuple[int, int, str]]]:
+    """text2emoji-seen rows: training rows as text2emoji's (CAPTIONS_PER_IMAGE per (emoji,
+    vendor) from its training captions), one test row per (emoji, vendor) with its test caption."""
+    seen = [i for i, pool in enumerate(pools) if pool]
+    train = _rows_text2emoji(seen, [Captions(tuple(p), ()) for p in pools], rng)
+    rows_test = [(i, v, text) for i, text in enumerate(test) if text for v in range(len(VENDORS))]
+    return {"train": train, "test": rows_test}
+
+
 def _make_split(
     rows: list[tuple[int, int, str]],
     art: np.ndarray,
@@ -268,15 +305,20 @@ def _build(
     captions = emoji_captions(packages, emoji, np.random.default_rng([seed, 1]))
     rng = np.random.default_rng([seed, 2])
     art = _artwork(packages, emoji, progress, name)
-    text_side = "source" if name == "text2emoji" else "target"
-    if name == "text2emoji":
-        make_rows, references = _rows_text2emoji, [c.all for c in captions]
+    text_side = "target" if name == "emoji2text" else "source"
+    if name == SEEN:
+        pools, test = held_out_captions(captions, np.random.default_rng([seed, 3]))
+        rows, held_out = _rows_seen(pools, test, rng), test
+        references = {"train": pools, "test": [c.all for c in captions]}
     else:
-        make_rows, references = _rows_emoji2text, [list(c.names) for c in captions]
+        held_out = None
+        make_rows = _rows_text2emoji if name == "text2emoji" else _rows_emoji2text
+        rows = {split: make_rows(indices[split], captions, rng) for split in ("train", "test")}
+        names_only = name == "emoji2text"
+        refs = [list(c.names) if names_only else c.all for c in captions]
+        references = {"train": refs, "test": refs}
     splits = {
-        split: _make_split(
-            make_rows(indices[split], captions, rng), art, references, text_side, rng
-        )
+        split: _make_split(rows[split], art, references[split], text_side, rng)
         for split in ("train", "test")
     }
     manifest = Manifest(
@@ -288,7 +330,7 @@ def _build(
         target_kind=IMAGE if text_side == "source" else TEXT,
         classes=[e.name for e in emoji],
         domains=list(VENDORS),
-        provenance=_provenance(name, packages, emoji, captions, indices, seed),
+        provenance=_provenance(name, packages, emoji, captions, indices, seed, held_out),
     )
     return manifest, splits
 
@@ -298,6 +340,14 @@ def build_text2emoji(
 ) -> tuple[Manifest, dict[str, dict]]:
     """text2emoji in memory; ``limit`` caps the number of emoji identities (as edges2emoji)."""
     return _build("text2emoji", packages, limit, seed, progress)
+
+
+def build_text2emoji_seen(
+    packages: dict[str, Path], *, limit: int | None = None, seed: int = 0, progress: bool = True
+) -> tuple[Manifest, dict[str, dict]]:
+    """text2emoji with every emoji seen in training and held-out captions for test
+    (:func:`held_out_captions`); ``limit`` caps the number of emoji identities."""
+    return _build(SEEN, packages, limit, seed, progress)
 
 
 def build_emoji2text(
@@ -314,13 +364,14 @@ def _provenance(
     captions: list[Captions],
     indices: dict[str, list[int]],
     seed: int,
+    held_out: list[str | None] | None = None,
 ) -> dict:
     n_names = [len(c.names) for c in captions]
     n_keywords = [len(c.keywords) for c in captions]
     return {
         "description": (
             "emoji captions (names, short names, CLDR labels, keywords) -> emoji artwork on white"
-            if name == "text2emoji"
+            if name != "emoji2text"
             else "emoji artwork on white -> one of the emoji's names; references = all its names"
         ),
         "packages": {
@@ -345,13 +396,22 @@ def _provenance(
         },
         "pairing": (
             f"{CAPTIONS_PER_IMAGE} caption rows per (emoji, vendor); references = all captions"
-            if name == "text2emoji"
+            if name != "emoji2text"
             else "one row per (emoji, vendor), target = one name caption; references = all names"
         )
         + "; label = emoji index (same as edges2emoji), domain = vendor index",
-        "split": f"emoji identities as edges2emoji (~{edges2emoji.TEST_FRACTION:.0%} per "
-        "category held out for test)",
+        "split": (
+            "every emoji in training; one caption per emoji (among those no other emoji has) "
+            "held out for test, and no test caption in any training row"
+            if name == SEEN
+            else f"emoji identities as edges2emoji (~{edges2emoji.TEST_FRACTION:.0%} per "
+            "category held out for test)"
+        ),
         "seed": seed,
         "emoji": len(emoji),
-        "test_emoji": [emoji[i].image for i in indices["test"]],
+        **(
+            {"test_captions": sum(1 for t in held_out if t), "seen_emoji": len(emoji)}
+            if held_out is not None
+            else {"test_emoji": [emoji[i].image for i in indices["test"]]}
+        ),
     }
