@@ -16,6 +16,7 @@ from m3dgan.config import load_yaml
 
 Variants = dict[str, list[tuple[str, str, list[str]]]]  # task -> (name, objective, --set items)
 Columns = list[tuple[str, str, str]]  # (metrics key, header, format)
+BEAM_KEYS = ("bleu1", "bleu4", "chrf")  # read from metrics_beam.json as <key>_beam
 
 
 def slug(name: str) -> str:
@@ -49,7 +50,15 @@ def collect(out: Path, variants: Variants) -> list[dict]:
             stats = json.loads((folder / "train_stats.json").read_text())
             result.update(stats)
             train_cfg = load_yaml((folder / "config.yaml").read_text())["train"]
-            result["steps"], result["batch_size"] = train_cfg["steps"], train_cfg["batch_size"]
+            # how far it got: the evaluated checkpoint's step (a wall-clock budget stops early)
+            result["steps"] = result.get("step") or train_cfg["steps"]
+            result["batch_size"] = train_cfg["batch_size"]
+            result["minutes"] = stats["seconds"] / 60 if stats.get("seconds") else None
+            beam = folder / "metrics_beam.json"  # the same checkpoint with beam search
+            if beam.is_file():
+                scores = json.loads(beam.read_text())
+                result.update({f"{k}_beam": scores.get(k) for k in BEAM_KEYS})
+                result["beam"] = scores.get("beam")
             if stats.get("seconds"):  # this training session only (a resumed run: its last leg)
                 result["steps_per_s"] = stats["images"] / result["batch_size"] / stats["seconds"]
             result["variant"] = name
@@ -82,8 +91,8 @@ def write_report(out: Path, variants: Variants, columns: Columns, note: str = ""
     return md + "\n\n" + meta
 
 
-def parse_per_task(text: str, tasks) -> dict[str, int]:
+def parse_per_task(text: str, tasks, cast=int) -> dict:
     """``800`` (every task) or ``task_a=800,task_b=600``."""
     if "=" not in text:
-        return {t: int(text) for t in tasks}
-    return {k: int(v) for k, v in (item.split("=") for item in text.split(","))}
+        return {t: cast(text) for t in tasks}
+    return {k: cast(v) for k, v in (item.split("=") for item in text.split(","))}

@@ -7,6 +7,7 @@ into ``--out`` and prints the table.
     python bench/text_tasks.py --out bench/results/text_tasks
     python bench/text_tasks.py --tasks en2fr --steps en2fr=300        # a quick look
     python bench/text_tasks.py --report-only
+    python bench/text_tasks.py --tasks en2fr --minutes 30 --out bench/results/text-30min  # equal time
 
 Variants per task:
 
@@ -18,10 +19,22 @@ Variants per task:
   CNN-RNN row);
 - text2emoji: ``full`` vs ``cvae-gan``.
 
-Columns: BLEU-1 / BLEU-4 (sacreBLEU, all references of each source, greedy decoding);
-named acc = emoji-judge top-1 accuracy on generated images for the caption's emoji (top-5 too);
-IS = Inception-style score with the emoji judge; missing = missing modes; the ``real`` columns are
-the same measures on real test artwork; steps/s and peak MB from the training run.
+Columns: min = training minutes; BLEU-1 / BLEU-4 / chrF (sacreBLEU, all references of each
+source, greedy decoding; "beam" columns: the same checkpoint decoded with ``--beam``, default 5);
+KL = mean KL(q(e | T) ‖ N(0, I)) of the test targets, dep. on e = share of outputs that change
+when e is encoded from the target instead of e = 0, and BLEU-4 / chrF (enc e) = the scores with
+that encoded e (training's conditions; far above the e = 0 scores means the decoder leans on the
+code it does not get at test time); named acc = emoji-judge top-1 accuracy on generated images
+for the caption's emoji (top-5 too); IS = Inception-style score with the emoji judge; missing =
+missing modes; the ``real`` columns are the same measures on real test artwork; steps/s and
+peak MB from the training run.
+
+``--minutes`` trains every run for a wall-clock budget (``train.max_minutes``) instead of a step
+count, so rows compare at equal wall-clock; ``steps`` is then how far each got, and a run cut
+short resumes from its last checkpoint when the command is run again.
+
+text2emoji is the zero-shot split (every test emoji unseen in training); text2emoji-seen has
+every emoji in training and held-out captions for test (``m3dgan data build text2emoji-seen``).
 """
 
 from __future__ import annotations
@@ -35,6 +48,8 @@ from pathlib import Path
 
 import harness
 
+from m3dgan.checkpoint import latest_step
+
 VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
     "en2fr": [
         ("full", "full", []),
@@ -43,7 +58,9 @@ VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
     ],
     "emoji2text": [("full", "full", []), ("mle (CNN-RNN)", "mle", [])],
     "text2emoji": [("full", "full", []), ("cvae-gan", "cvae-gan", [])],
+    "text2emoji-seen": [("full", "full", []), ("cvae-gan", "cvae-gan", [])],
 }
+TEXT_TARGETS = ("en2fr", "emoji2text")  # decoded greedy, then again with --beam
 # The paper's text layout at half width (CBHG bank 8 × 64, GRUs 64/128), the same for every
 # variant: at full width one en2fr step takes ~5 s on one core here, too slow for a benchmark.
 BENCH_SCALE = [
@@ -58,9 +75,17 @@ BENCH_SCALE = [
 COLUMNS = [
     ("steps", "steps", "{}"),
     ("batch_size", "batch", "{}"),
+    ("minutes", "min", "{:.1f}"),
     ("bleu1", "BLEU-1", "{:.1f}"),
     ("bleu4", "BLEU-4", "{:.1f}"),
+    ("chrf", "chrF", "{:.1f}"),
+    ("bleu4_beam", "BLEU-4 beam", "{:.1f}"),
+    ("chrf_beam", "chrF beam", "{:.1f}"),
     ("exact_match", "exact", "{:.1%}"),
+    ("posterior_kl", "KL (nats)", "{:.2f}"),
+    ("code_dependence", "dep. on e", "{:.0%}"),
+    ("bleu4_encoded", "BLEU-4 (enc e)", "{:.1f}"),
+    ("chrf_encoded", "chrF (enc e)", "{:.1f}"),
     ("named_accuracy", "named acc", "{:.1%}"),
     ("named_accuracy_top5", "named top-5", "{:.1%}"),
     ("inception_score", "IS", "{:.2f}"),
@@ -79,11 +104,18 @@ def bench_one(task: str, name: str, objective: str, overrides: list[str], args) 
     log.parent.mkdir(parents=True, exist_ok=True)
     m3dgan = [sys.executable, "-m", "m3dgan"]
     steps = args.steps[task]
+    budget = args.minutes.get(task) if args.minutes else None
     if not (run_dir / "train_stats.json").is_file():
-        sets = [f"train.seed={args.seed}", f"train.checkpoint_every={steps}"]
-        sets += [f"train.sample_every={max(steps // 4, 1)}"]
+        every = steps
+        if budget:  # the wall-clock budget stops the run (train.max_minutes)
+            steps, every = 1_000_000, 250
+            overrides = [f"train.max_minutes={budget}", *overrides]
+        sets = [f"train.seed={args.seed}", f"train.checkpoint_every={every}"]
+        sets += [f"train.sample_every={every if budget else max(steps // 4, 1)}"]
         sets += ([] if args.full_width else BENCH_SCALE) + overrides
-        if (run_dir / "config.yaml").is_file():  # continue (or extend) an earlier run
+        if latest_step(run_dir) is not None and budget:  # a budget run cut short: go on
+            cmd = ["train", "--out", str(run_dir), "--resume"]
+        elif (run_dir / "config.yaml").is_file():  # continue (or extend) an earlier run
             cmd = ["train", "--out", str(run_dir), "--resume", "--steps", str(steps)]
         else:
             cmd = ["train", "--task", task, "--objective", objective, "--out", str(run_dir)]
@@ -96,12 +128,19 @@ def bench_one(task: str, name: str, objective: str, overrides: list[str], args) 
         cmd = ["evaluate", "--checkpoint", str(run_dir), "--out", str(metrics_path)]
         cmd += ["--samples", str(args.samples)]
         harness.run(m3dgan + cmd, log)
+    beam_path = run_dir / "metrics_beam.json"
+    if task in TEXT_TARGETS and args.beam > 1 and not beam_path.is_file():
+        cmd = ["evaluate", "--checkpoint", str(run_dir), "--out", str(beam_path)]
+        cmd += ["--beam", str(args.beam)]
+        harness.run(m3dgan + cmd, log)
     meta = {"task": task, "variant": name, "objective": objective, "overrides": overrides}
     (run_dir / "variant.json").write_text(json.dumps(meta))
 
 
 def write_report(out: Path) -> str:
-    return harness.write_report(out, VARIANTS, COLUMNS, "greedy decoding.")
+    return harness.write_report(
+        out, VARIANTS, COLUMNS, "greedy decoding, and beam search where a column says beam"
+    )
 
 
 def main() -> None:
@@ -109,17 +148,27 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--out", type=Path, default=Path("bench/results/text_tasks"))
-    p.add_argument("--tasks", default="en2fr,emoji2text,text2emoji")
+    p.add_argument("--tasks", default="en2fr,emoji2text,text2emoji,text2emoji-seen")
     p.add_argument("--variants", default=None, help="comma list of variant names (default all)")
     p.add_argument(
         "--steps",
-        default="en2fr=400,emoji2text=400,text2emoji=300",
+        default="en2fr=400,emoji2text=400,text2emoji=300,text2emoji-seen=300",
         type=lambda t: harness.parse_per_task(t, VARIANTS),
     )
     p.add_argument(
         "--batch-size",
-        default="en2fr=32,emoji2text=32,text2emoji=16",
+        default="en2fr=32,emoji2text=32,text2emoji=16,text2emoji-seen=16",
         type=lambda t: harness.parse_per_task(t, VARIANTS),
+    )
+    p.add_argument(
+        "--minutes",
+        default=None,
+        type=lambda t: harness.parse_per_task(t, VARIANTS, float),
+        help="wall-clock budget per run instead of --steps (equal wall-clock, not equal steps), "
+        "e.g. 30 or en2fr=30,emoji2text=30",
+    )
+    p.add_argument(
+        "--beam", type=int, default=5, help="text outputs: also decode with this beam (1: skip)"
     )
     p.add_argument("--samples", type=int, default=4, help="text2emoji: images per caption")
     p.add_argument("--seed", type=int, default=0)
