@@ -100,6 +100,10 @@ class ModelConfig:
     guided_attention: float = 1.0  # weight of the diagonal attention prior (0: off; see decoder)
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)
+    # text outputs: share of teacher-forced decoder inputs replaced, in training, by the decoder's
+    # own greedy predictions from a first pass (parallel scheduled sampling, Duckworth et al.
+    # 2019), so the decoder learns to go on from its own mistakes; 0: plain teacher forcing
+    decoder_own_inputs: float = 0.0
 
 
 @dataclass
@@ -117,6 +121,9 @@ class LossConfig:
     # both updates (m3dgan.core.augment): "" (off, the paper) or a comma list of
     # color, translation, cutout (Zhao et al. 2020 use all three)
     diffaugment: str = ""
+    # text outputs: label smoothing ε of the reconstruction cross-entropy (Szegedy et al. 2016;
+    # OpenNMT and fairseq use 0.1): (1 − ε) · NLL + ε · mean over the vocabulary of −log p
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -221,7 +228,12 @@ _CHOICES = {
     "model.disc_norm": ("instance", "spectral"),
 }
 _UNIT_INTERVAL = {"train.beta1", "train.beta2", "train.ema_decay"}  # [0, 1)
-_PROBABILITY = {"train.cross_domain", "train.domain_reference"}  # [0, 1]
+_PROBABILITY = {
+    "train.cross_domain",
+    "train.domain_reference",
+    "model.decoder_own_inputs",
+    "loss.label_smoothing",
+}  # [0, 1]
 _POSITIVE_FLOAT = {"train.lr"}  # other floats (loss weights, tau) must be finite and >= 0
 
 

@@ -107,6 +107,68 @@ def test_teacher_forcing_matches_step_by_step_decoding() -> None:
     assert beam3.shape[0] == 4 and (beam3[:, 0] != PAD).all()
 
 
+def test_own_inputs_feed_the_decoder_its_greedy_predictions_in_training_only() -> None:
+    src, target = ids(4), ids(4, seed=1)
+    plain, own = text_model(), text_model(decoder_own_inputs=1.0)  # one seed: same weights
+    z = own.embed(torch.randn(4, own.cfg.nz))
+    memory = own.source_prenet(src)
+    real = target != PAD
+    # evaluation: plain teacher forcing
+    assert torch.equal(own.generator(memory, z, target), plain.generator(memory, z, target))
+    for model in (own, plain):
+        model.train()
+        for module in model.modules():  # no dropout: both passes compute the same function
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    mixed = own.generator(memory, z, target)
+    teacher = plain.generator(memory, z, target)
+    # at share 1 every input after BOS is the first pass's greedy prediction: the pass is
+    # teacher forcing on those predictions
+    first = teacher.argmax(-1)
+    replay = plain.generator(memory, z, torch.where(real, first, target))
+    assert torch.allclose(mixed[real], replay[real], atol=1e-6)
+    assert not torch.allclose(mixed[real], teacher[real])  # the untrained model errs: it differs
+    assert (mixed[~real] == 0).all()
+    # at share 0 training is plain teacher forcing
+    own.generator.own_inputs = 0.0
+    assert torch.allclose(own.generator(memory, z, target), teacher)
+
+
+def test_label_smoothing_mixes_in_the_uniform_cross_entropy() -> None:
+    mod = TextModality(ModalitySpec("text", V, L))
+    target = ids(3)
+    probs = torch.softmax(torch.randn(3, L, V), -1) * (target != PAD).unsqueeze(-1)
+    nll = mod.reconstruction_loss(probs, target)
+    assert mod.reconstruction_loss(probs, target, label_smoothing=0.0) == nll
+    mask = target != PAD
+    uniform = (-torch.log(probs.clamp_min(1e-8)).mean(-1) * mask).sum() / mask.sum()
+    assert torch.isclose(mod.reconstruction_loss(probs, target, label_smoothing=1.0), uniform)
+    mix = mod.reconstruction_loss(probs, target, label_smoothing=0.1)
+    assert torch.isclose(mix, 0.9 * nll + 0.1 * uniform)
+    # a confident, right prediction costs more with smoothing: it is pulled toward uniform
+    sure = F.one_hot(target.clamp_min(0), V).float() * 0.999 + 0.001 / V
+    assert mod.reconstruction_loss(sure, target, label_smoothing=0.1) > mod.reconstruction_loss(
+        sure, target
+    )
+
+
+def test_text_output_switches_refuse_other_targets() -> None:
+    from m3dgan.config import Config, config_from_dict
+    from m3dgan.errors import ConfigError
+
+    image = ModalitySpec("image", 3, 16)
+    for key, section in (("decoder_own_inputs", "model"), ("label_smoothing", "loss")):
+        cfg = Config()
+        setattr(getattr(cfg, section), key, 0.1)
+        with pytest.raises(ConfigError, match=f"{section}.{key} applies to text outputs"):
+            M3DGAN.from_config(cfg, image, image)
+        M3DGAN.from_config(cfg, ModalitySpec("text", V, L), ModalitySpec("text", V, L))
+        bad = cfg.to_dict()
+        bad[section][key] = 1.5
+        with pytest.raises(ConfigError, match=key):
+            config_from_dict(bad)
+
+
 @pytest.mark.parametrize("source", ["text", "image"])
 def test_decoder_memory_with_and_without_source_attention(source: str) -> None:
     for attend in (True, False):

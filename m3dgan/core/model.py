@@ -96,7 +96,16 @@ class M3DGAN(nn.Module):
         domains: the one place training (``m3dgan.train.build_model``) and inference
         (``Translator.from_checkpoint``) build it.
 
-        Raises ConfigError for an unknown objective, ValueError for sides no modality pairs."""
+        Raises ConfigError for an unknown objective or a text-output switch
+        (``model.decoder_own_inputs``, ``loss.label_smoothing``) set for another target,
+        ValueError for sides no modality pairs."""
+        if target.kind != "text":
+            for key, value in (
+                ("model.decoder_own_inputs", cfg.model.decoder_own_inputs),
+                ("loss.label_smoothing", cfg.loss.label_smoothing),
+            ):
+                if value:
+                    raise ConfigError(f"{key} applies to text outputs, not {target.kind} ones")
         return cls(source, target, get_objective(cfg.objective), cfg.model, domains)
 
     # -- the generator side -------------------------------------------------------------------

@@ -266,7 +266,8 @@ class TrainStep:
                 )
             else:
                 g_gan = fake_enc.new_zeros(())
-            rec = tgt.reconstruction_loss(out["fake_enc"], target)  # in float32
+            smoothing = {"label_smoothing": lc.label_smoothing} if lc.label_smoothing else {}
+            rec = tgt.reconstruction_loss(out["fake_enc"], target, **smoothing)  # in float32
             vae = g_gan + lc.lambda_rec * rec
             logs.update(G_gan_enc=g_gan.float().item(), rec=rec.item())
             if out["mu"] is not None and obj.variational:

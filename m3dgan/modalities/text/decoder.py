@@ -31,6 +31,7 @@ class TextDecoder(AttentionRNNDecoder):
         self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
         self.prenet = token_prenet(cfg)
         self.out = nn.Linear(self.out_dim, vocab_size)
+        self.own_inputs = cfg.decoder_own_inputs  # parallel scheduled sampling (training only)
 
     def _run(self, tokens, memory, keys, mask, state=None):
         h, state, weights = self._core(
@@ -53,13 +54,29 @@ class TextDecoder(AttentionRNNDecoder):
         if target is not None:
             target = target.long()
             bos = torch.full_like(target[:, :1], BOS)
-            logits, _, _ = self._run(torch.cat([bos, target[:, :-1]], 1), memory, keys, mask)
+            inputs = torch.cat([bos, target[:, :-1]], 1)
+            if self.training and self.own_inputs > 0:
+                inputs = self._own_inputs(inputs, memory, keys, mask)
+            logits, _, _ = self._run(inputs, memory, keys, mask)
             probs = F.softmax(logits.float(), dim=-1)
             return probs * (target != PAD).unsqueeze(-1)
         limit = max_len or self.max_len
         if beam_size > 1:
             return self._beam(memory, keys, mask, beam_size, limit)
         return self._greedy(memory, keys, mask, limit)
+
+    @torch.no_grad()
+    def _own_inputs(self, inputs, memory, keys, mask) -> torch.Tensor:
+        """Parallel scheduled sampling (Duckworth et al. 2019, one extra pass): a teacher-forced
+        pass without gradients gives the decoder's greedy prediction at every position; each
+        input token after BOS is replaced by the prediction made one step before it with
+        probability ``model.decoder_own_inputs``. Padding stays padding."""
+        logits, _, _ = self._run(inputs, memory, keys, mask)
+        own = logits.argmax(-1)[:, :-1]  # the prediction for position t is the input of t + 1
+        swap = torch.rand(own.shape, device=own.device) < self.own_inputs
+        rest = inputs[:, 1:]
+        swap &= rest != PAD
+        return torch.cat([inputs[:, :1], torch.where(swap, own, rest)], 1)
 
     def _greedy(self, memory, keys, mask, limit: int) -> torch.Tensor:
         b = memory.shape[0]

@@ -83,13 +83,19 @@ class TextModality(Modality):
         return TextSummary(self.spec.channels, dim)
 
     # -- training terms -------------------------------------------------------------------------
-    def reconstruction_loss(self, output: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    def reconstruction_loss(
+        self, output: torch.Tensor, real: torch.Tensor, label_smoothing: float = 0.0
+    ) -> torch.Tensor:
         """Cross-entropy of the teacher-forced distributions ``output`` [B, L, V] against the
-        ids ``real`` [B, L] (any float dtype accepted), averaged over real positions."""
+        ids ``real`` [B, L] (any float dtype accepted), averaged over real positions, in nats.
+        ``label_smoothing`` ε in [0, 1] (``loss.label_smoothing``) mixes in the cross-entropy
+        against the uniform distribution: (1 − ε) · NLL + ε · mean_v −log p_v."""
         ids = real.long()
         mask = ids != PAD
-        p = output.float().gather(-1, ids.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-        nll = -torch.log(p.clamp_min(1e-8))
+        logp = torch.log(output.float().clamp_min(1e-8))
+        nll = -logp.gather(-1, ids.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        if label_smoothing:
+            nll = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
         return (nll * mask).sum() / mask.sum().clamp_min(1)
 
     def output_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
