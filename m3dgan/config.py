@@ -163,6 +163,11 @@ class TrainConfig:
     # the warm-up min(ema_decay, (1 + k) / (10 + k)) at update k (m3dgan.core.ema). StarGAN v2
     # uses 0.999
     ema_decay: float = 0.0
+    # the first share of the run (of train.max_minutes when set, else of train.steps) trains the
+    # generator side on reconstruction + KL only, with no discriminator and no random branch (an
+    # mle-cost step), then the objective's full step takes over: MLE pre-training of the
+    # generator, as text GANs do (SeqGAN, Yu et al. 2017). 0: the paper (adversarial from step 1)
+    adversarial_warmup: float = 0.0
 
 
 @dataclass
@@ -227,7 +232,12 @@ _CHOICES = {
     "model.upsample": ("deconv", "resize"),
     "model.disc_norm": ("instance", "spectral"),
 }
-_UNIT_INTERVAL = {"train.beta1", "train.beta2", "train.ema_decay"}  # [0, 1)
+_UNIT_INTERVAL = {
+    "train.beta1",
+    "train.beta2",
+    "train.ema_decay",
+    "train.adversarial_warmup",
+}  # [0, 1)
 _PROBABILITY = {
     "train.cross_domain",
     "train.domain_reference",

@@ -154,6 +154,16 @@ def out_of_time(tc: TrainConfig, train_seconds: float) -> bool:
     return tc.max_minutes > 0 and train_seconds >= tc.max_minutes * 60.0
 
 
+def warming_up(tc: TrainConfig, step: int, train_seconds: float) -> bool:
+    """Whether this step is in the run's ``train.adversarial_warmup`` share: of the wall-clock
+    budget when ``train.max_minutes`` is set, else of ``train.steps``."""
+    if not tc.adversarial_warmup:
+        return False
+    if tc.max_minutes > 0:
+        return train_seconds < tc.adversarial_warmup * tc.max_minutes * 60.0
+    return step < tc.adversarial_warmup * tc.steps
+
+
 def check_train_config(tc: TrainConfig, world: int) -> None:
     """Settings that would only fail (or hang a process group) later."""
     if tc.batch_size < 1 or tc.batch_size % world:
@@ -344,8 +354,12 @@ class _Run:
                     else batch_to_model(split["target"][rows.reference], device, cl)
                 )
                 domain = split["domain"][idx].to(device) if state.model.domain_outputs else None
+                # (one all-reduce per step only while a time-measured warm-up can still be on)
+                warmup = warming_up(tc, state.step, state.train_seconds)
+                if warmup and tc.max_minutes:
+                    warmup = dist.any_true(warmup)
                 try:
-                    logs = step_fn(source, target, reference, domain)
+                    logs = step_fn(source, target, reference, domain, warmup=warmup)
                 except NonFiniteLossError as exc:
                     self._roll_back(guard, exc, out, bar)
                     continue

@@ -335,7 +335,7 @@ def test_text2emoji_seen_holds_out_captions_not_emoji(
         )
     }
     owner = {}
-    for text, lb, d in zip(test["source"], test["label"], test["domain"], strict=True):
+    for text, lb in zip(test["source"], test["label"], strict=True):
         assert text in full[int(lb)]
         assert sum(text in caps for caps in full.values()) == 1
         assert owner.setdefault(text, int(lb)) == int(lb)

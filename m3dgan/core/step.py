@@ -10,6 +10,7 @@ term (eq. 7) compares G(S, z_s) with G(S, z_r) for the *same* S. Per iteration:
 3. D update: D_enc on (S, T) vs (S, T̂_enc), D_rand on (S, T) vs (S, T̂_sam)
 4. G update: λ1·[GAN + λ_rec·rec + λ_kl·KL] + λ2·[GAN + λ_lat·|e_s − μ(Enc_r(T̂_sam))|]
              + λ3·relu(τ − ratio)                                     (eq. 8)
+   During ``train.adversarial_warmup`` a step is 1 and the λ1 term without GAN only.
    The latent-regression term reaches G (and the token layer) but not Enc_r: its parameters are
    frozen for that forward pass, otherwise G and Enc_r learn to hide the code between them.
 5. with ``train.ema_decay`` > 0: the moving average of the generator side takes the new weights
@@ -220,20 +221,26 @@ class TrainStep:
         target: torch.Tensor,
         reference: torch.Tensor | None = None,
         domain: torch.Tensor | None = None,
+        warmup: bool = False,
     ) -> dict[str, float]:
         """One iteration on a batch; ``reference``: R for the encoded branch (None: R = T, the
         paper's setting); ``domain``: int64 [B], T's (and R's) domain, needed when D_enc has
-        per-domain outputs (``model.domain_discriminator``). Returns the losses as floats."""
+        per-domain outputs (``model.domain_discriminator``); ``warmup``: a step of
+        ``train.adversarial_warmup`` (reconstruction + KL only: no D update, no random branch).
+        Returns the losses as floats."""
         if self.model.domain_outputs and domain is None:
             raise ValueError("model.domain_discriminator: the step needs each row's domain")
         if not self.model.domain_outputs:
             domain = None
         m, obj, lc = self.model, self.model.objective, self.loss_cfg
         gan, n, device = lc.gan_mode, len(source), source.device
+        adversarial = obj.adversarial and not warmup
         eps_r = self._noise(n, device) if obj.encoded_branch else None
         if eps_r is not None and not obj.variational:
             eps_r = torch.zeros_like(eps_r)  # ``gst``: e = μ(Enc_r(R)), no sampling
         e_s = self._noise(n, device) if obj.random_branch else None
+        if warmup:
+            e_s = None  # drawn all the same: the noise stream does not depend on the warm-up
         logs: dict[str, float] = {}
         with self._autocast(device):
             # -- generator-side forward (one DDP forward) ----------------------------------------
@@ -246,9 +253,9 @@ class TrainStep:
                 tgt.output_sample(out["fake_rand"]) if out["fake_rand"] is not None else None
             )
             # -- discriminator update (one DDP forward) -----------------------------------------
-            if obj.adversarial:
+            if adversarial:
                 d_loss = self.discriminator_loss(source, target, fake_enc, fake_rand, domain)
-        if obj.adversarial:
+        if adversarial:
             self._check("discriminator", d_loss)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -257,7 +264,7 @@ class TrainStep:
 
         # -- generator-side update (discriminators frozen, plain modules: see module doc) --------
         with frozen(m.disc_enc, m.disc_rand), self._autocast(device):
-            if obj.adversarial:
+            if adversarial:
                 g_gan = losses.gan_loss(
                     domain_scores(judge(m.disc_enc, source, fake_enc, self.policy), domain),
                     True,
@@ -287,7 +294,7 @@ class TrainStep:
                 lat = losses.latent_regression(e_s, mu_hat.float())
                 total = total + lc.lambda_2 * (g_gan_rand + lc.lambda_lat * lat)
                 logs.update(G_gan_rand=g_gan_rand.item(), lat=lat.item())
-            if obj.distance:
+            if obj.distance and fake_rand is not None:
                 # the encoded output is the anchor: were it not detached, Enc_r could satisfy the
                 # term by pushing e_r off the prior (huge KL) instead of G learning to use z
                 dist = losses.distance_regularization(
