@@ -33,8 +33,12 @@ def test_a_warm_up_step_leaves_d_alone_and_skips_the_random_branch() -> None:
     noise = step.generator.get_state()
     logs = step(source, target, warmup=True)
     assert set(logs) == {"G_gan_enc", "rec", "kl", "loss_G"} and logs["G_gan_enc"] == 0.0
-    assert all(torch.equal(a, b) for a, b in zip(d_before, m.discriminator_parameters(), strict=True))
-    assert any(not torch.equal(a, b) for a, b in zip(g_before, m.generator_parameters(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(d_before, m.discriminator_parameters(), strict=True)
+    )
+    assert any(
+        not torch.equal(a, b) for a, b in zip(g_before, m.generator_parameters(), strict=True)
+    )
     # the noise stream moves as in a full step (e_s is drawn and dropped): resume stays exact
     full = make_step("full")
     full.generator.set_state(noise)

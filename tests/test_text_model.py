@@ -273,7 +273,15 @@ def test_text_evaluation_reports_what_the_output_owes_to_the_code(tmp_path, monk
     data = write_text2text(tmp_path / "data")
     run = tmp_path / "run"
     args = ["train", "--task", "en2fr", "--objective", "full", "--data", str(data)]
-    args += ["--out", str(run), "--no-progress", "--set", "train.steps=60", "--set", "train.lr=0.01"]
+    args += [
+        "--out",
+        str(run),
+        "--no-progress",
+        "--set",
+        "train.steps=60",
+        "--set",
+        "train.lr=0.01",
+    ]
     assert main(args + TEXT_ARGS) == 0
 
     def scores() -> dict:
@@ -295,7 +303,9 @@ def test_text_evaluation_reports_what_the_output_owes_to_the_code(tmp_path, monk
     monkeypatch.setattr(
         M3DGAN,
         "encode",
-        lambda self, r: Posterior(torch.zeros(len(r), self.cfg.nz), torch.zeros(len(r), self.cfg.nz)),
+        lambda self, r: Posterior(
+            torch.zeros(len(r), self.cfg.nz), torch.zeros(len(r), self.cfg.nz)
+        ),
     )
     assert scores()["posterior_kl"] == pytest.approx(0.0, abs=1e-9)
 
