@@ -45,6 +45,18 @@ def test_domain_reference_shares_the_domain_not_the_content() -> None:
     assert not torch.equal(again.reference, pairs.draw(BATCH, seed=1, step=7).reference)
 
 
+def test_unlabelled_rows_get_another_row_of_their_domain() -> None:
+    # sentences (en2fr): no content labels, three source materials as domains
+    labels = torch.full((12,), -1)
+    domains = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    pairs = TrainingPairs(labels, domains, domain_reference=1.0)
+    batch = torch.arange(12)
+    for step in range(30):
+        rows = pairs.draw(batch, seed=0, step=step)
+        assert torch.equal(domains[rows.reference], domains[batch])
+        assert (rows.reference != batch).all()  # never the target itself
+
+
 def test_cross_domain_sources_show_the_same_content_in_another_domain() -> None:
     always = TrainingPairs(LABELS, DOMAINS, cross_domain=1.0).draw(BATCH, seed=0, step=0)
     assert torch.equal(LABELS[always.source], LABELS[BATCH])

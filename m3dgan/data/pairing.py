@@ -125,8 +125,8 @@ class TrainingPairs:
         return Example(source, target, reference)
 
     def _same_domain_other_content(self, target: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        """For each row, a random row of its domain with another label (another row where the
-        domain has nothing else)."""
+        """For each row, a random row of its domain with another label, or any other row of its
+        domain where the row has no label (another row where the domain has nothing else)."""
         out = target.clone()
         for d, pool in enumerate(self._by_domain):
             rows = torch.nonzero(self.domains[target] == d).flatten()
@@ -134,7 +134,10 @@ class TrainingPairs:
                 continue
             draws = pool[torch.randint(len(pool), (len(rows), _CANDIDATES), generator=rng)]
             mine = target[rows]
-            other = self.labels[draws] != self.labels[mine].unsqueeze(1)
+            # content labels tell other content; a row without one (-1: en2fr's sentences) is
+            # its own content, so any other row of the domain will do
+            unlabelled = (self.labels[mine] < 0).unsqueeze(1)
+            other = (self.labels[draws] != self.labels[mine].unsqueeze(1)) | unlabelled
             other &= draws != mine.unsqueeze(1)
             # the first draw with other content; a row whose draws all share its label keeps the
             # first draw (a domain with one content only: any other row of it)
