@@ -168,6 +168,10 @@ class TrainConfig:
     # mle-cost step), then the objective's full step takes over: MLE pre-training of the
     # generator, as text GANs do (SeqGAN, Yu et al. 2017). 0: the paper (adversarial from step 1)
     adversarial_warmup: float = 0.0
+    # run the encoded and the random branch through G as one batch of 2B (one decoding loop per
+    # step for text and speech outputs instead of two); the same function row by row, except that
+    # the decoders' dropout masks are drawn in another order. false: one pass per branch
+    stack_branches: bool = False
 
 
 @dataclass

@@ -302,7 +302,13 @@ class _Run:
                 file=sys.stderr,
             )
         self.precision = "bf16" if amp_dtype is not None else "fp32"
-        step_fn = TrainStep(state, cfg.loss, autocast_dtype=amp_dtype, dist=dist)
+        step_fn = TrainStep(
+            state,
+            cfg.loss,
+            autocast_dtype=amp_dtype,
+            dist=dist,
+            stack_branches=tc.stack_branches,
+        )
         out = RunOutputs(self.run_dir, dist.is_main)
         bar = tqdm(
             total=tc.steps,

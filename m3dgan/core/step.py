@@ -11,6 +11,7 @@ term (eq. 7) compares G(S, z_s) with G(S, z_r) for the *same* S. Per iteration:
 4. G update: λ1·[GAN + λ_rec·rec + λ_kl·KL] + λ2·[GAN + λ_lat·|e_s − μ(Enc_r(T̂_sam))|]
              + λ3·relu(τ − ratio)                                     (eq. 8)
    During ``train.adversarial_warmup`` a step is 1 and the λ1 term without GAN only.
+With ``train.stack_branches`` steps 1 and 2 run G once on a batch of 2B (see GeneratorSide).
    The latent-regression term reaches G (and the token layer) but not Enc_r: its parameters are
    frozen for that forward pass, otherwise G and Enc_r learn to hide the code between them.
 5. with ``train.ema_decay`` > 0: the moving average of the generator side takes the new weights
@@ -41,7 +42,7 @@ what one process computes on the whole batch.
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -82,12 +83,13 @@ class GeneratorSide(nn.Module):
     through the prenets and E_att) so that DDP does not see D's parameters here.
     """
 
-    def __init__(self, model: M3DGAN) -> None:
+    def __init__(self, model: M3DGAN, stack_branches: bool = False) -> None:
         super().__init__()
         for name, child in model.named_children():
             if name not in _DISCRIMINATORS:
                 self.add_module(name, child)
         self.__dict__["owner"] = model  # not a submodule (see above)
+        self.stack_branches = stack_branches  # ``train.stack_branches``: one G pass for both
 
     def forward(
         self,
@@ -110,12 +112,41 @@ class GeneratorSide(nn.Module):
             post = m.encode(target if reference is None else reference)
             e_r = post.mu + eps_r.to(post.mu.dtype) * torch.exp(0.5 * post.logvar)
             out.update(mu=post.mu, logvar=post.logvar, e_r=e_r)
+            if e_s is not None and self.stack_branches:
+                # both branches as one batch of 2B: one pass of G (one decoding loop for text
+                # and speech) instead of two; the same function row by row
+                z = m.embed(torch.cat([e_r, e_s.to(e_r.dtype)]))
+                both = m.generator(twice(src_repr), z, twice(target))
+                out["fake_enc"], out["fake_rand"] = halves(both, len(e_r))
+                return out
             out["fake_enc"] = m.generator(src_repr, m.embed(e_r), target)
         else:
             out["fake_enc"] = m.generator(src_repr, None, target)
         if e_s is not None:
             out["fake_rand"] = m.generator(src_repr, m.embed(e_s), target)
         return out
+
+
+def twice(x):
+    """A batch stacked on itself along dim 0: a tensor, a dataclass of tensors (a source's
+    ``SequenceFeatures``), or None."""
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        return torch.cat([x, x])
+    return type(x)(**{f.name: twice(getattr(x, f.name)) for f in fields(x)})
+
+
+def halves(x, n: int) -> tuple:
+    """Rows [:n] and [n:] of a generator output: a tensor or a dataclass of tensors (speech's
+    ``SpeechDecoderOutput``)."""
+    if isinstance(x, torch.Tensor):
+        return x[:n], x[n:]
+    parts = {f.name: halves(getattr(x, f.name), n) for f in fields(x)}
+    return (
+        type(x)(**{k: v[0] for k, v in parts.items()}),
+        type(x)(**{k: v[1] for k, v in parts.items()}),
+    )
 
 
 class DiscriminatorLoss(nn.Module):
@@ -160,6 +191,7 @@ class TrainStep:
     loss_cfg: LossConfig
     autocast_dtype: torch.dtype | None = None
     dist: Distributed | None = None
+    stack_branches: bool = False  # ``train.stack_branches``: see GeneratorSide.forward
 
     @property
     def model(self) -> M3DGAN:
@@ -181,7 +213,7 @@ class TrainStep:
     def __post_init__(self) -> None:
         d = self.dist or Distributed()
         self._rank, self._world = d.rank, d.world
-        self.generator_side = d.wrap(GeneratorSide(self.model))
+        self.generator_side = d.wrap(GeneratorSide(self.model, self.stack_branches))
         self.policy = diffaugment_policy(self.loss_cfg.diffaugment)
         if self.policy and self.model.target_spec.kind != "image":
             raise ConfigError(
