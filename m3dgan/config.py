@@ -100,6 +100,12 @@ class ModelConfig:
     guided_attention: float = 1.0  # weight of the diagonal attention prior (0: off; see decoder)
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)
+    # TTS text front end (m3dgan.modalities.text.frontend), for the text source of a text →
+    # speech task only: cleaners "none" (the data set's text, as before) | "basic" (lower case)
+    # | "english" (numbers, ordinals, currency, percentages and common abbreviations spelled
+    # out, then lower case); inputs "characters" | "phonemes" (IPA from espeak-ng, en-us)
+    text_cleaners: str = "none"
+    text_frontend: str = "characters"
 
 
 @dataclass
@@ -219,6 +225,8 @@ _CHOICES = {
     "loss.dist_form": ("hinge", "mode-seeking"),
     "model.upsample": ("deconv", "resize"),
     "model.disc_norm": ("instance", "spectral"),
+    "model.text_cleaners": ("none", "basic", "english"),  # m3dgan.modalities.text.frontend
+    "model.text_frontend": ("characters", "phonemes"),
 }
 _UNIT_INTERVAL = {"train.beta1", "train.beta2", "train.ema_decay"}  # [0, 1)
 _PROBABILITY = {"train.cross_domain", "train.domain_reference"}  # [0, 1]
@@ -253,6 +261,14 @@ def _check_ranges(cfg: Config) -> None:
             f"config.model.domain_dim ({cfg.model.domain_dim}) must be divisible by "
             f"model.token_heads ({cfg.model.token_heads})"
         )
+    if cfg.model.text_cleaners != "none" or cfg.model.text_frontend != "characters":
+        task = get_task(cfg.task)
+        if (task.source, task.target) != ("text", "speech"):
+            raise ConfigError(
+                f"config.model.text_cleaners / model.text_frontend apply to the text source of a "
+                f"text → speech task; task {cfg.task!r} is {task.source} → {task.target}, so "
+                f"leave them at 'none' / 'characters'"
+            )
     if not 0 <= cfg.train.seed < 2**32:
         raise ConfigError(f"config.train.seed must be in [0, 2**32), got {cfg.train.seed}")
     device = cfg.train.device
