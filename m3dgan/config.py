@@ -104,6 +104,12 @@ class ModelConfig:
     # own greedy predictions from a first pass (parallel scheduled sampling, Duckworth et al.
     # 2019), so the decoder learns to go on from its own mistakes; 0: plain teacher forcing
     decoder_own_inputs: float = 0.0
+    # TTS text front end (m3dgan.modalities.text.frontend), for the text source of a text →
+    # speech task only: cleaners "none" (the data set's text, as before) | "basic" (lower case)
+    # | "english" (numbers, ordinals, currency, percentages and common abbreviations spelled
+    # out, then lower case); inputs "characters" | "phonemes" (IPA from espeak-ng, en-us)
+    text_cleaners: str = "none"
+    text_frontend: str = "characters"
 
 
 @dataclass
@@ -235,6 +241,8 @@ _CHOICES = {
     "loss.dist_form": ("hinge", "mode-seeking"),
     "model.upsample": ("deconv", "resize"),
     "model.disc_norm": ("instance", "spectral"),
+    "model.text_cleaners": ("none", "basic", "english"),  # m3dgan.modalities.text.frontend
+    "model.text_frontend": ("characters", "phonemes"),
 }
 _UNIT_INTERVAL = {
     "train.beta1",
@@ -279,6 +287,14 @@ def _check_ranges(cfg: Config) -> None:
             f"config.model.domain_dim ({cfg.model.domain_dim}) must be divisible by "
             f"model.token_heads ({cfg.model.token_heads})"
         )
+    if cfg.model.text_cleaners != "none" or cfg.model.text_frontend != "characters":
+        task = get_task(cfg.task)
+        if (task.source, task.target) != ("text", "speech"):
+            raise ConfigError(
+                f"config.model.text_cleaners / model.text_frontend apply to the text source of a "
+                f"text → speech task; task {cfg.task!r} is {task.source} → {task.target}, so "
+                f"leave them at 'none' / 'characters'"
+            )
     if not 0 <= cfg.train.seed < 2**32:
         raise ConfigError(f"config.train.seed must be in [0, 2**32), got {cfg.train.seed}")
     device = cfg.train.device

@@ -20,6 +20,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "librosa": ("librosa", "speech"),
     "jiwer": ("jiwer", "speech"),
     "pocketsphinx": ("pocketsphinx", "speech"),
+    "num2words": ("num2words", "speech"),
+    "phonemizer": ("phonemizer", "speech"),
     "sentencepiece": ("sentencepiece", "text"),
     "babel": ("babel", "text"),
     "polib": ("polib", "text"),

@@ -49,6 +49,7 @@ from m3dgan.data.tensors import (
     build_vocabularies,
     encode_split,
     side_specs,
+    text_frontends,
 )
 from m3dgan.data.views import open_dataset
 from m3dgan.device import deterministic_mode, native_bf16, resolve_device
@@ -250,7 +251,7 @@ class _Run:
         self.precision = "fp32"  # "bf16" once run() finds train.amp usable on this device
         self.manifest, splits = open_dataset(root, swap=get_task(cfg.task).swap_sides)
         train_split, test_split = splits["train"], splits["test"]
-        vocabs = build_vocabularies(root, self.manifest, train_split)
+        vocabs = build_vocabularies(root, self.manifest, train_split, text_frontends(cfg))
         self.train_split = encode_split(train_split, vocabs)
         self.test_split = encode_split(test_split, vocabs)
         self.state = build_state(cfg, self.manifest, dist.device, vocabs, self.train_split)

@@ -25,8 +25,9 @@ for p in $FONTS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 # French gettext catalogues (/usr/share/locale/fr/LC_MESSAGES/*.mo) that the en2fr data set is made of
 L10N="iso-codes libc-l10n xkb-data shared-mime-info libglib2.0-data libgtk2.0-common gsettings-desktop-schemas binutils-common git gettext"
 for p in $L10N; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-# speech corpus: espeak-ng synthesizes English sentences from the fortunes packages in 4 styles
-SPEECH="espeak-ng fortunes fortunes-min libsndfile1"
+# speech corpus: espeak-ng synthesizes English sentences from the fortunes packages in 4 styles;
+# its library (libespeak-ng1) gives the phoneme inputs of tts (model.text_frontend=phonemes)
+SPEECH="espeak-ng libespeak-ng1 fortunes fortunes-min libsndfile1"
 for p in $SPEECH; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 command -v npm >/dev/null || missing="$missing npm"
 if [ -n "$missing" ]; then

@@ -171,9 +171,12 @@ def librispeech_files(subset: str, tree: dict) -> tuple[dict[str, bytes], dict[s
     return files, clips
 
 
-def tiny_tts_dataset(folder: Path, cfg, name: str = "tiny-speech") -> Path:
+def tiny_tts_dataset(
+    folder: Path, cfg, name: str = "tiny-speech", sentences: dict[str, list[str]] | None = None
+) -> Path:
     """A built text→speech data set of 4 espeak-ng sentences in 2 styles (low-slow, high-fast),
-    2 to train and 2 to test, made with the mel settings ``cfg`` (a ``MelConfig``)."""
+    2 to train and 2 to test, made with the mel settings ``cfg`` (a ``MelConfig``);
+    ``sentences`` ({"train": [...], "test": [...]}) replaces the 4 sentences."""
     import torch
 
     from m3dgan.audio import load_audio, wave_to_mel
@@ -181,7 +184,10 @@ def tiny_tts_dataset(folder: Path, cfg, name: str = "tiny-speech") -> Path:
     from m3dgan.data.store import Manifest, write_dataset
 
     styles = ({"pitch": 20, "speed": 120}, {"pitch": 80, "speed": 220})
-    sentences = {"train": ["The cat sat.", "Open the door."], "test": ["We like tea.", "Hi."]}
+    sentences = sentences or {
+        "train": ["The cat sat.", "Open the door."],
+        "test": ["We like tea.", "Hi."],
+    }
     folder.mkdir(parents=True, exist_ok=True)
     splits = {}
     for split, texts in sentences.items():

@@ -6,7 +6,10 @@ is padded with the silence floor and becomes float32 on the device.
 Text sides are encoded once, at load time, into padded int64 ids [N, L] with the run's
 vocabulary, so drawing a batch is an index, as for images. The vocabulary is a characters list
 built from the training texts of that side (the paper's character model) or the data set's
-sentencepiece model (``manifest.tokenizer``); it is saved in every checkpoint's sidecar.
+sentencepiece model (``manifest.tokenizer``); it is saved in every checkpoint's sidecar. The
+text source of a text → speech task may go through a TTS front end first (cleaners, phonemes:
+:func:`text_frontends`), which the vocabulary carries, so the saved vocabulary is the one the
+run trains on and ``translate`` reads typed text the same way.
 """
 
 from __future__ import annotations
@@ -15,27 +18,57 @@ from pathlib import Path
 
 import torch
 
+from m3dgan.config import Config
 from m3dgan.data.store import Manifest, SplitData, to_float, tokenizer_path
+from m3dgan.errors import ConfigError
 from m3dgan.modalities import ModalitySpec
+from m3dgan.modalities.text.frontend import TextFrontend
 from m3dgan.modalities.text.vocab import (
     PAD,
     CharVocabulary,
     SubwordVocabulary,
     Vocabulary,
 )
+from m3dgan.tasks import get_task
 
 SIDES = ("source", "target")
 
 
-def build_vocabularies(root: Path, manifest: Manifest, train: SplitData) -> dict[str, Vocabulary]:
-    """One vocabulary per text side: the data set's subword model, or training characters."""
+def text_frontends(cfg: Config) -> dict[str, TextFrontend]:
+    """The TTS text front end of each side that has one: the text source of a text → speech
+    task, from ``model.text_cleaners`` / ``model.text_frontend`` (``{}`` when both are at
+    their defaults, which change nothing)."""
+    frontend = TextFrontend(cfg.model.text_cleaners, cfg.model.text_frontend)
+    task = get_task(cfg.task)
+    if frontend.plain or (task.source, task.target) != ("text", "speech"):
+        return {}
+    return {"source": frontend}
+
+
+def build_vocabularies(
+    root: Path,
+    manifest: Manifest,
+    train: SplitData,
+    frontends: dict[str, TextFrontend] | None = None,
+) -> dict[str, Vocabulary]:
+    """One vocabulary per text side: the data set's subword model, or training characters —
+    with ``frontends[side]`` (:func:`text_frontends`) applied first, the characters of what it
+    makes of the training text. A front end on a subword side is a ConfigError."""
     vocabs: dict[str, Vocabulary] = {}
     spm = tokenizer_path(root, manifest)
+    frontends = frontends or {}
     for side in manifest.text_sides():
+        frontend = frontends.get(side)
         if spm is not None:
+            if frontend is not None and not frontend.plain:
+                raise ConfigError(
+                    f"data set {manifest.name!r} reads its text as sentencepiece subwords; the "
+                    f"TTS text front end (model.text_cleaners / model.text_frontend) needs a "
+                    f"character vocabulary"
+                )
             vocabs[side] = SubwordVocabulary.from_file(spm)
         else:
-            vocabs[side] = CharVocabulary.build(train[side])
+            vocabs[side] = CharVocabulary.build(train[side], frontend=frontend)
     return vocabs
 
 

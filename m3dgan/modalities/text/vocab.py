@@ -8,6 +8,12 @@ sidecar: a trained run translates without its data set.
 Input policy (documented in docs/inputs.md): empty text is an error; text longer than the model's
 limit is an error naming both lengths; characters (or pieces) the vocabulary lacks become the
 unknown token — a fallback, reported by :meth:`Vocabulary.unknown` so callers can warn.
+
+A character vocabulary may carry a TTS text front end
+(:class:`~m3dgan.modalities.text.frontend.TextFrontend`: cleaners, phonemes). Every encoding
+applies it after the normal form, a batch at a time, so the ids of training text and of typed
+text are made by the same function; it is saved with the characters (``"frontend"``, absent
+when the front end changes nothing, as in every vocabulary saved before it existed).
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from m3dgan.data.textnorm import normalise_text
-from m3dgan.errors import InputError
+from m3dgan.errors import ConfigError, InputError
 from m3dgan.extras import require
+from m3dgan.modalities.text.frontend import TextFrontend
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -34,6 +41,7 @@ def normalize(text: str) -> str:
 
 class Vocabulary:
     kind = ""
+    frontend = TextFrontend()  # what the text becomes before its ids (default: unchanged)
 
     @property
     def size(self) -> int:
@@ -53,14 +61,25 @@ class Vocabulary:
     def to_dict(self) -> dict:
         raise NotImplementedError
 
-    def encode(self, text: str, max_len: int | None = None) -> list[int]:
-        """Ids of ``text`` followed by the end mark; raises InputError on empty / over-long."""
-        if not isinstance(text, str):
-            raise InputError(f"text must be a string, got {type(text).__name__}")
-        text = normalize(text)
-        if not text:
-            raise InputError("empty text: nothing to translate")
-        ids = self.pieces(text) + [EOS]
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        """Texts → what the vocabulary splits into ids: the normal form, then the front end
+        (one batch). InputError for a text that is not a string or is empty."""
+        normal = []
+        for text in texts:
+            if not isinstance(text, str):
+                raise InputError(f"text must be a string, got {type(text).__name__}")
+            text = normalize(text)
+            if not text:
+                raise InputError("empty text: nothing to translate")
+            normal.append(text)
+        prepared = self.frontend.apply(normal)
+        for before, after in zip(normal, prepared, strict=True):
+            if not after:
+                raise InputError(f"nothing left of {before!r} after the text front end")
+        return prepared
+
+    def _ids(self, prepared: str, max_len: int | None) -> list[int]:
+        ids = self.pieces(prepared) + [EOS]
         if max_len is not None and len(ids) > max_len:
             raise InputError(
                 f"text is too long: {len(ids)} tokens (end mark included), this model reads at "
@@ -68,9 +87,13 @@ class Vocabulary:
             )
         return ids
 
+    def encode(self, text: str, max_len: int | None = None) -> list[int]:
+        """Ids of ``text`` followed by the end mark; raises InputError on empty / over-long."""
+        return self._ids(self.prepare([text])[0], max_len)
+
     def encode_batch(self, texts: Sequence[str], max_len: int | None = None) -> torch.Tensor:
-        """Padded int64 ids [N, L] (L = longest row)."""
-        rows = [self.encode(t, max_len) for t in texts]
+        """Padded int64 ids [N, L] (L = longest row); the front end runs once for the batch."""
+        rows = [self._ids(t, max_len) for t in self.prepare(list(texts))]
         width = max((len(r) for r in rows), default=1)
         out = torch.full((len(rows), width), PAD, dtype=torch.long)
         for i, r in enumerate(rows):
@@ -82,18 +105,24 @@ class Vocabulary:
 
 
 class CharVocabulary(Vocabulary):
-    """One id per character seen in the training text (plus the specials)."""
+    """One id per character seen in the training text (plus the specials); with a front end,
+    per character of the training text as the front end makes it (IPA symbols for phonemes)."""
 
     kind = "char"
 
-    def __init__(self, chars: Sequence[str]) -> None:
+    def __init__(self, chars: Sequence[str], frontend: TextFrontend | None = None) -> None:
         self.chars = list(chars)
         self.index = {c: i + len(SPECIALS) for i, c in enumerate(self.chars)}
+        self.frontend = frontend or TextFrontend()
 
     @classmethod
-    def build(cls, texts: Iterable[str], min_count: int = 1) -> CharVocabulary:
-        counts = Counter(c for t in texts for c in normalize(t))
-        return cls(sorted(c for c, n in counts.items() if n >= min_count))
+    def build(
+        cls, texts: Iterable[str], min_count: int = 1, frontend: TextFrontend | None = None
+    ) -> CharVocabulary:
+        frontend = frontend or TextFrontend()
+        prepared = frontend.apply([normalize(t) for t in texts])
+        counts = Counter(c for t in prepared for c in t)
+        return cls(sorted(c for c, n in counts.items() if n >= min_count), frontend)
 
     @property
     def size(self) -> int:
@@ -103,7 +132,9 @@ class CharVocabulary(Vocabulary):
         return [self.index.get(c, UNK) for c in text]
 
     def unknown(self, text: str) -> list[str]:
-        return sorted({c for c in normalize(text) if c not in self.index})
+        text = normalize(text)
+        shown = self.frontend.apply([text])[0] if text else text
+        return sorted({c for c in shown if c not in self.index})
 
     def decode(self, ids: Iterable[int]) -> str:
         out = []
@@ -117,7 +148,9 @@ class CharVocabulary(Vocabulary):
         return "".join(out)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "chars": self.chars}
+        if self.frontend.plain:
+            return {"kind": self.kind, "chars": self.chars}
+        return {"kind": self.kind, "chars": self.chars, "frontend": self.frontend.to_dict()}
 
 
 class SubwordVocabulary(Vocabulary):
@@ -178,7 +211,11 @@ class SubwordVocabulary(Vocabulary):
 def vocabulary_from_dict(data: dict) -> Vocabulary:
     kind = data.get("kind")
     if kind == CharVocabulary.kind:
-        return CharVocabulary(data["chars"])
+        try:
+            frontend = TextFrontend.from_dict(data.get("frontend"))
+        except ConfigError as exc:
+            raise InputError(f"damaged text front end ({exc})") from exc
+        return CharVocabulary(data["chars"], frontend)
     if kind == SubwordVocabulary.kind:
         return SubwordVocabulary(base64.b64decode(data["model"]))
     raise InputError(f"unknown vocabulary kind {kind!r}")
