@@ -173,7 +173,12 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=4, help="text2emoji: images per caption")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-only", action="store_true")
-    p.add_argument("--full-width", action="store_true", help="the paper's widths (slow on CPU)")
+    p.add_argument(
+        "--full-width",
+        action="store_true",
+        help="the task's default widths, as a user trains (no BENCH_SCALE; today the paper's, "
+        "slow on CPU)",
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
