@@ -8,6 +8,8 @@ into ``--out`` and prints the table.
     python bench/text_tasks.py --tasks en2fr --steps en2fr=300        # a quick look
     python bench/text_tasks.py --report-only
     python bench/text_tasks.py --tasks en2fr --minutes 30 --out bench/results/text-30min  # equal time
+    python bench/text_tasks.py --tasks en2fr --minutes 10 --variants mle,warm \
+        --variant "warm:full:train.adversarial_warmup=0.7;train.domain_reference=1"  # a switch row
 
 Variants per task:
 
@@ -137,9 +139,32 @@ def bench_one(task: str, name: str, objective: str, overrides: list[str], args) 
     (run_dir / "variant.json").write_text(json.dumps(meta))
 
 
+def with_extra_variants(out: Path) -> dict:
+    """VARIANTS plus the ``--variant`` rows trained into ``out`` (read from their
+    ``variant.json``), each after its task's own rows."""
+    variants = {task: list(rows) for task, rows in VARIANTS.items()}
+    for path in sorted((out / "runs").glob("*/variant.json")):
+        meta = json.loads(path.read_text())
+        rows = variants.setdefault(meta["task"], [])
+        if meta["variant"] not in [name for name, _, _ in rows]:
+            rows.append((meta["variant"], meta["objective"], meta["overrides"]))
+    return variants
+
+
+def parse_variant(spec: str) -> tuple[str, str, list[str]]:
+    """``NAME:OBJECTIVE:KEY=VALUE;KEY=VALUE`` → (name, objective, --set items)."""
+    name, objective, items = (spec.split(":", 2) + ["", ""])[:3]
+    if not name or not objective:
+        raise argparse.ArgumentTypeError(f"--variant {spec!r}: expected NAME:OBJECTIVE[:SETS]")
+    return name, objective, [i for i in items.split(";") if i]
+
+
 def write_report(out: Path) -> str:
     return harness.write_report(
-        out, VARIANTS, COLUMNS, "greedy decoding, and beam search where a column says beam"
+        out,
+        with_extra_variants(out),
+        COLUMNS,
+        "greedy decoding, and beam search where a column says beam",
     )
 
 
@@ -172,6 +197,15 @@ def main() -> None:
     )
     p.add_argument("--samples", type=int, default=4, help="text2emoji: images per caption")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        type=parse_variant,
+        metavar="NAME:OBJECTIVE:KEY=VALUE[;KEY=VALUE]",
+        help="an extra row for every task in --tasks (e.g. 'full+warmup:full:"
+        "train.adversarial_warmup=0.7'); repeatable; --variants still filters by name",
+    )
     p.add_argument("--report-only", action="store_true")
     p.add_argument(
         "--full-width",
@@ -185,7 +219,7 @@ def main() -> None:
     if not args.report_only:
         wanted = set(args.variants.split(",")) if args.variants else None
         for task in args.tasks.split(","):
-            for name, objective, overrides in VARIANTS[task]:
+            for name, objective, overrides in [*VARIANTS[task], *args.variant]:
                 if wanted and name not in wanted:
                     continue
                 t0 = time.time()
