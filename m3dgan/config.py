@@ -98,6 +98,10 @@ class ModelConfig:
     frame_dropout: float = 0.5  # prenet dropout, kept on at inference too (Tacotron's finding)
     speech_attention: str = "location"  # location-sensitive + input feeding | content (parallel)
     guided_attention: float = 1.0  # weight of the diagonal attention prior (0: off; see decoder)
+    # what the guided attention of speech outputs measures distance from: "diagonal" (Tachibana
+    # et al. 2018) | "learned" (a monotonic alignment from an aligner trained with the
+    # forward-sum loss, RAD-TTS; m3dgan.modalities.speech.align)
+    attention_guide: str = "diagonal"
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)
     # text outputs: share of teacher-forced decoder inputs replaced, in training, by the decoder's
@@ -241,6 +245,7 @@ _CHOICES = {
     "loss.dist_form": ("hinge", "mode-seeking"),
     "model.upsample": ("deconv", "resize"),
     "model.disc_norm": ("instance", "spectral"),
+    "model.attention_guide": ("diagonal", "learned"),
     "model.text_cleaners": ("none", "basic", "english"),  # m3dgan.modalities.text.frontend
     "model.text_frontend": ("characters", "phonemes"),
 }

@@ -99,6 +99,11 @@ class M3DGAN(nn.Module):
         Raises ConfigError for an unknown objective or a text-output switch
         (``model.decoder_own_inputs``, ``loss.label_smoothing``) set for another target,
         ValueError for sides no modality pairs."""
+        if target.kind != "speech" and cfg.model.attention_guide != "diagonal":
+            raise ConfigError(
+                f"model.attention_guide={cfg.model.attention_guide!r} guides speech outputs' "
+                f"attention, not {target.kind} ones"
+            )
         if target.kind != "text":
             for key, value in (
                 ("model.decoder_own_inputs", cfg.model.decoder_own_inputs),

@@ -140,6 +140,8 @@ def twice(x):
 def halves(x, n: int) -> tuple:
     """Rows [:n] and [n:] of a generator output: a tensor or a dataclass of tensors (speech's
     ``SpeechDecoderOutput``)."""
+    if x is None:
+        return None, None
     if isinstance(x, torch.Tensor):
         return x[:n], x[n:]
     parts = {f.name: halves(getattr(x, f.name), n) for f in fields(x)}

@@ -21,7 +21,11 @@ also reports, per frame, how much of its attention falls far from the diagonal o
 (source position, output step) plane, W = 1 − exp(−(n/N − g/G)² / 2g²). The reconstruction loss
 adds its mean (× ``guided_attention``). Speech follows its text monotonically, and without this
 prior the alignment takes thousands of steps to appear — more than a CPU benchmark can run.
-Every objective gets it, baselines included.
+Every objective gets it, baselines included. With ``model.attention_guide = "learned"`` the
+penalty is measured from a learned monotonic alignment instead of the diagonal
+(``speech.align``: an aligner trained by the forward-sum loss, its path by monotonic alignment
+search), so it follows how long each text position is actually spoken; the aligner's loss joins
+the reconstruction loss.
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ from m3dgan.audio.config import PAD_VALUE
 from m3dgan.config import ModelConfig
 from m3dgan.modalities.base import Modality
 from m3dgan.modalities.sequence_decoder import AttentionRNNDecoder
+from m3dgan.modalities.speech.align import Aligner, forward_sum_loss, monotonic_alignment
 from m3dgan.modalities.speech.frames import frame_lengths
+
+PATH_WIDTH = 1.0  # σ of the learned guide, in text positions
 
 
 @dataclass
@@ -47,7 +54,9 @@ class SpeechDecoderOutput:
     - ``frames``: mels [B, T, n_mels] (silence after each utterance's end): the sample;
     - ``stop_logits``: [B, T], the logit of "this is the last frame";
     - ``guide``: [B, T], each frame's guided-attention penalty (× ``guided_attention``);
-    - ``alignment``: attention weights [B, ceil(T / r), M] over the M source positions.
+    - ``alignment``: attention weights [B, ceil(T / r), M] over the M source positions;
+    - ``align_loss``: with ``model.attention_guide = "learned"``, the aligner's forward-sum
+      loss per row, float32 [B] (nats per text position; ``speech.align``), else None.
 
     ``stop_logits`` and ``guide`` have the frames' dtype (bf16 under autocast)."""
 
@@ -55,6 +64,7 @@ class SpeechDecoderOutput:
     stop_logits: torch.Tensor
     guide: torch.Tensor
     alignment: torch.Tensor
+    align_loss: torch.Tensor | None = None
 
 
 class FramePrenet(nn.Module):
@@ -95,6 +105,8 @@ class SpeechDecoder(AttentionRNNDecoder):
         self.frame_prenet = prenet
         self.n_mels, self.max_frames, self.r = n_mels, max_frames, cfg.frames_per_step
         self.guided_attention, self.guide_width = cfg.guided_attention, 0.2
+        # "learned": the guide follows an aligner's monotonic path instead of the diagonal
+        self.aligner = Aligner(self.mem_dim, n_mels) if cfg.attention_guide == "learned" else None
         self.to_frames = nn.Linear(self.out_dim, self.r * n_mels)
         self.to_stop = nn.Linear(self.out_dim, self.r)
 
@@ -161,13 +173,36 @@ class SpeechDecoder(AttentionRNNDecoder):
         lengths = frame_lengths(target, self.n_mels)
         valid = torch.arange(t, device=target.device)[None] < lengths[:, None]
         frames = torch.where(valid.unsqueeze(-1), frames, torch.full_like(frames, PAD_VALUE))
-        guide = self._off_diagonal(weights, mask, lengths).repeat_interleave(self.r, dim=1)[:, :t]
+        align_loss = None
+        if self.aligner is not None and weights.shape[2] > 1:
+            positions = mask.sum(1)
+            log_p = self.aligner(memory, mask, target, lengths)
+            align_loss = forward_sum_loss(log_p, lengths, positions)
+            path = monotonic_alignment(log_p.detach(), lengths, positions)
+            guide = self._off_path(weights, path)
+        else:
+            guide = self._off_diagonal(weights, mask, lengths)
+        guide = guide.repeat_interleave(self.r, dim=1)[:, :t]
         return SpeechDecoderOutput(
             frames=frames,
             stop_logits=stop.to(frames.dtype),
             guide=(self.guided_attention * guide).to(frames.dtype),
             alignment=weights,
+            align_loss=align_loss,
         )
+
+    def _off_path(self, weights, path) -> torch.Tensor:
+        """Attention mass per decoder step weighted by its distance from the aligner's path,
+        [B, G]: step g should attend near the text position the path gives its middle frame,
+        W = 1 − exp(−(m − a_g)² / 2σ²) with σ = ``PATH_WIDTH`` positions."""
+        b, g, m = weights.shape
+        middle = (torch.arange(g, device=path.device) * self.r + self.r // 2).clamp_max(
+            path.shape[1] - 1
+        )
+        centre = path[:, middle].float()  # [B, G]
+        pos = torch.arange(m, device=weights.device, dtype=torch.float32)[None, None]
+        w = 1 - torch.exp(-((pos - centre[:, :, None]) ** 2) / (2 * PATH_WIDTH**2))
+        return (weights.float() * w).sum(-1)
 
     def _off_diagonal(self, weights, mask, lengths) -> torch.Tensor:
         """Attention mass per decoder step weighted by its distance from the diagonal, [B, G]."""

@@ -109,8 +109,8 @@ class SpeechModality(Modality):
 
     def reconstruction_loss(self, output: Any, real: torch.Tensor) -> torch.Tensor:
         """L1 between frames over each utterance's real frames, plus — when ``output`` is the
-        decoder's teacher-forced :class:`SpeechDecoderOutput` — the stop cross-entropy and the
-        mean guided-attention penalty."""
+        decoder's teacher-forced :class:`SpeechDecoderOutput` — the stop cross-entropy, the
+        mean guided-attention penalty and, with a learned guide, the aligner's forward-sum loss."""
         n_mels = self.spec.channels
         fake = self.output_sample(output).float()
         real = real[..., :n_mels].float()
@@ -126,6 +126,8 @@ class SpeechModality(Modality):
             output.stop_logits[:, :t].float(), stop_targets(lengths, t)
         )
         guide = (output.guide[:, :t].float() * valid[..., 0]).sum() / valid.sum().clamp_min(1)
+        if output.align_loss is not None:  # model.attention_guide = "learned"
+            guide = guide + output.align_loss.float().mean()
         return l1 + stop + guide
 
     def output_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
