@@ -98,7 +98,26 @@ class M3DGAN(nn.Module):
 
         Raises ConfigError for an unknown objective or a text-output switch
         (``model.decoder_own_inputs``, ``loss.label_smoothing``) set for another target,
-        ValueError for sides no modality pairs."""
+        ``model.ctc_weight`` for another pair than speech → text or with a speech memory of
+        time stride 4 (too short for CTC), ``model.speech_memory_stride`` other than 4 without
+        a speech source, ValueError for sides no modality pairs."""
+        mc = cfg.model
+        if mc.ctc_weight and (source.kind, target.kind) != ("speech", "text"):
+            raise ConfigError(
+                f"model.ctc_weight applies to speech → text tasks (asr): CTC aligns the text "
+                f"monotonically to the speech; this task is {source.kind} → {target.kind}"
+            )
+        if mc.ctc_weight and mc.speech_memory_stride != 2:
+            raise ConfigError(
+                "model.ctc_weight needs model.speech_memory_stride=2: at stride 4 the speech "
+                "memory has 15.6 positions per second, fewer than the 17–24 characters per "
+                "second of espeak speech plus their repeats, so CTC could not align most "
+                "utterances"
+            )
+        if mc.speech_memory_stride != 4 and source.kind != "speech":
+            raise ConfigError(
+                f"model.speech_memory_stride applies to speech sources; this one is {source.kind}"
+            )
         if target.kind != "text":
             for key, value in (
                 ("model.decoder_own_inputs", cfg.model.decoder_own_inputs),

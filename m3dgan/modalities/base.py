@@ -164,6 +164,11 @@ class Modality:
         output is the sample."""
         return output
 
+    def output_logs(self, output: Any, real: torch.Tensor) -> dict[str, float]:
+        """Extra numbers for the training log from a teacher-forced ``output`` (text with a CTC
+        head: the CTC term and the utterances it could not align). Default: none."""
+        return {}
+
     def output_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Per-sample distance between two generated batches, [B] (the numerator of eq. 7)."""
         return (a - b).abs().flatten(1).mean(dim=1)
