@@ -152,8 +152,9 @@ class M3DGAN(nn.Module):
         beam_size: int = 1,
     ) -> torch.Tensor:
         """G(S, z). ``target`` enables teacher forcing for sequential (text) outputs; image
-        generators ignore it. Text outputs: distributions when teacher-forced, else ids
-        (greedy, or beam search when ``beam_size`` > 1); teacher-forced speech: a named output
+        generators ignore it. Text outputs: distributions when teacher-forced (with a CTC head,
+        ``model.ctc_weight``: a ``TextDecoderOutput`` carrying them), else ids (greedy, or beam
+        search when ``beam_size`` > 1, joint CTC/attention with a CTC head); teacher-forced speech: a named output
         (``SpeechDecoderOutput``, the sample is ``target_modality.output_sample(out)``)."""
         if beam_size > 1:
             if not self.target_modality.beam_search:

@@ -19,8 +19,8 @@ Samples are tensors: images float [B, C, H, W] in [-1, 1]; text int64 token ids 
 (0 = padding) for real data and float distributions [B, L, V] for generated text, which every
 text-consuming subnet accepts in place of ids (so gradients reach the generator); speech
 normalised log-mels [B, T, n_mels] in [-1, 1] padded with the silence floor -1. A generator may
-return more than the sample under teacher forcing (speech: stop logits and the alignment), as a
-named output the modality's own loss reads.
+return more than the sample under teacher forcing (speech: stop logits and the alignment; text
+with a CTC head: its log-probs), as a named output the modality's own loss reads.
 
 A new modality is a subclass (one file or one small package) plus ``register_modality`` (see
 ``m3dgan.modalities.registry``); tests/test_modality_protocol.py defines one in a test file.
