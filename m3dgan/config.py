@@ -108,6 +108,17 @@ class ModelConfig:
     # own greedy predictions from a first pass (parallel scheduled sampling, Duckworth et al.
     # 2019), so the decoder learns to go on from its own mistakes; 0: plain teacher forcing
     decoder_own_inputs: float = 0.0
+    # speech → text (asr): hybrid CTC/attention (Watanabe et al. 2017; ESPnet's mtlalpha, which
+    # its recipes set to about 0.3). λ in [0, 1): a CTC head on the speech memory, the text loss
+    # becomes (1 − λ) · attention cross-entropy + λ · CTC, and beam search scores hypotheses
+    # with (1 − λ) · log p_att + λ · log p_ctc (CTC prefix scores). 0: attention only. Needs a
+    # speech source whose memory is long enough: model.speech_memory_stride 2
+    ctc_weight: float = 0.0
+    # time stride of a speech *source*'s attention memory (m3dgan.modalities.speech.nets
+    # SpeechMemory): 4 (two stride-2 convs, 15.6 positions/s at 62.5 frames/s) | 2 (the second
+    # conv keeps the time resolution: 31.25 positions/s, enough for CTC on speech of about
+    # 15 characters/s)
+    speech_memory_stride: int = 4
     # TTS text front end (m3dgan.modalities.text.frontend), for the text source of a text →
     # speech task only: cleaners "none" (the data set's text, as before) | "basic" (lower case)
     # | "english" (numbers, ordinals, currency, percentages and common abbreviations spelled
@@ -248,12 +259,14 @@ _CHOICES = {
     "model.attention_guide": ("diagonal", "learned"),
     "model.text_cleaners": ("none", "basic", "english"),  # m3dgan.modalities.text.frontend
     "model.text_frontend": ("characters", "phonemes"),
+    "model.speech_memory_stride": (4, 2),
 }
 _UNIT_INTERVAL = {
     "train.beta1",
     "train.beta2",
     "train.ema_decay",
     "train.adversarial_warmup",
+    "model.ctc_weight",
 }  # [0, 1)
 _PROBABILITY = {
     "train.cross_domain",

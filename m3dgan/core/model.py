@@ -17,6 +17,7 @@ from torch import nn
 from m3dgan.config import Config, ModelConfig
 from m3dgan.core.attention import Posterior, UniversalAttention
 from m3dgan.core.objectives import Objective, get_objective
+from m3dgan.core.switches import check_switches
 from m3dgan.errors import ConfigError
 from m3dgan.modalities import Modality, ModalitySpec, modality_for
 
@@ -96,21 +97,9 @@ class M3DGAN(nn.Module):
         domains: the one place training (``m3dgan.train.build_model``) and inference
         (``Translator.from_checkpoint``) build it.
 
-        Raises ConfigError for an unknown objective or a text-output switch
-        (``model.decoder_own_inputs``, ``loss.label_smoothing``) set for another target,
-        ValueError for sides no modality pairs."""
-        if target.kind != "speech" and cfg.model.attention_guide != "diagonal":
-            raise ConfigError(
-                f"model.attention_guide={cfg.model.attention_guide!r} guides speech outputs' "
-                f"attention, not {target.kind} ones"
-            )
-        if target.kind != "text":
-            for key, value in (
-                ("model.decoder_own_inputs", cfg.model.decoder_own_inputs),
-                ("loss.label_smoothing", cfg.loss.label_smoothing),
-            ):
-                if value:
-                    raise ConfigError(f"{key} applies to text outputs, not {target.kind} ones")
+        Raises ConfigError for an unknown objective or a technique switch set for sides it does
+        not apply to (``core.switches``), ValueError for sides no modality pairs."""
+        check_switches(cfg, source, target)
         return cls(source, target, get_objective(cfg.objective), cfg.model, domains)
 
     # -- the generator side -------------------------------------------------------------------
@@ -138,8 +127,9 @@ class M3DGAN(nn.Module):
         beam_size: int = 1,
     ) -> torch.Tensor:
         """G(S, z). ``target`` enables teacher forcing for sequential (text) outputs; image
-        generators ignore it. Text outputs: distributions when teacher-forced, else ids
-        (greedy, or beam search when ``beam_size`` > 1); teacher-forced speech: a named output
+        generators ignore it. Text outputs: distributions when teacher-forced (with a CTC head,
+        ``model.ctc_weight``: a ``TextDecoderOutput`` carrying them), else ids (greedy, or beam
+        search when ``beam_size`` > 1, joint CTC/attention with a CTC head); teacher-forced speech: a named output
         (``SpeechDecoderOutput``, the sample is ``target_modality.output_sample(out)``)."""
         if beam_size > 1:
             if not self.target_modality.beam_search:

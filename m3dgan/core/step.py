@@ -307,10 +307,14 @@ class TrainStep:
                 )
             else:
                 g_gan = fake_enc.new_zeros(())
-            smoothing = {"label_smoothing": lc.label_smoothing} if lc.label_smoothing else {}
-            rec = tgt.reconstruction_loss(out["fake_enc"], target, **smoothing)  # in float32
+            # text-only terms, passed only when set (other modalities do not take them)
+            rec_args = {"label_smoothing": lc.label_smoothing} if lc.label_smoothing else {}
+            if m.cfg.ctc_weight:
+                rec_args["ctc_weight"] = m.cfg.ctc_weight
+            rec = tgt.reconstruction_loss(out["fake_enc"], target, **rec_args)  # in float32
             vae = g_gan + lc.lambda_rec * rec
             logs.update(G_gan_enc=g_gan.float().item(), rec=rec.item())
+            logs.update(tgt.output_logs(out["fake_enc"], target))
             if out["mu"] is not None and obj.variational:
                 kl = losses.kl_divergence(out["mu"].float(), out["logvar"].float())
                 vae = vae + lc.lambda_kl * kl

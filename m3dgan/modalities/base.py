@@ -19,8 +19,8 @@ Samples are tensors: images float [B, C, H, W] in [-1, 1]; text int64 token ids 
 (0 = padding) for real data and float distributions [B, L, V] for generated text, which every
 text-consuming subnet accepts in place of ids (so gradients reach the generator); speech
 normalised log-mels [B, T, n_mels] in [-1, 1] padded with the silence floor -1. A generator may
-return more than the sample under teacher forcing (speech: stop logits and the alignment), as a
-named output the modality's own loss reads.
+return more than the sample under teacher forcing (speech: stop logits and the alignment; text
+with a CTC head: its log-probs), as a named output the modality's own loss reads.
 
 A new modality is a subclass (one file or one small package) plus ``register_modality`` (see
 ``m3dgan.modalities.registry``); tests/test_modality_protocol.py defines one in a test file.
@@ -163,6 +163,11 @@ class Modality:
         """The sample in a generator's output (what D, Enc_r and distances read). Default: the
         output is the sample."""
         return output
+
+    def output_logs(self, output: Any, real: torch.Tensor) -> dict[str, float]:
+        """Extra numbers for the training log from a teacher-forced ``output`` (text with a CTC
+        head: the CTC term and the utterances it could not align). Default: none."""
+        return {}
 
     def output_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Per-sample distance between two generated batches, [B] (the numerator of eq. 7)."""

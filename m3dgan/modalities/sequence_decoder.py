@@ -73,12 +73,17 @@ class AttentionRNNDecoder(nn.Module):
         self.out_dim = cfg.decoder_rnn + self.mem_dim  # what ``_core`` returns per step
 
     # -- memory -------------------------------------------------------------------------------
-    def memory(self, source, z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def source_features(self, source) -> SequenceFeatures:
+        """The source prenet's output → its attention memory before z: states [B, M, D] and
+        mask [B, M] (``mem_dim`` − ``z_dim`` = D)."""
+        return getattr(self, self._memory_name)(source) if self._memory_name else source
+
+    def memory(
+        self, source, z: torch.Tensor | None, features: SequenceFeatures | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The source prenet's output (⊕ z at every position) → (memory [B, M, mem_dim], mask
-        [B, M])."""
-        feats: SequenceFeatures = (
-            getattr(self, self._memory_name)(source) if self._memory_name else source
-        )
+        [B, M]). ``features``: :meth:`source_features` already computed (``source`` unused)."""
+        feats = features if features is not None else self.source_features(source)
         states, mask = feats.states, feats.mask
         if not self.source_attention:
             states = feats.pooled().unsqueeze(1)

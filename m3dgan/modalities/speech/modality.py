@@ -98,7 +98,9 @@ class SpeechModality(Modality):
         return SpeechDiscriminator(source, self.spec.channels, cfg)
 
     def build_memory(self, cfg: ModelConfig) -> nn.Module:
-        return SpeechMemory(self.prenet_channels(cfg), self.spec.channels, cfg.decoder_rnn)
+        return SpeechMemory(
+            self.prenet_channels(cfg), self.spec.channels, cfg.decoder_rnn, cfg.speech_memory_stride
+        )
 
     def build_summary(self, dim: int) -> nn.Module:
         return SpeechSummary(self.spec.channels, dim)

@@ -1,7 +1,13 @@
 """M_out for text targets: the shared attention-RNN decoder (``modalities.sequence_decoder``)
-predicting one token per step, with greedy decoding and beam search (paper §4)."""
+predicting one token per step, with greedy decoding and beam search (paper §4).
+
+With ``model.ctc_weight`` λ > 0 (speech sources) a CTC head reads the source memory as well
+(hybrid CTC/attention, ``modalities.text.ctc``): teacher forcing then returns a
+:class:`TextDecoderOutput`, and beam search is joint CTC/attention decoding."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -10,12 +16,33 @@ from torch.nn import functional as F
 from m3dgan.config import ModelConfig
 from m3dgan.modalities.base import Modality, SequenceFeatures
 from m3dgan.modalities.sequence_decoder import AttentionRNNDecoder
+from m3dgan.modalities.text.ctc import CTCPrefixScorer
 from m3dgan.modalities.text.nets import token_prenet
 from m3dgan.modalities.text.vocab import BOS, EOS, PAD
 
 
+@dataclass
+class TextDecoderOutput:
+    """The text decoder's teacher-forced output when it has a CTC head (``model.ctc_weight``).
+
+    - ``probs``: distributions [B, L, V] (zero rows at padding): the sample;
+    - ``ctc_log_probs``: the CTC head's log-softmax [B, M, V] over the M source memory
+      positions (float32; blank = PAD);
+    - ``ctc_mask``: bool [B, M], the real memory positions."""
+
+    probs: torch.Tensor
+    ctc_log_probs: torch.Tensor
+    ctc_mask: torch.Tensor
+
+
 class TextDecoder(AttentionRNNDecoder):
-    """One token per step: embedding → prenet FC → shared core → logits over the vocabulary."""
+    """One token per step: embedding → prenet FC → shared core → logits over the vocabulary.
+
+    ``cfg.ctc_weight`` λ > 0 adds ``ctc``, a linear layer from each source memory state (before
+    z is appended: CTC reads the source alone) to V classes, PAD being the blank. It needs a
+    speech source (ValueError otherwise): CTC assumes the target's symbols follow the source
+    positions in order, true of a transcript and its recording, not of a translation or an
+    image grid."""
 
     def __init__(
         self,
@@ -32,6 +59,21 @@ class TextDecoder(AttentionRNNDecoder):
         self.prenet = token_prenet(cfg)
         self.out = nn.Linear(self.out_dim, vocab_size)
         self.own_inputs = cfg.decoder_own_inputs  # parallel scheduled sampling (training only)
+        self.ctc_weight = cfg.ctc_weight
+        if self.ctc_weight > 0:
+            if source.kind != "speech":
+                raise ValueError(
+                    f"model.ctc_weight needs a speech source (CTC aligns monotonically); this "
+                    f"one is {source.kind}"
+                )
+            self.ctc = nn.Linear(self.mem_dim - z_dim, vocab_size)
+        else:
+            self.ctc = None
+
+    def ctc_log_probs(self, features: SequenceFeatures) -> torch.Tensor:
+        """The CTC head over the source memory states [B, M, D] → log-softmax [B, M, V]
+        (float32)."""
+        return F.log_softmax(self.ctc(features.states).float(), dim=-1)
 
     def _run(self, tokens, memory, keys, mask, state=None):
         h, state, weights = self._core(
@@ -46,10 +88,14 @@ class TextDecoder(AttentionRNNDecoder):
         target: torch.Tensor | None = None,
         beam_size: int = 1,
         max_len: int | None = None,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | TextDecoderOutput:
         """Teacher forcing when ``target`` ids are given: distributions [B, L, V] (zero rows at
-        padding). Otherwise decoding: ids [B, T] (padding after the end mark)."""
-        memory, mask = self.memory(source, z)
+        padding), or with a CTC head a :class:`TextDecoderOutput` carrying them. Otherwise
+        decoding: ids [B, T] (padding after the end mark); beam search with a CTC head is joint
+        CTC/attention decoding (:meth:`_beam`), greedy decoding reads the attention decoder
+        only."""
+        features = self.source_features(source)
+        memory, mask = self.memory(source, z, features)
         keys = self.key(memory)
         if target is not None:
             target = target.long()
@@ -58,11 +104,16 @@ class TextDecoder(AttentionRNNDecoder):
             if self.training and self.own_inputs > 0:
                 inputs = self._own_inputs(inputs, memory, keys, mask)
             logits, _, _ = self._run(inputs, memory, keys, mask)
-            probs = F.softmax(logits.float(), dim=-1)
-            return probs * (target != PAD).unsqueeze(-1)
+            probs = F.softmax(logits.float(), dim=-1) * (target != PAD).unsqueeze(-1)
+            if self.ctc is None:
+                return probs
+            return TextDecoderOutput(probs, self.ctc_log_probs(features), features.mask)
         limit = max_len or self.max_len
         if beam_size > 1:
-            return self._beam(memory, keys, mask, beam_size, limit)
+            ctc = None
+            if self.ctc is not None:
+                ctc = (self.ctc_log_probs(features), features.mask.sum(1))
+            return self._beam(memory, keys, mask, beam_size, limit, ctc=ctc)
         return self._greedy(memory, keys, mask, limit)
 
     @torch.no_grad()
@@ -93,29 +144,62 @@ class TextDecoder(AttentionRNNDecoder):
                 break
         return torch.cat(out, dim=1)
 
-    def _beam(self, memory, keys, mask, k: int, limit: int, alpha: float = 1.0) -> torch.Tensor:
-        """Beam search with length-normalised scores (log p / length^alpha)."""
+    def _beam(
+        self,
+        memory,
+        keys,
+        mask,
+        k: int,
+        limit: int,
+        alpha: float = 1.0,
+        ctc: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Beam search with length-normalised scores (score / length^alpha).
+
+        ``ctc``: (the CTC head's log-probs [B, M, V], real positions [B]) for joint
+        CTC/attention decoding (Watanabe et al. 2017 §4; ESPnet's ``ctc_weight``): a
+        hypothesis h scores (1 − λ) · log p_att(h) + λ · log p_ctc(h, …), λ =
+        ``model.ctc_weight``, where log p_ctc is the CTC *prefix* score computed during the
+        search for every hypothesis and every next token (:class:`CTCPrefixScorer`; for the
+        end mark the full CTC probability of h). None: the attention score alone."""
         b, dev = memory.shape[0], memory.device
         rep = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
         memory, keys, mask = rep(memory), rep(keys), rep(mask)
-        scores = torch.full((b, k), float("-inf"), device=dev)
-        scores[:, 0] = 0.0
+        att = torch.full((b, k), float("-inf"), device=dev)  # cumulative log p_att
+        att[:, 0] = 0.0
+        scores = att.clone()
         lengths = torch.zeros(b, k, device=dev)
         done = torch.zeros(b, k, dtype=torch.bool, device=dev)
         history = torch.zeros(b, k, 0, dtype=torch.long, device=dev)
         token = torch.full((b * k, 1), BOS, dtype=torch.long, device=dev)
         state = None
         v = self.vocab_size
-        for _ in range(limit):
+        lam = self.ctc_weight if ctc is not None else 0.0
+        if ctc is not None:
+            scorer = CTCPrefixScorer(rep(ctc[0]), rep(ctc[1]))
+            r = scorer.initial_state()
+            psi = torch.zeros(b, k, device=dev)  # log p_ctc of each hypothesis as a prefix
+        # a finished beam continues with padding at no cost and no other option
+        finished_row = torch.full((v,), float("-inf"), device=dev)
+        finished_row[PAD] = 0.0
+        for step in range(limit):
             logits, state, _ = self._run(token, memory, keys, mask, state)
             logp = F.log_softmax(logits[:, -1].float(), dim=-1).view(b, k, v)
-            # a finished beam continues with padding at no cost and no other option
-            finished_row = torch.full((v,), float("-inf"), device=dev)
-            finished_row[PAD] = 0.0
             logp = torch.where(done[:, :, None], finished_row, logp)
-            total = (scores[:, :, None] + logp).view(b, k * v)
-            scores, flat = total.topk(k, dim=-1)
+            att_next = att[:, :, None] + logp
+            total = att_next
+            if ctc is not None:
+                psi_next, r_next = scorer.score(r, token[:, 0], step)
+                # a finished hypothesis keeps its CTC score (its only option is padding)
+                psi_next = torch.where(done[:, :, None], psi[:, :, None], psi_next.view(b, k, v))
+                total = (1 - lam) * att_next + lam * psi_next
+            scores, flat = total.view(b, k * v).topk(k, dim=-1)
             beam, tok = flat // v, flat % v
+            att = att_next.view(b, k * v).gather(1, flat)
+            rows = (beam + torch.arange(b, device=dev)[:, None] * k).view(-1)
+            if ctc is not None:
+                psi = psi_next.reshape(b, k * v).gather(1, flat)
+                r = r_next[:, :, rows, tok.view(-1)]
             done, lengths = done.gather(1, beam), lengths.gather(1, beam)
             history = torch.cat(
                 [
@@ -126,8 +210,7 @@ class TextDecoder(AttentionRNNDecoder):
             )
             lengths = lengths + (~done).float()
             done = done | (tok == EOS)
-            index = (beam + torch.arange(b, device=dev)[:, None] * k).view(-1)
-            state = tuple(s[:, index] for s in state)
+            state = tuple(s[:, rows] for s in state)
             token = tok.view(-1, 1)
             if done.all():
                 break

@@ -21,7 +21,8 @@ from m3dgan.atomic import write_text
 from m3dgan.config import ModelConfig
 from m3dgan.errors import CheckpointError, InputError
 from m3dgan.modalities.base import Modality, single_output_only
-from m3dgan.modalities.text.decoder import TextDecoder
+from m3dgan.modalities.text.ctc import ctc_loss
+from m3dgan.modalities.text.decoder import TextDecoder, TextDecoderOutput
 from m3dgan.modalities.text.discriminator import TextDiscriminator
 from m3dgan.modalities.text.nets import TextPrenet, TextReferenceEncoder, TextSummary
 from m3dgan.modalities.text.vocab import PAD, Vocabulary, vocabulary_from_dict
@@ -83,13 +84,49 @@ class TextModality(Modality):
         return TextSummary(self.spec.channels, dim)
 
     # -- training terms -------------------------------------------------------------------------
+    def output_sample(self, output: Any) -> torch.Tensor:
+        return output.probs if isinstance(output, TextDecoderOutput) else output
+
     def reconstruction_loss(
-        self, output: torch.Tensor, real: torch.Tensor, label_smoothing: float = 0.0
+        self,
+        output: torch.Tensor | TextDecoderOutput,
+        real: torch.Tensor,
+        label_smoothing: float = 0.0,
+        ctc_weight: float = 0.0,
     ) -> torch.Tensor:
         """Cross-entropy of the teacher-forced distributions ``output`` [B, L, V] against the
         ids ``real`` [B, L] (any float dtype accepted), averaged over real positions, in nats.
         ``label_smoothing`` ε in [0, 1] (``loss.label_smoothing``) mixes in the cross-entropy
-        against the uniform distribution: (1 − ε) · NLL + ε · mean_v −log p_v."""
+        against the uniform distribution: (1 − ε) · NLL + ε · mean_v −log p_v.
+
+        Hybrid CTC/attention (``model.ctc_weight`` λ in (0, 1), ``output`` a
+        :class:`TextDecoderOutput`): (1 − λ) · the cross-entropy above (smoothed) + λ · the CTC
+        loss in nats per target character (``modalities.text.ctc.ctc_loss``; utterances CTC
+        cannot align count 0). ValueError when the output and ``ctc_weight`` disagree (a CTC
+        output without a weight, or a weight without a CTC output)."""
+        if isinstance(output, TextDecoderOutput):
+            if not ctc_weight:
+                raise ValueError("a text output with CTC log-probs needs ctc_weight > 0")
+            att = self._cross_entropy(output.probs, real, label_smoothing)
+            ctc, _ = ctc_loss(output.ctc_log_probs, output.ctc_mask, real)
+            return (1 - ctc_weight) * att + ctc_weight * ctc
+        if ctc_weight:
+            raise ValueError("ctc_weight > 0 needs the decoder's CTC output (a TextDecoderOutput)")
+        return self._cross_entropy(output, real, label_smoothing)
+
+    def output_logs(self, output: Any, real: torch.Tensor) -> dict[str, float]:
+        """With a CTC head: ``ctc`` (the CTC loss, nats per character) and ``ctc_infeasible``
+        (utterances of the batch whose memory is too short for their transcript)."""
+        if not isinstance(output, TextDecoderOutput):
+            return {}
+        with torch.no_grad():
+            ctc, infeasible = ctc_loss(output.ctc_log_probs, output.ctc_mask, real)
+        return {"ctc": ctc.item(), "ctc_infeasible": float(infeasible)}
+
+    @staticmethod
+    def _cross_entropy(
+        output: torch.Tensor, real: torch.Tensor, label_smoothing: float
+    ) -> torch.Tensor:
         ids = real.long()
         mask = ids != PAD
         logp = torch.log(output.float().clamp_min(1e-8))

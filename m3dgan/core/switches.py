@@ -1,0 +1,53 @@
+"""Which sides each technique switch applies to: one place that refuses a switch set for a task
+it cannot act on, with a clean error, before any model is built (``M3DGAN.from_config``).
+
+A switch that only one modality's nets read would otherwise be silently ignored elsewhere (a user
+would train "with" label smoothing on images and never know it did nothing).
+"""
+
+from __future__ import annotations
+
+from m3dgan.config import Config
+from m3dgan.errors import ConfigError
+from m3dgan.modalities import ModalitySpec
+
+
+def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> None:
+    """Raise ConfigError naming the key for a switch that does not apply to source → target:
+
+    - ``model.attention_guide`` other than ``diagonal``: speech targets only;
+    - ``model.decoder_own_inputs``, ``loss.label_smoothing``: text targets only;
+    - ``model.ctc_weight``: speech → text only (CTC aligns text monotonically to speech), and
+      only with ``model.speech_memory_stride=2`` (at stride 4 the memory has fewer positions per
+      second than espeak speech has characters);
+    - ``model.speech_memory_stride`` other than 4: speech sources only.
+    """
+    mc = cfg.model
+    if target.kind != "speech" and mc.attention_guide != "diagonal":
+        raise ConfigError(
+            f"model.attention_guide={mc.attention_guide!r} guides speech outputs' "
+            f"attention, not {target.kind} ones"
+        )
+    if target.kind != "text":
+        for key, value in (
+            ("model.decoder_own_inputs", mc.decoder_own_inputs),
+            ("loss.label_smoothing", cfg.loss.label_smoothing),
+        ):
+            if value:
+                raise ConfigError(f"{key} applies to text outputs, not {target.kind} ones")
+    if mc.ctc_weight and (source.kind, target.kind) != ("speech", "text"):
+        raise ConfigError(
+            f"model.ctc_weight applies to speech → text tasks (asr): CTC aligns the text "
+            f"monotonically to the speech; this task is {source.kind} → {target.kind}"
+        )
+    if mc.ctc_weight and mc.speech_memory_stride != 2:
+        raise ConfigError(
+            "model.ctc_weight needs model.speech_memory_stride=2: at stride 4 the speech "
+            "memory has 15.6 positions per second, fewer than the 17–24 characters per "
+            "second of espeak speech plus their repeats, so CTC could not align most "
+            "utterances"
+        )
+    if mc.speech_memory_stride != 4 and source.kind != "speech":
+        raise ConfigError(
+            f"model.speech_memory_stride applies to speech sources; this one is {source.kind}"
+        )
