@@ -24,6 +24,9 @@ its own venv outside the repo; this script runs in ours, and m3dgan never import
     PYTHONPATH=$PWD .venv/bin/python bench/tts_peer.py --minutes 1 --threads 1 --train-rows 200 \\
         --inputs 4 --save-every 5 --out /tmp/tts-peer-smoke
 
+Disk: the training WAVs take ~1 GB (8.3 h at 16 kHz, 16 bit); a Tacotron2-DDC-GST checkpoint
+(model + optimiser) 632 MB, a Glow-TTS one 344 MB, three kept (``save_n_checkpoints``).
+
 A run killed mid-way is rerun with the same command: finished stages (waveforms, phonemes,
 training, synthesis so far, scores) are kept; a training that did not finish starts again from
 scratch, so the budget stays one uninterrupted session.
@@ -35,7 +38,8 @@ decoder at r=6 that the issue's peers credit with aligning after ~1k steps inste
 GST (``use_gst``; coqui's defaults: 10 tokens, 4 heads, 256 dims) so that it takes a reference
 recording and its style accuracy can be measured like ours. ``--model glow-tts`` runs the
 ``recipes/ljspeech/glow_tts`` recipe instead (monotonic alignment search: nothing to discover);
-it takes no reference, so its style accuracy is "–" and its stopping is by construction ("–").
+it takes no reference, so its style accuracy is "–" and its stopping is by construction ("–");
+its recipe's batch 32, with ``mixed_precision`` off (a GPU feature; on in that recipe).
 From the recipes: ``r`` 6 with ``gradual_training`` [[0, 6, 64], [10000, 4, 32], [50000, 3, 32],
 [100000, 2, 32]] (the first stage: batch 64), ``double_decoder_consistency``, the recipe's audio
 settings (``signal_norm`` off, ``log_func`` np.log, ``spec_gain`` 1, ``ref_level_db`` 20,
@@ -58,7 +62,11 @@ launching ``train_tts`` to writing that checkpoint; ``steps`` the optimiser upda
 **Synthesis** (``bench/tts_peer_toolkit.py synth``, in the toolkit venv): coqui's own
 ``model.synthesize`` with ``style_wav`` = the reference's test FLAC and ``use_griffin_lim``
 (coqui's Griffin-Lim, 60 iterations, power 1.5; no neural vocoder: nothing can be downloaded),
-``max_decoder_steps`` set so the frame limit equals ours.
+``max_decoder_steps`` set so the frame limit equals ours. Coqui's Tacotron2 decoder stops at the
+first step whose stop token passes 0.5 once ``t > inputs.shape[0] // 2``, where ``inputs`` is
+[batch, time, dim]: with one sentence at a time that guard is ``t > 0``, so an untrained
+stopnet "stops on its own" after two steps (12 frames at r=6); read the stop share together
+with the length ratio.
 
 **Install route** (``--setup``; venv ``~/.cache/m3dgan/bench-venvs/coqui-tts``):
 
@@ -96,8 +104,8 @@ made again the way the builder made them: ``m3dgan.data.builtin.espeak.render`` 
 (``m3dgan.data.builtin.speech.STYLES[domain]``), in our venv; the first rows' mels are checked
 against the stored ones. ``--train-rows N``: only the first N train rows (smoke tests).
 
-Outputs in ``--out``: ``data/`` (wavs, metadata.csv, phoneme cache), ``runs/<model>/``
-(config.json, the trainer's folder with checkpoints, ``train.json``, ``synth/`` with the WAVs and
+Outputs in ``--out``: ``data/`` (wavs, metadata.csv, a phoneme cache per model: it holds token
+ids), ``runs/<model>/`` (config.json, the trainer's folder with checkpoints, ``train.json``, ``synth/`` with the WAVs and
 ``outputs.jsonl``, ``scores*.json``), ``logs/``, ``results.json``, ``results.md``.
 """
 
@@ -346,7 +354,7 @@ def model_config(args, data: Path, run: Path, info: dict) -> dict:
         run_name=args.model,
         audio=AUDIO,
         output_path=str(run),
-        phoneme_cache_path=str(data / "phoneme_cache"),
+        phoneme_cache_path=str(data / f"phoneme_cache-{args.model}"),  # token ids: per model
         datasets=[
             {
                 "formatter": "ljspeech",
@@ -363,12 +371,13 @@ def model_config(args, data: Path, run: Path, info: dict) -> dict:
 
 
 def phonemize(args, data: Path, info: dict, log: Path) -> None:
-    done = data / "phonemes.done"
+    done = data / f"phonemes-{args.model}.done"
     if done.is_file():
         return
-    cfg_path = data / "phonemes.config.json"
-    cfg_path.write_text(json.dumps(model_config(args, data, data, info), indent=1))
-    shutil.rmtree(data / "phoneme_cache", ignore_errors=True)
+    cfg = model_config(args, data, data, info)
+    cfg_path = data / f"phonemes-{args.model}.config.json"
+    cfg_path.write_text(json.dumps(cfg, indent=1))
+    shutil.rmtree(cfg["phoneme_cache_path"], ignore_errors=True)
     cmd = [str(_venv_python()), str(HELPER), "phonemes", str(cfg_path)]
     harness.run(cmd, log, env=toolkit_env(1))
     done.write_text("")
