@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+import harness
+
 from m3dgan.checkpoint import latest_step
 from m3dgan.config import load_yaml
 
@@ -220,9 +222,7 @@ def write_report(out: Path) -> str:
         f"{len(results)} runs. Diversity distance — {distances}. "
         f"Intra-op threads per run: {sorted({r.get('threads') for r in results})}."
     )
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "results.md").write_text(md + "\n\n" + meta + "\n")
-    return md + "\n\n" + meta
+    return harness.save_report(out, results, md, meta)
 
 
 def main() -> None:

@@ -86,7 +86,15 @@ def write_report(out: Path, variants: Variants, columns: Columns, note: str = ""
     md = table(results, columns)
     threads = sorted({r.get("threads") for r in results}, key=str)
     meta = f"{len(results)} runs; intra-op threads per run: {threads}; {note}".rstrip("; ")
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    return save_report(out, results, md, meta)
+
+
+def save_report(out: Path, rows: list[dict], md: str, meta: str) -> str:
+    """``results.json`` (the rows, without their ``examples``) and ``results.md`` (the table,
+    then ``meta``) in ``out``; returns what results.md holds, for printing."""
+    (out / "results.json").write_text(
+        json.dumps([{k: v for k, v in r.items() if k != "examples"} for r in rows], indent=1)
+    )
     (out / "results.md").write_text(md + "\n\n" + meta + "\n")
     return md + "\n\n" + meta
 

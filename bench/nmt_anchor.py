@@ -450,11 +450,7 @@ def write_report(out: Path) -> str:
         f"m3dgan.metrics.bleu; torch {results[0].get('torch')}; minutes = onmt_train launch to the "
         f"evaluated checkpoint; model: {json.dumps(MODEL)}"
     )
-    (out / "results.json").write_text(
-        json.dumps([{k: v for k, v in r.items() if k != "examples"} for r in results], indent=1)
-    )
-    (out / "results.md").write_text(md + "\n\n" + meta + "\n")
-    return md + "\n\n" + meta
+    return harness.save_report(out, results, md, meta)
 
 
 def main() -> None:

@@ -629,11 +629,7 @@ def write_report(out: Path) -> str:
         f"same sentence and style; torch {first.get('torch')}; minutes = train_tts launch to "
         f"the evaluated checkpoint; steps = optimiser updates in it"
     )
-    (out / "results.json").write_text(
-        json.dumps([{k: v for k, v in r.items() if k != "examples"} for r in results], indent=1)
-    )
-    (out / "results.md").write_text(md + "\n\n" + meta + "\n")
-    return md + "\n\n" + meta
+    return harness.save_report(out, results, md, meta)
 
 
 def main() -> None:
