@@ -69,19 +69,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
-import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import harness
+import peer
 
-from m3dgan import paths
 from m3dgan.data import store
 from m3dgan.data.build import task_dataset_root
 from m3dgan.evaluate.text import _groups, decode_test
@@ -89,7 +84,9 @@ from m3dgan.metrics.bleu import corpus_bleu, corpus_chrf
 from m3dgan.modalities.text.vocab import SubwordVocabulary, normalize
 
 TOOLKIT, VERSION = "opennmt-py", "3.5.1"
-TORCH = "2.13.0+cpu"  # the CPU wheel; anything else (a CUDA build) is refused
+# OpenNMT-py 3.5.1 checkpoints hold an argparse.Namespace: torch >= 2.6 refuses them by default
+VENV = peer.ToolkitVenv(TOOLKIT, {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
+CHECKPOINTS = "model_step_*.pt"
 DEPS = [  # what onmt_build_vocab / onmt_train / onmt_translate import (see the docstring)
     "numpy==2.4.6",
     "configargparse==1.9.0",
@@ -137,61 +134,20 @@ COLUMNS = [
 ]
 
 
-def venv_dir() -> Path:
-    return paths.home() / "bench-venvs" / TOOLKIT
-
-
-def toolkit_env(threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # OpenNMT-py 3.5.1 under torch >= 2.6
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-def _venv_python() -> Path:
-    return venv_dir() / "bin" / "python"
-
-
-def _torch_version() -> str:
-    probe = "import torch; print(torch.__version__)"
-    proc = subprocess.run([str(_venv_python()), "-c", probe], capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
-
-
-def _check_torch() -> None:
-    found = _torch_version()
-    if found != TORCH:
-        raise SystemExit(
-            f"{venv_dir()}: torch is {found or 'missing'}, not {TORCH}; this anchor only runs "
-            f"on the CPU wheel (pip's find-links). Remove the venv and run --setup again."
-        )
-
-
 def setup(log: Path) -> None:
     """The toolkit's venv (idempotent): CPU torch pinned first, then the toolkit without deps."""
-    venv = venv_dir()
-    if (venv / "bin" / "onmt_train").is_file() and (venv / ".complete").is_file():
-        _check_torch()
-        print(f"{TOOLKIT} venv ready: {venv} (torch {TORCH})", flush=True)
+    if VENV.complete and (VENV.path / "bin" / "onmt_train").is_file():
+        VENV.check_torch()
+        print(f"{TOOLKIT} venv ready: {VENV.path} (torch {peer.TORCH})", flush=True)
         return
-    print(f"creating the {TOOLKIT} venv in {venv} (log: {log})", flush=True)
-    if not _venv_python().is_file():
-        harness.run([sys.executable, "-m", "venv", str(venv)], log)
-    pin = venv / "constraints.txt"
-    pin.write_text(f"torch=={TORCH}\n")
-    pip = [str(_venv_python()), "-m", "pip", "install", "-c", str(pin)]
-    print(f"  pip install torch=={TORCH}", flush=True)
-    harness.run(pip + [f"torch=={TORCH}"], log)
-    _check_torch()
+    pip = VENV.create(log)
     print(f"  pip install --no-deps {TOOLKIT}=={VERSION}", flush=True)
     harness.run(pip + ["--no-deps", f"{TOOLKIT}=={VERSION}"], log)
     print(f"  pip install {' '.join(DEPS)}", flush=True)
     harness.run(pip + DEPS, log)
-    _check_torch()
-    probe = [str(venv / "bin" / "onmt_train"), "-h"]
-    harness.run(probe, log, env=toolkit_env(1))
-    (venv / ".complete").write_text(f"{TOOLKIT}=={VERSION} torch=={TORCH}\n")
-    print(f"{TOOLKIT} venv ready: {venv} (torch {_torch_version()})", flush=True)
+    VENV.check_torch()
+    harness.run([str(VENV.path / "bin" / "onmt_train"), "-h"], log, env=VENV.env(1))
+    VENV.finish(f"{TOOLKIT}=={VERSION} torch=={peer.TORCH}")
 
 
 def test_split() -> dict:
@@ -230,8 +186,8 @@ def build_vocab(data: Path, log: Path) -> None:
         return
     cfg = data / "vocab.yaml"
     cfg.write_text(json.dumps(_data_config(data), indent=1))  # JSON is YAML
-    cmd = [str(venv_dir() / "bin" / "onmt_build_vocab"), "-config", str(cfg), "-n_sample", "-1"]
-    harness.run(cmd, log, env=toolkit_env(1))
+    cmd = [str(VENV.path / "bin" / "onmt_build_vocab"), "-config", str(cfg), "-n_sample", "-1"]
+    harness.run(cmd, log, env=VENV.env(1))
 
 
 def _data_config(data: Path) -> dict:
@@ -244,25 +200,6 @@ def _data_config(data: Path) -> dict:
             "corpus_1": {"path_src": str(data / "train.src"), "path_tgt": str(data / "train.tgt")}
         },
     }
-
-
-def _checkpoints(run: Path) -> list[tuple[int, Path]]:
-    found = []
-    for path in run.glob("model_step_*.pt"):
-        try:
-            found.append((int(path.stem.rsplit("_", 1)[1]), path))
-        except ValueError:
-            continue
-    return sorted(found)
-
-
-def _intact(path: Path) -> bool:
-    """torch.save writes a zip; one cut short by the stop has no central directory."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return len(archive.namelist()) > 0
-    except (zipfile.BadZipFile, OSError):
-        return False
 
 
 def _last_logged_step(log: Path) -> int:
@@ -302,37 +239,13 @@ def train(args, data: Path, run: Path) -> dict:
     )
     (run / "config.yaml").write_text(json.dumps(cfg, indent=1))
     log = args.out / "logs" / "train.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [str(venv_dir() / "bin" / "onmt_train"), "-config", str(run / "config.yaml")]
-    budget = args.minutes * 60
+    cmd = [str(VENV.path / "bin" / "onmt_train"), "-config", str(run / "config.yaml")]
     print(f"training {TOOLKIT} for {args.minutes} min, {args.threads} threads", flush=True)
-    with open(log, "a") as handle:
-        handle.write("$ " + " ".join(cmd) + "\n")
-        handle.flush()
-        start = time.time()
-        proc = subprocess.Popen(
-            cmd,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=toolkit_env(args.threads),
-            start_new_session=True,
-        )
-        try:
-            proc.wait(timeout=budget)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        stopped = time.time()
-    if stopped - start < budget:
-        raise SystemExit(f"onmt_train stopped early ({proc.returncode}), see {log}")
-    kept = [(step, path) for step, path in _checkpoints(run) if _intact(path)]
-    if not kept:
+    start, stopped, _ = peer.train_for(cmd, args.minutes * 60, VENV.env(args.threads), log)
+    last = peer.last_intact(run, CHECKPOINTS)
+    if last is None:
         raise SystemExit(f"no checkpoint within {args.minutes} min; lower --save-every ({log})")
-    step, path = kept[-1]
+    step, path = last
     stats = {
         "steps": step,
         "checkpoint": path.name,
@@ -343,7 +256,7 @@ def train(args, data: Path, run: Path) -> dict:
         "threads": args.threads,
         "save_every": args.save_every,
         "batch_size": MODEL["batch_size"],
-        "torch": _torch_version(),
+        "torch": VENV.torch_version(),
     }
     stats["steps_per_s"] = step / max(stats["minutes"] * 60, 1e-9)
     stats_path.write_text(json.dumps(stats, indent=1))
@@ -361,13 +274,13 @@ def translate(args, data: Path, run: Path, info: dict, stats: dict, beam: int) -
         src = run / f"test{suffix}.src"
         src.write_text("".join(lines))
     partial = hyps.with_suffix(".part")
-    cmd = [str(venv_dir() / "bin" / "onmt_translate"), "-model", str(run / stats["checkpoint"])]
+    cmd = [str(VENV.path / "bin" / "onmt_translate"), "-model", str(run / stats["checkpoint"])]
     cmd += ["-src", str(src), "-output", str(partial), "-gpu", "-1", "-seed", "0"]
     cmd += ["-beam_size", str(beam), "-batch_size", "32", "-max_length", str(info["max_length"])]
     if beam == 1:
         cmd += ["-random_sampling_topk", "1"]  # argmax; topk 0 would sample
     t0 = time.time()
-    harness.run(cmd, args.out / "logs" / f"translate-beam{beam}.log", env=toolkit_env(args.threads))
+    harness.run(cmd, args.out / "logs" / f"translate-beam{beam}.log", env=VENV.env(args.threads))
     partial.replace(hyps)
     (run / f"translate.beam{beam}{suffix}.json").write_text(
         json.dumps({"seconds": time.time() - t0, "threads": args.threads})

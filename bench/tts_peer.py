@@ -114,18 +114,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
 import harness
+import peer
 import torch
 
 from m3dgan import paths
@@ -150,7 +147,8 @@ from m3dgan.metrics.style_classifier import (
 from m3dgan.metrics.transcript import wer_cer
 
 TOOLKIT, VERSION = "coqui-tts", "0.28.0"
-TORCH = "2.13.0+cpu"  # the CPU wheel; anything else (a CUDA build) is refused
+VENV = peer.ToolkitVenv(TOOLKIT)
+CHECKPOINTS = "*/checkpoint_*.pth"
 SHIMS = ["torchaudio==2.11.1", "torchcodec==0.17.0", "six==1.17.0"]  # --no-deps; see docstring
 HELPER = Path(__file__).with_name("tts_peer_toolkit.py")
 AUDIO = {  # the recipe's audio settings, at our sample rate and mel settings (docstring)
@@ -223,68 +221,28 @@ COLUMNS = [
 ]
 
 
-def venv_dir() -> Path:
-    return paths.home() / "bench-venvs" / TOOLKIT
-
-
-def _venv_python() -> Path:
-    return venv_dir() / "bin" / "python"
-
-
-def toolkit_env(threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-def _torch_version() -> str:
-    probe = "import torch; print(torch.__version__)"
-    proc = subprocess.run([str(_venv_python()), "-c", probe], capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
-
-
-def _check_torch() -> None:
-    found = _torch_version()
-    if found != TORCH:
-        raise SystemExit(
-            f"{venv_dir()}: torch is {found or 'missing'}, not {TORCH}; this peer only runs on "
-            f"the CPU wheel (pip's find-links). Remove the venv and run --setup again."
-        )
-
-
 def setup(log: Path) -> None:
     """The toolkit's venv (idempotent): CPU torch pinned first, then coqui-tts, then the
     torchaudio / torchcodec shims (see the docstring)."""
-    venv = venv_dir()
-    if (venv / ".complete").is_file():
-        _check_torch()
-        print(f"{TOOLKIT} venv ready: {venv} (torch {TORCH})", flush=True)
+    if VENV.complete:
+        VENV.check_torch()
+        print(f"{TOOLKIT} venv ready: {VENV.path} (torch {peer.TORCH})", flush=True)
         return
-    print(f"creating the {TOOLKIT} venv in {venv} (log: {log})", flush=True)
-    if not _venv_python().is_file():
-        harness.run([sys.executable, "-m", "venv", str(venv)], log)
-    pin = venv / "constraints.txt"
-    pin.write_text(f"torch=={TORCH}\n")
-    pip = [str(_venv_python()), "-m", "pip", "install", "-c", str(pin)]
-    print(f"  pip install torch=={TORCH}", flush=True)
-    harness.run(pip + [f"torch=={TORCH}"], log)
-    _check_torch()
+    pip = VENV.create(log)
     print(f"  pip install {TOOLKIT}=={VERSION}", flush=True)
     harness.run(pip + [f"{TOOLKIT}=={VERSION}"], log)
-    _check_torch()
+    VENV.check_torch()
     print(f"  pip install --no-deps {' '.join(SHIMS)}", flush=True)
     harness.run(pip + ["--no-deps", *SHIMS], log)
     probe = "import importlib.util; print(importlib.util.find_spec('torchaudio').origin)"
-    found = subprocess.run([str(_venv_python()), "-c", probe], capture_output=True, text=True)
+    found = subprocess.run([str(VENV.python), "-c", probe], capture_output=True, text=True)
     where = Path(found.stdout.strip()).parent
     for lib in sorted((where / "lib").glob("*.so")):  # the CUDA-linked extension
         print(f"  removing {lib.name} (links libc10_cuda.so)", flush=True)
         lib.unlink()
-    _check_torch()
     models = "import TTS.tts.models.tacotron2, TTS.tts.models.glow_tts, torchaudio"
-    harness.run([str(_venv_python()), "-c", models], log, env=toolkit_env(1))
-    (venv / ".complete").write_text(f"{TOOLKIT}=={VERSION} torch=={TORCH} {' '.join(SHIMS)}\n")
-    print(f"{TOOLKIT} venv ready: {venv} (torch {_torch_version()})", flush=True)
+    harness.run([str(VENV.python), "-c", models], log, env=VENV.env(1))
+    VENV.finish(f"{TOOLKIT}=={VERSION} torch=={peer.TORCH} {' '.join(SHIMS)}")
 
 
 def _render(job: tuple[str, int]):
@@ -378,28 +336,9 @@ def phonemize(args, data: Path, info: dict, log: Path) -> None:
     cfg_path = data / f"phonemes-{args.model}.config.json"
     cfg_path.write_text(json.dumps(cfg, indent=1))
     shutil.rmtree(cfg["phoneme_cache_path"], ignore_errors=True)
-    cmd = [str(_venv_python()), str(HELPER), "phonemes", str(cfg_path)]
-    harness.run(cmd, log, env=toolkit_env(1))
+    cmd = [str(VENV.python), str(HELPER), "phonemes", str(cfg_path)]
+    harness.run(cmd, log, env=VENV.env(1))
     done.write_text("")
-
-
-def _checkpoints(run: Path) -> list[tuple[int, Path]]:
-    found = []
-    for path in run.glob("*/checkpoint_*.pth"):
-        try:
-            found.append((int(path.stem.rsplit("_", 1)[1]), path))
-        except ValueError:
-            continue
-    return sorted(found)
-
-
-def _intact(path: Path) -> bool:
-    """torch.save writes a zip; one cut short by the stop has no central directory."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return len(archive.namelist()) > 0
-    except (zipfile.BadZipFile, OSError):
-        return False
 
 
 def train(args, data: Path, run: Path, info: dict) -> dict:
@@ -417,38 +356,14 @@ def train(args, data: Path, run: Path, info: dict) -> dict:
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(model_config(args, data, run, info), indent=1))
     log = args.out / "logs" / "train.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [str(_venv_python()), "-m", "TTS.bin.train_tts", "--config_path"]
+    cmd = [str(VENV.python), "-m", "TTS.bin.train_tts", "--config_path"]
     cmd.append(str(run / "config.json"))
-    budget = args.minutes * 60
     print(f"training {TOOLKIT} {args.model} for {args.minutes} min, {args.threads} threads")
-    with open(log, "a") as handle:
-        handle.write("$ " + " ".join(cmd) + "\n")
-        handle.flush()
-        start = time.time()
-        proc = subprocess.Popen(
-            cmd,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=toolkit_env(args.threads),
-            start_new_session=True,
-        )
-        try:
-            proc.wait(timeout=budget)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        stopped = time.time()
-    if stopped - start < budget:
-        raise SystemExit(f"train_tts stopped early ({proc.returncode}), see {log}")
-    kept = [(step, path) for step, path in _checkpoints(run) if _intact(path)]
-    if not kept:
+    start, stopped, _ = peer.train_for(cmd, args.minutes * 60, VENV.env(args.threads), log)
+    last = peer.last_intact(run, CHECKPOINTS)
+    if last is None:
         raise SystemExit(f"no checkpoint within {args.minutes} min; lower --save-every ({log})")
-    step, path = kept[-1]
+    step, path = last
     stats = {
         "steps": step + 1,  # checkpoint_N is saved at step counter N, after its update
         "checkpoint": str(path.relative_to(run)),
@@ -459,7 +374,7 @@ def train(args, data: Path, run: Path, info: dict) -> dict:
         "save_every": args.save_every,
         "batch_size": MODELS[args.model]["batch_size"],
         "train_rows": info["train_rows"],
-        "torch": _torch_version(),
+        "torch": VENV.torch_version(),
     }
     stats["steps_per_s"] = stats["steps"] / max(stats["minutes"] * 60, 1e-9)
     stats_path.write_text(json.dumps(stats, indent=1))
@@ -504,13 +419,13 @@ def synthesize(args, run: Path, stats: dict, info: dict) -> tuple[Path, list[dic
     done = out / "outputs.jsonl"
     if done.is_file() and len(done.read_text().splitlines()) == len(jobs):
         return out, jobs
-    cmd = [str(_venv_python()), str(HELPER), "synth", str(run / "config.json")]
+    cmd = [str(VENV.python), str(HELPER), "synth", str(run / "config.json")]
     cmd[-1] = str((run / stats["checkpoint"]).parent / "config.json")  # the trainer's copy
     cmd += [str(run / stats["checkpoint"]), str(jobs_path), str(out)]
     cmd += ["--threads", str(args.threads)]
     cmd += ["--max-frames", str(2 * info["longest_train_frames"])]
     t0 = time.time()
-    harness.run(cmd, args.out / "logs" / f"synth{suffix}.log", env=toolkit_env(args.threads))
+    harness.run(cmd, args.out / "logs" / f"synth{suffix}.log", env=VENV.env(args.threads))
     (out / "synth.json").write_text(json.dumps({"seconds": time.time() - t0}))
     return out, jobs
 

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 nmt_anchor = pytest.importorskip("nmt_anchor")
+peer = pytest.importorskip("peer")
 pytest.importorskip("sacrebleu")
 
 
@@ -44,9 +45,10 @@ def test_a_checkpoint_cut_short_is_not_intact(tmp_path: Path) -> None:
         archive.writestr("archive/data.pkl", b"x" * 1000)
     cut = tmp_path / "model_step_200.pt"
     cut.write_bytes(whole.read_bytes()[:500])
-    assert nmt_anchor._intact(whole)
-    assert not nmt_anchor._intact(cut)
-    assert [s for s, _ in nmt_anchor._checkpoints(tmp_path)] == [100, 200]
+    assert peer.intact(whole)
+    assert not peer.intact(cut)
+    assert [s for s, _ in peer.checkpoints(tmp_path, nmt_anchor.CHECKPOINTS)] == [100, 200]
+    assert peer.last_intact(tmp_path, nmt_anchor.CHECKPOINTS) == (100, whole)
 
 
 def test_last_logged_step_is_from_the_latest_session(tmp_path: Path) -> None:
