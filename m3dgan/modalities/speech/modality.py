@@ -26,6 +26,7 @@ from m3dgan.data.store import read_manifest
 from m3dgan.errors import CheckpointError, ConfigError, M3DGANError
 from m3dgan.modalities.base import Modality, single_output_only
 from m3dgan.modalities.speech.decoder import SpeechDecoder, SpeechDecoderOutput
+from m3dgan.modalities.speech.figures import speech_figures
 from m3dgan.modalities.speech.frames import frame_lengths, stop_targets
 from m3dgan.modalities.speech.nets import (
     SpeechDiscriminator,
@@ -209,6 +210,13 @@ class SpeechModality(Modality):
         if writer is not None:
             writer.add_image("samples", grid, step)
         return path
+
+    def training_figures(
+        self, model: Any, fixed: dict[str, torch.Tensor], prediction: torch.Tensor
+    ) -> dict[str, Any]:
+        """The attention alignment and colour mels of the first fixed input
+        (``speech.figures``)."""
+        return speech_figures(model, fixed, prediction, self.spec.channels)
 
 
 def _dataset_mel_settings(name: str) -> dict:
