@@ -12,11 +12,13 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from conftest import TINY_SPEECH_OVERRIDES, set_args, train_tiny_run
 from PIL import Image
 
 from m3dgan.audio import MelConfig
+from m3dgan.cli import main
 from m3dgan.report.colormap import VIRIDIS, colorize
 from m3dgan.report.spectrogram import alignment_picture, mel_picture
 
@@ -120,3 +122,33 @@ def test_training_logs_the_alignment_and_colour_mels_to_tensorboard(run: Path):
         assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1  # not one flat colour
     with Image.open(run / "samples" / "step_00000002" / "mel_ground_truth.png") as truth:
         assert truth.height == MelConfig().n_mels  # one pixel per mel bin
+
+
+# -- translate --------------------------------------------------------------------------------
+
+
+def test_translate_page_plays_the_reference_and_states_the_run(run: Path, tmp_path: Path, capsys):
+    from speech_fixtures import espeak
+
+    samples, rate = espeak("Hello there.", pitch=80, speed=220)
+    reference = tmp_path / "elsewhere" / "my voice.wav"
+    reference.parent.mkdir()
+    sf.write(str(reference), samples, rate)
+    out = tmp_path / "out"
+    argv = ["translate", "--checkpoint", str(run), "--text", "The cat sat.", "--out", str(out)]
+    assert main([*argv, "--reference", str(reference), "--seed", "7"]) == 0
+    page = out / "index.html"
+    assert f"page: {page}" in capsys.readouterr().out
+    seen = parse(page)
+    assert seen.audio == ["reference0.wav", "text0_ref0.wav"]  # the column's head, the output
+    assert (out / "reference0.wav").read_bytes() == reference.read_bytes()  # as given
+    text = " ".join(seen.text)
+    for name, value in (("run", str(run)), ("step", "2"), ("seed", "7"), ("objective", "full")):
+        assert f"{name} {value}" in " ".join(text.split()), name
+    assert "reference: my voice.wav" in text
+
+    # random codes: no reference to play, and the seed says it was a fresh draw
+    assert main([*argv[:-1], str(tmp_path / "z"), "--samples", "2"]) == 0
+    seen = parse(tmp_path / "z" / "index.html")
+    assert seen.audio == ["text0_z0.wav", "text0_z1.wav"]
+    assert "a fresh random draw" in " ".join(seen.text)

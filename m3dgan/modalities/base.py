@@ -209,13 +209,16 @@ class Modality:
         sources: list[torch.Tensor | None] | None = None,
         headers: list[torch.Tensor | None] | None = None,
         notes: dict[str, Any] | None = None,
+        reference_files: list[Path] | None = None,
     ) -> Path | None:
         """An index page to browse a folder of outputs (one row per input, one column per
         reference or code), or None where the files themselves are easy to browse. Where
         ``page_shows_samples``, the caller passes ``sources`` (each input as the source
         modality's ``panel_image``, or None) and ``headers`` (per column, the reference it was
         made with, a sample of this modality, or None) for the page to show. ``notes``: name →
-        value lines for the top of the page (``evaluate``'s metrics)."""
+        value lines for the top of the page (the run, its step and seed; ``evaluate``'s
+        metrics). ``reference_files``: the files the columns' references were read from, one
+        per column, for pages that show them as they are (speech plays them)."""
         return None
 
     def write_sample_panel(
