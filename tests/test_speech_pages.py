@@ -152,3 +152,50 @@ def test_translate_page_plays_the_reference_and_states_the_run(run: Path, tmp_pa
     seen = parse(tmp_path / "z" / "index.html")
     assert seen.audio == ["text0_z0.wav", "text0_z1.wav"]
     assert "a fresh random draw" in " ".join(seen.text)
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+
+
+def test_evaluate_page_lists_every_output_with_transcript_truth_and_thumbnails(
+    run: Path, data: Path, tmp_path: Path
+):
+    from m3dgan.evaluate import evaluate
+
+    folder = tmp_path / "audio"
+    metrics = evaluate(run, data_root=data, audio_dir=folder, judge_steps=5, progress=False)
+    page = Path(metrics["listening_page"])
+    assert page == folder / "index.html"
+    seen = parse(page)
+    text = " ".join(" ".join(seen.text).split())
+    # the run and the metrics at the top
+    assert f"step {metrics['step']}" in text and "objective full" in text and "seed 0" in text
+    assert f"wer_tts_ref {metrics['wer_tts_ref']:.4g}" in text
+    # every linked file is there
+    assert all((folder / src).is_file() for src in seen.audio + seen.images)
+    assert all(src.startswith("mel/") and src.endswith(".png") for src in seen.images)
+    # one row per output: 2 test sentences × 2 reference styles, then 2 from random codes
+    outputs = [r for r in rows_of(page) if 'src="grid_' in r or 'src="z_' in r]
+    outputs = [r for r in outputs if "truth_" in r]  # the table's rows, not the swap grid's
+    assert len(outputs) == 2 * 2 + 2
+    said = {e["text"]: e["heard"] for e in metrics["examples"]}
+    for row in outputs:
+        row_page = tmp_path / "row.html"
+        row_page.write_text(f"<table><tr>{row}</table>", encoding="utf-8")
+        cells = parse(row_page)
+        name = next(a for a in cells.audio if a.startswith(("grid_", "z_"))).removesuffix(".wav")
+        truth = next(a for a in cells.audio if a.startswith("truth_"))
+        assert f"mel/{name}.png" in cells.images  # the output's thumbnail
+        assert f"mel/{truth.removesuffix('.wav')}.png" in cells.images  # the truth's
+        sentence = cells.text[0]
+        assert truth.startswith("truth_0_" if sentence == "We like tea." else "truth_1_")
+        row_text = " ".join(cells.text)
+        assert "WER:" in row_text and "style judge:" in row_text
+        if name.startswith("grid_"):
+            assert any(a.startswith("reference_") for a in cells.audio)
+    # the transcripts are the ones the metrics counted
+    shown = " ".join(seen.text)
+    for heard in said.values():
+        assert (heard or "(nothing)") in shown
+    with Image.open(folder / "mel" / "truth_0_low.png") as thumb:
+        assert thumb.height == MelConfig().n_mels

@@ -34,10 +34,11 @@ table { border-collapse: collapse; margin-bottom: 2em; }
 th, td { border: 1px solid #ccc; padding: 0.4em; vertical-align: top; text-align: left; }
 th { background: #f3f3f3; }
 audio { width: 220px; display: block; }
-img.mel { height: 80px; image-rendering: pixelated; display: block; }
+img.mel { height: 80px; image-rendering: pixelated; display: block; border: 1px solid #999; }
 .caption { font-size: 0.85em; color: #555; max-width: 220px; }
 .note { color: #555; }
-table.notes td { font-size: 0.9em; }
+div.notes { display: flex; flex-wrap: wrap; gap: 0 1.5em; align-items: flex-start; }
+table.notes td { font-size: 0.9em; padding: 0.2em 0.4em; }
 .text { white-space: pre-wrap; max-width: 260px; }
 """
 
@@ -204,15 +205,23 @@ def _table(section: TableSection, link: _Linker) -> list[str]:
     return out
 
 
+NOTES_PER_COLUMN = 16  # longer notes are laid out in side-by-side tables of this many rows
+
+
 def notes_table(notes: dict[str, object] | None) -> list[str]:
-    """name → value rows of a small table (floats to 4 significant digits)."""
+    """name → value rows of small tables (floats to 4 significant digits), side by side, at
+    most ``NOTES_PER_COLUMN`` rows each, so that a long list of metrics stays short."""
     if not notes:
         return []
-    rows = "".join(
+    rows = [
         f"<tr><td>{_esc(k)}</td><td>{_esc(f'{v:.4g}' if isinstance(v, float) else v)}</td></tr>"
         for k, v in notes.items()
-    )
-    return [f'<table class="notes">{rows}</table>']
+    ]
+    tables = [
+        f'<table class="notes">{"".join(rows[i : i + NOTES_PER_COLUMN])}</table>'
+        for i in range(0, len(rows), NOTES_PER_COLUMN)
+    ]
+    return ['<div class="notes">', *tables, "</div>"]
 
 
 def write_audio_page(
