@@ -223,8 +223,9 @@ def _add_translate(sub) -> None:
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="compute the task's metrics on its test split (speech targets also write WAVs and "
-        "an index.html to listen to, in <out>_audio/)",
+        help="compute the task's metrics on its test split (tts also writes WAVs, mel "
+        "thumbnails and an index.html of every output with its ground truth and transcript, in "
+        "<out>_audio/; image targets a page in <out>_page/)",
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="run folder or checkpoint file")
     p.add_argument("--out", required=True, type=Path, help="metrics JSON file to write")
