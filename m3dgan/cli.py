@@ -223,8 +223,9 @@ def _add_translate(sub) -> None:
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="compute the task's metrics on its test split (speech targets also write WAVs and "
-        "an index.html to listen to, in <out>_audio/)",
+        help="compute the task's metrics on its test split (tts also writes WAVs, mel "
+        "thumbnails and an index.html of every output with its ground truth and transcript, in "
+        "<out>_audio/; image targets a page in <out>_page/)",
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="run folder or checkpoint file")
     p.add_argument("--out", required=True, type=Path, help="metrics JSON file to write")
@@ -468,8 +469,9 @@ def _note_earlier_outputs(args) -> None:
 
 def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
     """An index page in --out where the target modality makes one (images: the input, the
-    references and the outputs; speech: a player per output): one row per input, one column
-    per reference, token setting or random code."""
+    references and the outputs; speech: a player per output and per reference): the run, its
+    step, the seed and the objective at the top, then one row per input, one column per
+    reference, token setting or random code."""
     if not rows:
         return
     if args.reference:
@@ -493,9 +495,25 @@ def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
         [w for _, w in rows],
         sources,
         headers,
+        notes=_translate_notes(tr, args),
+        reference_files=list(args.reference) if args.reference else None,
     )
     if page is not None:
         print(f"page: {page}")
+
+
+def _translate_notes(tr, args) -> dict[str, object]:
+    """What made the outputs, for the top of translate's page: the run, its step, the seed
+    and the objective (and which weights)."""
+    seed = args.seed if args.seed is not None else "none (a fresh random draw)"
+    return {
+        "run": str(args.checkpoint),
+        "task": tr.cfg.task,
+        "objective": tr.cfg.objective,
+        "step": tr.step,
+        "weights": tr.weights,
+        "seed": seed,
+    }
 
 
 def _report(tr, source: str, written: list[Path]) -> None:

@@ -15,8 +15,10 @@
   - the decoded length relative to the real utterance of the same sentence and style, and the
     share of outputs that stopped before the frame limit.
 
-  It also writes the paper's content–style swap grid (4 sentences × 4 reference styles) and the
-  references-vs-outputs list as WAVs with an HTML page to listen to them.
+  With ``audio_dir`` it also writes a page (``evaluate.speech_page``): the metrics, the paper's
+  content–style swap grid (4 sentences × 4 reference styles), and every output of those
+  sentences with its reference, its ground truth, the judge's transcript, its own scores and
+  mel thumbnails, as WAVs and PNGs beside an index.html.
 - **asr** (speech→text): every test utterance (``inputs`` sentences × their styles) decoded
   without a reference (e = 0), WER and CER with jiwer on normalised transcripts.
 """
@@ -24,29 +26,23 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
-from m3dgan.audio import load_audio, save_wav
+from m3dgan.audio import load_audio
 from m3dgan.audio.inputs import pad_mels
 from m3dgan.errors import DataError
 from m3dgan.evaluate.context import Evaluation
 from m3dgan.evaluate.generate import Outputs
+from m3dgan.evaluate.speech_page import PAGE_SENTENCES, Spoken, flat_notes, write_tts_page
 from m3dgan.metrics.judge_asr import load_or_train_judge_asr
 from m3dgan.metrics.speech_batches import vocoder_round_trip
 from m3dgan.metrics.speech_scores import pocketsphinx_transcribe
 from m3dgan.metrics.style_classifier import load_or_train_style_classifier
 from m3dgan.metrics.transcript import wer_cer
 from m3dgan.modalities.speech.frames import frame_lengths
-from m3dgan.report.audio_page import (
-    AudioClip,
-    GridSection,
-    ListItem,
-    ListSection,
-    write_audio_page,
-)
 
 TTS_BATCH = 16  # sentences synthesized at a time
 ASR_BATCH = 32  # utterances recognised at a time
@@ -98,7 +94,7 @@ def tts(ev: Evaluation) -> dict:
     and ``level_by_reference_style``: mean duration and log-mel level of the outputs by their
     reference's style, next to the real ones; ``stopped`` / ``stopped_z``: the share of outputs
     that ended before the frame limit, in [0, 1]. With ``audio_dir``, ``listening_page``: the
-    swap grid and the references with their outputs, as WAVs and an index.html. Paper Table 2d.
+    page of the first 4 sentences' outputs (``evaluate.speech_page``). Paper Table 2d.
     """
     outputs, test, tr, root = ev.outputs, ev.test, ev.tr, ev.root
     sentences = _sentences(test)
@@ -136,8 +132,9 @@ def tts(ev: Evaluation) -> dict:
     mels, lengths = heard(outs)
     z_mels, z_lengths = heard(z_outs)
     heard_texts = judge.transcribe(mels, lengths)
+    z_heard = judge.transcribe(z_mels, z_lengths)
     ref_wer = wer_cer(heard_texts, texts)
-    z_wer = wer_cer(judge.transcribe(z_mels, z_lengths), list(chosen))
+    z_wer = wer_cer(z_heard, list(chosen))
     predicted = style_judge.predict(mels, lengths)
     want_t = torch.tensor(want)
     real_lengths = frames.lengths[torch.tensor(src_rows)].float()
@@ -183,53 +180,94 @@ def tts(ev: Evaluation) -> dict:
         ],
     }
     if ev.audio_dir is not None:
-        out["listening_page"] = str(
-            write_listening_page(tr, ev.audio_dir, chosen, styles, names, sentences, frames, outs)
-        )
+        said = _Said(src_rows, outs, heard_texts, predicted, lengths, stopped, want, ref_rows)
+        z_named = style_judge.predict(z_mels, z_lengths)
+        z_said = _Said(z_rows, z_outs, z_heard, z_named, z_lengths, z_stopped)
+        out["listening_page"] = str(_listening_page(ev, out, chosen, styles, said, z_said))
     return out
+
+
+@dataclass
+class _Said:
+    """Outputs and what the judges made of them, one entry per output: the test ``rows`` of
+    the sentences said (the ground truth), the generated ``mels``, the judge's transcripts
+    (``heard``), the style judge's answers (``named``), the lengths in frames after the
+    vocoder round trip, whether each stopped by itself; with references, the wanted style and
+    the reference's test row."""
+
+    rows: list[int]
+    mels: list[torch.Tensor]
+    heard: list[str]
+    named: torch.Tensor
+    lengths: torch.Tensor
+    stopped: list[bool]
+    want: list[int] | None = None
+    reference_rows: list[int] | None = None
+
+
+def _listening_page(ev: Evaluation, metrics: dict, chosen, styles, said: _Said, z_said: _Said):
+    """The page of the first ``PAGE_SENTENCES`` sentences' outputs (``evaluate.speech_page``)."""
+    tr, test = ev.tr, ev.test
+    names = ev.manifest.domains or [str(s) for s in range(max(styles) + 1)]
+    n, per = min(PAGE_SENTENCES, len(chosen)), len(styles)
+    frames = test["target"]
+
+    def spoken(name: str, made_with: str, heard: _Said, i: int) -> Spoken:
+        row = heard.rows[i]
+        text, truth_style = test["source_text"][row], names[int(test["domain"][row])]
+        errors = wer_cer([heard.heard[i]], [text])
+        named = names[int(heard.named[i])]
+        if heard.want is not None:
+            wanted = names[heard.want[i]]
+            named += " ✓" if named == wanted else f" (wanted {wanted})"
+        length = float(heard.lengths[i])
+        return Spoken(
+            name=name,
+            text=text,
+            made_with=made_with,
+            mel=heard.mels[i],
+            truth=frames[row].float(),
+            truth_name=f"truth_{chosen.index(text)}_{truth_style}",
+            truth_style=truth_style,
+            heard=heard.heard[i],
+            scores={
+                "WER": errors["wer"],
+                "CER": errors["cer"],
+                "style judge": named,
+                "seconds": length / tr.mel_config.frames_per_second,
+                "length / ground truth": length / int(frames.lengths[row]),
+                "stopped by itself": "yes" if heard.stopped[i] else "no (frame limit)",
+            },
+        )
+
+    by_reference = []
+    for i in range(n * per):
+        k, style = i // per, names[styles[i % per]]
+        item = spoken(f"grid_{k}_{style}", f"a {style} reference", said, i)
+        item.reference = frames[said.reference_rows[i]].float()
+        item.reference_name = f"reference_{k}_{style}"
+        item.reference_text = chosen[(k + 1) % len(chosen)]
+        by_reference.append(item)
+    by_code = [spoken(f"z_{k}", "a random code", z_said, k) for k in range(n)]
+    notes = {
+        "checkpoint": tr.record.where,
+        "step": tr.step,
+        "objective": tr.cfg.objective,
+        "weights": tr.weights,
+        "seed": ev.outputs.seed,
+        **flat_notes(metrics),
+    }
+    title = f"m3dgan evaluate: {ev.task.name} / {tr.cfg.objective}"
+    style_names = [names[s] for s in styles]
+    return write_tts_page(
+        tr, ev.audio_dir, title, notes, chosen[:n], style_names, by_reference, by_code
+    )
 
 
 def _mean_level(mels: torch.Tensor, lengths: torch.Tensor) -> float:
     """Mean normalised log-mel value over real frames (higher = louder)."""
     keep = torch.arange(mels.shape[1])[None] < lengths[:, None]
     return float(mels[keep].mean())
-
-
-def write_listening_page(tr, audio_dir, chosen, styles, names, sentences, frames, outs) -> Path:
-    """The swap grid (first 4 sentences × every style's reference) and the references with the
-    outputs made from them, as WAVs next to an index.html (``report.audio_page``); ``names``:
-    the name of each style index."""
-    audio_dir = Path(audio_dir)
-    rate = tr.mel_config.sample_rate
-    per = len(styles)
-
-    def wav(name: str, mel: torch.Tensor) -> AudioClip:
-        return AudioClip(save_wav(audio_dir / name, tr.to_waves(mel[None])[0], rate).name)
-
-    shown = chosen[:4]
-    cells = [
-        [wav(f"grid_{k}_{names[s]}.wav", outs[k * per + j]) for j, s in enumerate(styles)]
-        for k in range(len(shown))
-    ]
-    grid = GridSection(
-        "Content–style swap grid",
-        list(shown),
-        [names[s] for s in styles],
-        cells,
-        note="Each row says one test sentence; each column takes its style from a reference "
-        "utterance of another sentence (listed below). Audio: mel → Griffin-Lim.",
-    )
-    items = []
-    for k, text in enumerate(shown):
-        other = chosen[(k + 1) % len(chosen)]
-        for j, s in enumerate(styles):
-            ref = wav(f"reference_{k}_{names[s]}.wav", frames[sentences[other][s]].float())
-            out = AudioClip(cells[k][j].path, f"{names[s]} style")
-            items.append(ListItem(f"{text}  (reference says: {other})", out, ref))
-    pairs = ListSection("References and outputs", items)
-    return write_audio_page(
-        audio_dir / "index.html", f"m3dgan tts — {tr.cfg.objective}", [grid, pairs]
-    )
 
 
 def asr(ev: Evaluation) -> dict:

@@ -13,7 +13,7 @@ back (a text side's :class:`~m3dgan.modalities.text.vocab.Vocabulary`, a speech 
 - **training terms**: the reconstruction loss, the per-sample output distance of eq. 7, and the
   sample part of a generator's output (:meth:`Modality.output_sample`);
 - **files**: reading inputs and references, writing outputs, a line to print per output, a page
-  to browse a folder of outputs, and the panels of the training samples.
+  to browse a folder of outputs, and the panels (and figures) of the training samples.
 
 Samples are tensors: images float [B, C, H, W] in [-1, 1]; text int64 token ids [B, L]
 (0 = padding) for real data and float distributions [B, L, V] for generated text, which every
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -213,13 +214,16 @@ class Modality:
         sources: list[torch.Tensor | None] | None = None,
         headers: list[torch.Tensor | None] | None = None,
         notes: dict[str, Any] | None = None,
+        reference_files: list[Path] | None = None,
     ) -> Path | None:
         """An index page to browse a folder of outputs (one row per input, one column per
         reference or code), or None where the files themselves are easy to browse. Where
         ``page_shows_samples``, the caller passes ``sources`` (each input as the source
         modality's ``panel_image``, or None) and ``headers`` (per column, the reference it was
         made with, a sample of this modality, or None) for the page to show. ``notes``: name →
-        value lines for the top of the page (``evaluate``'s metrics)."""
+        value lines for the top of the page (the run, its step and seed; ``evaluate``'s
+        metrics). ``reference_files``: the files the columns' references were read from, one
+        per column, for pages that show them as they are (speech plays them)."""
         return None
 
     def write_sample_panel(
@@ -239,6 +243,17 @@ class Modality:
         column c (its reference), to show at the column's head, or None. Returns the main
         file's path."""
         raise NotImplementedError
+
+    def training_figures(
+        self, model: Any, fixed: dict[str, torch.Tensor], prediction: torch.Tensor
+    ) -> dict[str, np.ndarray]:
+        """Pictures of what the generator does inside, for a training run's sampling step:
+        name → uint8 RGB [H, W, 3] (TensorBoard ``samples/<name>`` and
+        ``samples/step_<N>/<name>.png``). ``model``: the M3DGAN; ``fixed``: the fixed test
+        batch (``source``, ``target``, ``references``); ``prediction``: the model's free-running
+        output for ``fixed``'s first source. Default: none (speech: the attention alignment
+        and colour mels)."""
+        return {}
 
     def panel_image(self, batch: torch.Tensor) -> torch.Tensor | None:
         """This modality's samples as images for a grid of another modality's samples

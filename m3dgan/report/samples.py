@@ -6,6 +6,11 @@ each of 3 fixed references), G(S, e_k) for 3 fixed random codes. The target moda
 image first when the source is an image; each ``ref<k>`` column headed by its reference); text targets a text file with one block per input (and the same in
 TensorBoard); speech targets a PNG of the mel spectrograms (one row per input, low frequencies at
 the bottom) plus WAVs of the first input's columns (Griffin-Lim).
+
+Beside the panel, the target modality's figures of what the generator does inside
+(``Modality.training_figures``; speech: the attention alignment and colour mels of the first
+input, as TTS recipes log them) go to ``samples/step_<N>/<name>.png`` and TensorBoard
+``samples/<name>``.
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from m3dgan.core.model import M3DGAN
 from m3dgan.data.tensors import batch_to_model
 from m3dgan.modalities import Modality
+from m3dgan.report.spectrogram import enlarge, save_png
+
+FIGURE_HEIGHT = 160  # TensorBoard shows images at their own size: small ones are enlarged
 
 
 def fixed_samples(split: dict, device: torch.device, n: int = 6) -> dict[str, torch.Tensor]:
@@ -69,13 +78,21 @@ def write_samples(
         fixed["references"][int(name[3:])] if re.fullmatch(r"ref\d+", name) else None
         for name, _ in columns
     ]
-    return target.write_sample_panel(
-        columns,
-        source,
-        fixed["source"],
-        Path(run_dir) / "samples",
-        f"step_{step:08d}",
-        writer,
-        step,
-        headers=headers,
+    folder, name = Path(run_dir) / "samples", f"step_{step:08d}"
+    panel = target.write_sample_panel(
+        columns, source, fixed["source"], folder, name, writer, step, headers=headers
     )
+    write_figures(
+        target.training_figures(model, fixed, columns[1][1][:1]), folder / name, writer, step
+    )
+    return panel
+
+
+def write_figures(figures: dict[str, np.ndarray], folder: Path, writer=None, step: int = 0) -> None:
+    """Each picture (name → uint8 RGB [H, W, 3]) as ``folder/<name>.png`` and as TensorBoard
+    image ``samples/<name>``, there enlarged (whole pixels) to at least ``FIGURE_HEIGHT``."""
+    for name, picture in figures.items():
+        save_png(picture, folder / f"{name}.png")
+        if writer is not None:
+            shown = enlarge(picture, FIGURE_HEIGHT)
+            writer.add_image(f"samples/{name}", shown, step, dataformats="HWC")

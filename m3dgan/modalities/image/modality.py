@@ -112,10 +112,11 @@ class ImageModality(Modality):
         sources: list[torch.Tensor | None] | None = None,
         headers: list[torch.Tensor | None] | None = None,
         notes: dict[str, Any] | None = None,
+        reference_files: list[Path] | None = None,
     ) -> Path | None:
         """An index.html and the same as one labelled PNG, ``overview.png``: one row per input
-        (the input first, as the model read it), one column per reference (shown at its head)
-        or random code."""
+        (the input first, as the model read it), one column per reference (shown at its head,
+        as the model read it: ``headers``; ``reference_files`` are not needed) or random code."""
         outputs = [[self.read(Path(p), "reference")[0] for p in row] for row in files]
         # the header image says it is a reference; the label names which
         labels = [c.removeprefix("reference: ") for c in columns]

@@ -26,6 +26,7 @@ from m3dgan.data.store import read_manifest
 from m3dgan.errors import CheckpointError, ConfigError, M3DGANError
 from m3dgan.modalities.base import Modality, single_output_only
 from m3dgan.modalities.speech.decoder import SpeechDecoder, SpeechDecoderOutput
+from m3dgan.modalities.speech.figures import speech_figures
 from m3dgan.modalities.speech.frames import frame_lengths, stop_targets
 from m3dgan.modalities.speech.nets import (
     SpeechDiscriminator,
@@ -34,7 +35,7 @@ from m3dgan.modalities.speech.nets import (
     SpeechReferenceEncoder,
     SpeechSummary,
 )
-from m3dgan.report.audio_page import AudioClip, GridSection, write_audio_page
+from m3dgan.report.audio_page import AudioClip, GridSection, copy_clip, write_audio_page
 from m3dgan.report.grid import make_grid, save_image
 
 if TYPE_CHECKING:
@@ -177,12 +178,22 @@ class SpeechModality(Modality):
         sources: list[torch.Tensor | None] | None = None,
         headers: list[torch.Tensor | None] | None = None,
         notes: dict[str, Any] | None = None,
+        reference_files: list[Path] | None = None,
     ) -> Path | None:
-        """An index.html with a player per output: one row per input, one column per reference
-        (the content–style swap grid), token setting or random code."""
+        """An index.html with ``notes`` at the top and a player per output: one row per input,
+        one column per reference (the content–style swap grid), token setting or random code.
+        Each of the ``reference_files`` is copied into ``folder`` as ``reference<k><suffix>``
+        (as given, not as the model heard it) and played at the head of its column."""
+        folder = Path(folder)
+        heads = None
+        if reference_files:
+            heads = [
+                copy_clip(path, folder, f"reference{k}{Path(path).suffix.lower()}", "as given")
+                for k, path in enumerate(reference_files)
+            ]
         cells = [[AudioClip(p.name) for p in written] for written in files]
-        grid = GridSection("Outputs", rows, columns, cells)
-        return write_audio_page(Path(folder) / "index.html", title, [grid])
+        grid = GridSection("Outputs", rows, columns, cells, column_clips=heads)
+        return write_audio_page(folder / "index.html", title, [grid], notes)
 
     def write_sample_panel(
         self,
@@ -213,6 +224,13 @@ class SpeechModality(Modality):
         if writer is not None:
             writer.add_image("samples", grid, step)
         return path
+
+    def training_figures(
+        self, model: Any, fixed: dict[str, torch.Tensor], prediction: torch.Tensor
+    ) -> dict[str, Any]:
+        """The attention alignment and colour mels of the first fixed input
+        (``speech.figures``)."""
+        return speech_figures(model, fixed, prediction, self.spec.channels)
 
 
 def _dataset_mel_settings(name: str) -> dict:
