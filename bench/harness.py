@@ -67,6 +67,17 @@ def collect(out: Path, variants: Variants) -> list[dict]:
     return results
 
 
+def markdown_table(rows: list[dict], columns: Columns) -> str:
+    """One Markdown row per dict, one column per (key, header, format); "–" where a value is
+    missing."""
+    head = [c[1] for c in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = ["–" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict], columns: Columns) -> str:
     used = [c for c in columns if any(r.get(c[0]) is not None for r in results)]
     head = ["task", "variant"] + [c[1] for c in used]

@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -216,17 +215,9 @@ def _last_logged_step(log: Path) -> int:
 
 def train(args, data: Path, run: Path) -> dict:
     stats_path = run / "train.json"
-    if stats_path.is_file():
-        stats = json.loads(stats_path.read_text())
-        if (stats["budget_minutes"], stats["threads"]) != (args.minutes, args.threads):
-            raise SystemExit(
-                f"{run} was trained for {stats['budget_minutes']} min with {stats['threads']} "
-                f"threads, not {args.minutes} / {args.threads}: use another --out or remove {run}"
-            )
+    stats = peer.trained_before(run, stats_path, args.minutes, args.threads)
+    if stats is not None:
         return stats
-    if run.exists():  # an interrupted training: start again so the budget is one session
-        shutil.rmtree(run)
-    run.mkdir(parents=True)
     cfg = {**_data_config(data), **MODEL}
     cfg.update(
         save_model=str(run / "model"),
@@ -352,12 +343,7 @@ def write_report(out: Path) -> str:
     if not results:
         return "no finished runs"
     results.sort(key=lambda r: (-r["decoded"], r["beam"]))
-    head = [c[1] for c in COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in results:
-        cells = ["–" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    md = "\n".join(lines)
+    md = harness.markdown_table(results, COLUMNS)
     meta = (
         f"en2fr test, distinct sources, all their references; BLEU (sacreBLEU 13a) and chrF by "
         f"m3dgan.metrics.bleu; torch {results[0].get('torch')}; minutes = onmt_train launch to the "
@@ -370,13 +356,9 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--out", type=Path, default=Path("bench/results/nmt_anchor"))
-    p.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget")
-    p.add_argument("--threads", type=int, default=2, help="OMP/MKL threads of the toolkit")
-    p.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
-    p.add_argument("--inputs", type=int, default=None, help="decode only the first N sources")
-    p.add_argument("--setup", action="store_true", help="only make the toolkit venv")
-    p.add_argument("--report-only", action="store_true")
+    peer.add_budget_arguments(
+        p, "bench/results/nmt_anchor", 100, "decode only the first N distinct sources"
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.setup:

@@ -9,7 +9,10 @@ our venv with our functions.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,3 +142,33 @@ def last_intact(run: Path, pattern: str) -> tuple[int, Path] | None:
     """The newest intact checkpoint, or None."""
     kept = [(step, path) for step, path in checkpoints(run, pattern) if intact(path)]
     return kept[-1] if kept else None
+
+
+def trained_before(run: Path, stats_path: Path, minutes: float, threads: int) -> dict | None:
+    """The stats of a finished training in ``run`` (None after clearing ``run`` for a new one:
+    an interrupted training starts again, so that its budget is one session). SystemExit when
+    ``run`` was trained with another budget or thread count."""
+    if stats_path.is_file():
+        stats = json.loads(stats_path.read_text())
+        if (stats["budget_minutes"], stats["threads"]) != (minutes, threads):
+            raise SystemExit(
+                f"{run} was trained for {stats['budget_minutes']} min with {stats['threads']} "
+                f"threads, not {minutes} / {threads}: use another --out or remove {run}"
+            )
+        return stats
+    if run.exists():
+        shutil.rmtree(run)
+    run.mkdir(parents=True)
+    return None
+
+
+def add_budget_arguments(p: argparse.ArgumentParser, out: str, save_every: int, inputs: str) -> None:
+    """The options every peer script has: where, how long, how many threads, how often it
+    saves, how many test inputs (``inputs`` is the help text), set-up and report only."""
+    p.add_argument("--out", type=Path, default=Path(out))
+    p.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget")
+    p.add_argument("--threads", type=int, default=2, help="OMP/MKL threads of the toolkit")
+    p.add_argument("--save-every", type=int, default=save_every, help="checkpoint every N steps")
+    p.add_argument("--inputs", type=int, default=None, help=inputs)
+    p.add_argument("--setup", action="store_true", help="only make the toolkit venv")
+    p.add_argument("--report-only", action="store_true")

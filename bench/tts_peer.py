@@ -343,17 +343,9 @@ def phonemize(args, data: Path, info: dict, log: Path) -> None:
 
 def train(args, data: Path, run: Path, info: dict) -> dict:
     stats_path = run / "train.json"
-    if stats_path.is_file():
-        stats = json.loads(stats_path.read_text())
-        if (stats["budget_minutes"], stats["threads"]) != (args.minutes, args.threads):
-            raise SystemExit(
-                f"{run} was trained for {stats['budget_minutes']} min with {stats['threads']} "
-                f"threads, not {args.minutes} / {args.threads}: use another --out or remove {run}"
-            )
+    stats = peer.trained_before(run, stats_path, args.minutes, args.threads)
+    if stats is not None:
         return stats
-    if run.exists():  # an interrupted training: start again so the budget is one session
-        shutil.rmtree(run)
-    run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(model_config(args, data, run, info), indent=1))
     log = args.out / "logs" / "train.log"
     cmd = [str(VENV.python), "-m", "TTS.bin.train_tts", "--config_path"]
@@ -526,12 +518,7 @@ def write_report(out: Path) -> str:
     if not results:
         return "no finished runs"
     results.sort(key=lambda r: (r["model"], -r["outputs"]))
-    head = [c[1] for c in COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in results:
-        cells = ["–" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    md = "\n".join(lines)
+    md = harness.markdown_table(results, COLUMNS)
     first = results[0]
     meta = (
         f"speech test split, each sentence in every style with a reference of the next sentence "
@@ -551,15 +538,11 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--out", type=Path, default=Path("bench/results/tts_peer"))
+    peer.add_budget_arguments(
+        p, "bench/results/tts_peer", 50, "speak only the first N distinct sentences"
+    )
     p.add_argument("--model", choices=sorted(MODELS), default="tacotron2-ddc-gst")
-    p.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget")
-    p.add_argument("--threads", type=int, default=2, help="OMP/MKL threads of the toolkit")
-    p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
-    p.add_argument("--inputs", type=int, default=None, help="speak only the first N sentences")
     p.add_argument("--train-rows", type=int, default=None, help="train on the first N rows")
-    p.add_argument("--setup", action="store_true", help="only make the toolkit venv")
-    p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.setup:
