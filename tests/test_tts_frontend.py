@@ -48,6 +48,10 @@ PHONEMES = TextFrontend("english", "phonemes")
         ("Agent 007", "agent zero zero seven"),
         ("The address.", "the address."),  # "dr." inside a word is no abbreviation
         ("Mrs without a stop", "mrs without a stop"),
+        ("at 3:30 or 3:05, not 3:00", "at three thirty or three oh five, not three o'clock"),
+        ("It was -4 degrees", "it was minus four degrees"),
+        ("covid-19", "covid-nineteen"),  # a hyphen in a word is no sign
+        ("221B Baker St.", "two hundred and twenty-one b baker saint"),
     ],
 )
 def test_english_cleaners_speak_numbers_and_abbreviations(text, spoken):

@@ -93,6 +93,9 @@ _CURRENCY = re.compile(r"([$£€¥])\s?(" + _NUMBER + r")")
 _PERCENT = re.compile(r"(" + _NUMBER + r")\s?%")
 _ORDINAL = re.compile(r"\b(\d+(?:,\d{3})*)(st|nd|rd|th)\b", re.IGNORECASE)
 _PLAIN = re.compile(r"(?<!\d)(" + _NUMBER + r")")
+_TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")  # 3:30, 12:05
+_MINUS = re.compile(r"(?<![\w.])-(?=\d)")  # -4 (not the hyphen of "covid-19")
+_DIGIT_LETTER = re.compile(r"(\d)([a-zA-Z])")  # 221B, 3pm: spoken apart
 _SPACES = re.compile(r"\s+")
 MAX_DIGITS = 15  # longer digit strings (card and phone numbers) are read digit by digit
 
@@ -159,12 +162,27 @@ def expand_numbers(text: str) -> str:
     """Numbers in English text → words: currency (``"$5.50"`` → ``"five dollars and fifty
     cents"``), percentages (``"80%"`` → ``"eighty percent"``), ordinals (``"21st"`` →
     ``"twenty-first"``), decimals (``"3.14"`` → ``"three point one four"``), years
-    (``"1999"`` → ``"nineteen ninety-nine"``) and other cardinals (``"80"`` → ``"eighty"``,
-    ``"1,000"`` → ``"one thousand"``)."""
+    (``"1999"`` → ``"nineteen ninety-nine"``), times (``"3:30"`` → ``"three thirty"``), signs
+    (``"-4"`` → ``"minus four"``), digits run into letters (``"221B"`` → ``"two hundred and
+    twenty-one B"``) and other cardinals (``"80"`` → ``"eighty"``, ``"1,000"`` → ``"one
+    thousand"``)."""
     text = _CURRENCY.sub(_currency, text)
     text = _PERCENT.sub(lambda m: f"{spell_number(m.group(1))} percent", text)
     text = _ORDINAL.sub(_ordinal, text)
+    text = _TIME.sub(_time, text)
+    text = _MINUS.sub("minus ", text)
+    text = _DIGIT_LETTER.sub(r"\1 \2", text)
     return _PLAIN.sub(lambda m: spell_number(m.group(1)), text)
+
+
+def _time(match: re.Match) -> str:
+    """``"3:30"`` → ``"three thirty"``, ``"3:05"`` → ``"three oh five"``, ``"3:00"`` →
+    ``"three o'clock"``."""
+    hours, minutes = match.group(1), int(match.group(2))
+    if minutes == 0:
+        return f"{spell_integer(hours)} o'clock"
+    spoken = spell_integer(str(minutes))
+    return f"{spell_integer(hours)} {'oh ' if minutes < 10 else ''}{spoken}"
 
 
 def expand_abbreviations(text: str) -> str:
