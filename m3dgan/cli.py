@@ -468,6 +468,8 @@ def _note_earlier_outputs(args) -> None:
 
 
 def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
+    from m3dgan.report.output_page import OutputPage
+
     """An index page in --out where the target modality makes one (images: the input, the
     references and the outputs; speech: a player per output and per reference): the run, its
     step, the seed and the objective at the top, then one row per input, one column per
@@ -487,8 +489,7 @@ def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
             sources = [None if s is None else s[0] for s in sources]
         if args.reference:
             headers = list(tr.read_references(args.reference).cpu())
-    page = tr.target.output_page(
-        args.out,
+    spec = OutputPage(
         "m3dgan translate",
         [label for label, _ in rows],
         columns,
@@ -498,6 +499,7 @@ def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
         notes=_translate_notes(tr, args),
         reference_files=list(args.reference) if args.reference else None,
     )
+    page = tr.target.output_page(args.out, spec)
     if page is not None:
         print(f"page: {page}")
 

@@ -17,6 +17,7 @@ import torch
 from m3dgan.atomic import make_folder
 from m3dgan.data.tensors import batch_to_model
 from m3dgan.evaluate.context import Evaluation
+from m3dgan.report.output_page import OutputPage
 
 PAGE_INPUTS = 8  # test inputs shown
 PAGE_CODES = 4  # random codes per input
@@ -78,8 +79,7 @@ def write_output_page(ev: Evaluation, metrics: dict, folder: Path) -> Path | Non
     labels = [name for name, _ in columns]
     headers = [None] * (len(columns) - (0 if references is None else len(references)))
     headers += list(references.cpu()) if references is not None else []
-    return tr.target.output_page(
-        folder,
+    spec = OutputPage(
         f"m3dgan evaluate: {metrics.get('task')} / {metrics.get('objective')}",
         rows,
         labels,
@@ -88,3 +88,4 @@ def write_output_page(ev: Evaluation, metrics: dict, folder: Path) -> Path | Non
         headers=headers,
         notes=notes,
     )
+    return tr.target.output_page(folder, spec)

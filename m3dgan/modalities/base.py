@@ -40,6 +40,7 @@ from m3dgan.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from m3dgan.config import ModelConfig
+    from m3dgan.report.output_page import OutputPage
     from m3dgan.run_record import RunRecord
 
 SIDES = ("source", "target")
@@ -207,23 +208,12 @@ class Modality:
     def output_page(
         self,
         folder: Path,
-        title: str,
-        rows: list[str],
-        columns: list[str],
-        files: list[list[Path]],
-        sources: list[torch.Tensor | None] | None = None,
-        headers: list[torch.Tensor | None] | None = None,
-        notes: dict[str, Any] | None = None,
-        reference_files: list[Path] | None = None,
+        page: OutputPage,
     ) -> Path | None:
-        """An index page to browse a folder of outputs (one row per input, one column per
-        reference or code), or None where the files themselves are easy to browse. Where
-        ``page_shows_samples``, the caller passes ``sources`` (each input as the source
-        modality's ``panel_image``, or None) and ``headers`` (per column, the reference it was
-        made with, a sample of this modality, or None) for the page to show. ``notes``: name →
-        value lines for the top of the page (the run, its step and seed; ``evaluate``'s
-        metrics). ``reference_files``: the files the columns' references were read from, one
-        per column, for pages that show them as they are (speech plays them)."""
+        """An index page in ``folder`` to browse its outputs (``page``: one row per input, one
+        column per reference or code; see :class:`~m3dgan.report.output_page.OutputPage`), or
+        None where the files themselves are easy to browse. Where ``page_shows_samples``, the
+        caller fills ``page.sources`` and ``page.headers`` for the page to show."""
         return None
 
     def write_sample_panel(

@@ -27,6 +27,7 @@ from PIL import Image
 from m3dgan.atomic import write_text
 from m3dgan.data.store import to_uint8
 from m3dgan.errors import DataError
+from m3dgan.report.output_page import OutputPage
 
 TILE_PX = 96  # how large each image is drawn, whatever its size in pixels
 
@@ -89,22 +90,11 @@ def _overview(folder: Path) -> str:
     return '<p><a href="overview.png">overview.png</a>: the same grid as one image</p>\n'
 
 
-def write_image_page(
-    path: Path,
-    title: str,
-    rows: list[str],
-    columns: list[str],
-    files: list[list[Path]],
-    sources: list[torch.Tensor | None] | None = None,
-    headers: list[torch.Tensor | None] | None = None,
-    notes: dict[str, object] | None = None,
-) -> Path:
-    """Write the page to ``path`` (atomically) and return it.
-
-    ``rows[r]``: the label of input r; ``columns[c]``: the label of column c; ``files[r][c]``:
-    output r, c (a PNG inside the page's folder). ``sources[r]``: input r as an image [C, H, W]
-    in [-1, 1], or None (a text input has no picture); ``headers[c]``: the reference column c
-    was made with, likewise, or None. ``notes``: name → value rows of a table at the top.
+def write_image_page(path: Path, spec: OutputPage) -> Path:
+    """Write the page ``spec`` describes to ``path`` (atomically) and return it: the ``notes``
+    table at the top, then one row per input (its ``sources`` picture, if any) and one column per
+    label (its ``headers`` picture, if any), each output a PNG of ``files`` inside the page's
+    folder.
 
     Raises:
         DataError: an output file is missing or outside the page's folder.
@@ -112,6 +102,8 @@ def write_image_page(
     """
     path = Path(path)
     folder = path.parent
+    title, rows, columns, files = spec.title, spec.rows, spec.columns, spec.files
+    sources, headers, notes = spec.sources, spec.headers, spec.notes
     show_sources = sources is not None and any(s is not None for s in sources)
     head = ["<th>input</th>"] if show_sources else ["<th></th>"]
     for c, label in enumerate(columns):

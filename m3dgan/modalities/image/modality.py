@@ -30,6 +30,7 @@ from m3dgan.modalities.image.nets import (
 )
 from m3dgan.report.grid import labelled_grid, save_image
 from m3dgan.report.image_page import write_image_page
+from m3dgan.report.output_page import OutputPage
 
 
 class ImageModality(Modality):
@@ -105,33 +106,25 @@ class ImageModality(Modality):
     def output_page(
         self,
         folder: Path,
-        title: str,
-        rows: list[str],
-        columns: list[str],
-        files: list[list[Path]],
-        sources: list[torch.Tensor | None] | None = None,
-        headers: list[torch.Tensor | None] | None = None,
-        notes: dict[str, Any] | None = None,
-        reference_files: list[Path] | None = None,
+        page: OutputPage,
     ) -> Path | None:
         """An index.html and the same as one labelled PNG, ``overview.png``: one row per input
         (the input first, as the model read it), one column per reference (shown at its head,
-        as the model read it: ``headers``; ``reference_files`` are not needed) or random code."""
-        outputs = [[self.read(Path(p), "reference")[0] for p in row] for row in files]
+        as the model read it: ``page.headers``; ``page.reference_files`` are not needed) or
+        random code."""
+        outputs = [[self.read(Path(p), "reference")[0] for p in row] for row in page.files]
         # the header image says it is a reference; the label names which
-        labels = [c.removeprefix("reference: ") for c in columns]
-        heads = list(headers) if headers is not None else [None] * len(columns)
-        if sources is not None and any(s is not None for s in sources):
+        labels = [c.removeprefix("reference: ") for c in page.columns]
+        heads = list(page.headers) if page.headers is not None else [None] * len(page.columns)
+        if page.sources is not None and any(s is not None for s in page.sources):
             blank = torch.ones_like(outputs[0][0])  # a text input has no picture: white
             outputs = [
-                [blank if s is None else s, *row] for s, row in zip(sources, outputs, strict=True)
+                [blank if s is None else s, *row] for s, row in zip(page.sources, outputs, strict=True)
             ]
             labels, heads = ["input", *labels], [None, *heads]
         grid = labelled_grid(outputs, labels, heads, min_tile=96)
         save_image(grid, Path(folder) / "overview.png")
-        return write_image_page(
-            Path(folder) / "index.html", title, rows, columns, files, sources, headers, notes
-        )
+        return write_image_page(Path(folder) / "index.html", page)
 
     def panel_image(self, batch: torch.Tensor) -> torch.Tensor | None:
         return batch

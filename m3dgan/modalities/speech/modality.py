@@ -37,6 +37,7 @@ from m3dgan.modalities.speech.nets import (
 )
 from m3dgan.report.audio_page import AudioClip, GridSection, copy_clip, write_audio_page
 from m3dgan.report.grid import make_grid, save_image
+from m3dgan.report.output_page import OutputPage
 
 if TYPE_CHECKING:
     from m3dgan.run_record import RunRecord
@@ -171,29 +172,23 @@ class SpeechModality(Modality):
     def output_page(
         self,
         folder: Path,
-        title: str,
-        rows: list[str],
-        columns: list[str],
-        files: list[list[Path]],
-        sources: list[torch.Tensor | None] | None = None,
-        headers: list[torch.Tensor | None] | None = None,
-        notes: dict[str, Any] | None = None,
-        reference_files: list[Path] | None = None,
+        page: OutputPage,
     ) -> Path | None:
-        """An index.html with ``notes`` at the top and a player per output: one row per input,
-        one column per reference (the content–style swap grid), token setting or random code.
-        Each of the ``reference_files`` is copied into ``folder`` as ``reference<k><suffix>``
-        (as given, not as the model heard it) and played at the head of its column."""
+        """An index.html with ``page.notes`` at the top and a player per output: one row per
+        input, one column per reference (the content–style swap grid), token setting or random
+        code. Each of the ``page.reference_files`` is copied into ``folder`` as
+        ``reference<k><suffix>`` (as given, not as the model heard it) and played at the head of
+        its column."""
         folder = Path(folder)
         heads = None
-        if reference_files:
+        if page.reference_files:
             heads = [
                 copy_clip(path, folder, f"reference{k}{Path(path).suffix.lower()}", "as given")
-                for k, path in enumerate(reference_files)
+                for k, path in enumerate(page.reference_files)
             ]
-        cells = [[AudioClip(p.name) for p in written] for written in files]
-        grid = GridSection("Outputs", rows, columns, cells, column_clips=heads)
-        return write_audio_page(folder / "index.html", title, [grid], notes)
+        cells = [[AudioClip(p.name) for p in written] for written in page.files]
+        grid = GridSection("Outputs", page.rows, page.columns, cells, column_clips=heads)
+        return write_audio_page(folder / "index.html", page.title, [grid], page.notes)
 
     def write_sample_panel(
         self,
