@@ -83,12 +83,13 @@ def bench_one(task: str, objective: str, args, variant: str = "", sets: tuple = 
     if _claimed_by_other_lane(run_dir):
         print(f"{task}/{objective}: another lane is running it; skipping", flush=True)
         return {}
-    if not (run_dir / "train_stats.json").is_file() and latest_step(run_dir) is not None:
+    if not harness.training_done(run_dir) and latest_step(run_dir) is not None:
         # a run cut short (lane killed, session over): go on from its last checkpoint; under
         # --minutes the budget counts only the training time the checkpoint holds
         (run_dir / ".lane").write_text(str(os.getpid()))
+        (run_dir / "metrics.json").unlink(missing_ok=True)
         run(m3dgan + ["train", "--resume", "--out", str(run_dir), "--no-progress"], log)
-    if not (run_dir / "train_stats.json").is_file():
+    if not harness.training_done(run_dir):
         if run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)

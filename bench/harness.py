@@ -27,6 +27,14 @@ def run_dir(out: Path, task: str, name: str) -> Path:
     return out / "runs" / f"{task}-{slug(name)}"
 
 
+def training_done(run: Path) -> bool:
+    """Whether the run in ``run`` has finished training: its last session wrote
+    ``train_stats.json`` and did not end by a signal (``"ended": "stopped"``: a killed lane, the
+    end of a session; such a run resumes from its checkpoint)."""
+    path = run / "train_stats.json"
+    return path.is_file() and json.loads(path.read_text()).get("ended") != "stopped"
+
+
 def run(cmd: list[str], log: Path, env: dict | None = None) -> None:
     """Run ``cmd`` with its output appended to ``log``; stop the benchmark if it fails."""
     log.parent.mkdir(parents=True, exist_ok=True)

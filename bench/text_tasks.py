@@ -107,7 +107,8 @@ def bench_one(task: str, name: str, objective: str, overrides: list[str], args) 
     m3dgan = [sys.executable, "-m", "m3dgan"]
     steps = args.steps[task]
     budget = args.minutes.get(task) if args.minutes else None
-    if not (run_dir / "train_stats.json").is_file():
+    if not harness.training_done(run_dir):
+        (run_dir / "metrics.json").unlink(missing_ok=True)  # of a run stopped mid-way
         every = steps
         if budget:  # the wall-clock budget stops the run (train.max_minutes)
             steps, every = 1_000_000, 250

@@ -411,6 +411,7 @@ class _Run:
                 device,
                 dist.world,
                 self.precision,
+                ended="stopped" if stopped else ("budget" if out_of_budget else "steps"),
             )
         return last_path
 
@@ -455,11 +456,15 @@ def _write_stats(
     device: torch.device,
     world: int = 1,
     precision: str = "fp32",
+    ended: str = "steps",
 ) -> None:
     """Throughput and peak memory of this session of the run (benchmarks read this file);
-    images are global-batch images (all processes), memory is rank 0's."""
+    images are global-batch images (all processes), memory is rank 0's. ``ended``: why the
+    session ended: ``"steps"`` (train.steps reached), ``"budget"`` (train.max_minutes) or
+    ``"stopped"`` (a signal: the run is not finished, ``--resume`` goes on)."""
     stats = {
         "step": step,
+        "ended": ended,
         "images": images,
         "seconds": round(seconds, 2),
         "images_per_s": images / seconds if seconds > 0 else None,

@@ -119,3 +119,6 @@ def test_sigterm_checkpoints_the_current_step_and_exits_cleanly(
     assert logged_steps(run)[-1] == stopped  # the checkpoint holds the last step trained
     assert ckpt.load_latest(run).step == stopped
     assert "Traceback" not in (tmp_path / "out" / "stderr.txt").read_text()
+    # benchmarks read why the session ended: a stopped run is not finished, it resumes
+    stats = json.loads((run / "train_stats.json").read_text())
+    assert stats["ended"] == "stopped" and stats["step"] == stopped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ def test_budget_stops_with_a_checkpoint_and_counts_over_sessions(
     assert "train.max_minutes=5e-05 reached at step 1" in err
     saved = ckpt.load_latest(run)
     assert saved.step == 1 and saved.meta["guard"]["train_seconds"] > 0
+    assert json.loads((run / "train_stats.json").read_text())["ended"] == "budget"
     # resumed, the budget is already spent: nothing trains and no checkpoint is rewritten
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert main(_resume(tiny_data, run)) == 0
@@ -44,6 +46,7 @@ def test_budget_stops_with_a_checkpoint_and_counts_over_sessions(
     (run / "config.yaml").write_text(config)
     assert main(_resume(tiny_data, run, "--steps", "3")) == 0
     assert ckpt.load_latest(run).step == 3
+    assert json.loads((run / "train_stats.json").read_text())["ended"] == "steps"
 
 
 def test_a_negative_budget_is_a_config_error(tmp_path: Path, tiny_data: Path) -> None:
