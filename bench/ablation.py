@@ -83,13 +83,14 @@ def bench_one(task: str, objective: str, args, variant: str = "", sets: tuple = 
     if _claimed_by_other_lane(run_dir):
         print(f"{task}/{objective}: another lane is running it; skipping", flush=True)
         return {}
-    if not harness.training_done(run_dir) and latest_step(run_dir) is not None:
+    resume = not harness.training_done(run_dir) and latest_step(run_dir) is not None
+    if resume:
         # a run cut short (lane killed, session over): go on from its last checkpoint; under
         # --minutes the budget counts only the training time the checkpoint holds
         (run_dir / ".lane").write_text(str(os.getpid()))
         (run_dir / "metrics.json").unlink(missing_ok=True)
         run(m3dgan + ["train", "--resume", "--out", str(run_dir), "--no-progress"], log)
-    if not harness.training_done(run_dir):
+    elif not harness.training_done(run_dir):
         if run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
@@ -126,6 +127,8 @@ def bench_one(task: str, objective: str, args, variant: str = "", sets: tuple = 
             ],
             log,
         )
+    if not harness.training_done(run_dir):  # stopped by a signal again: keep it, do not score
+        raise SystemExit(f"{row} stopped before its end; the same command resumes it ({log})")
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
         run(

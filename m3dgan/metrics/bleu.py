@@ -61,6 +61,22 @@ def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | No
     return [[refs[k] if k < len(refs) else None for refs in references] for k in range(depth)]
 
 
+def _check_inputs(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], metric: str
+) -> None:
+    """ValueError unless ``hypotheses`` is a list of strings with one reference list each;
+    DataError when it is empty."""
+    if isinstance(hypotheses, str) or not all(isinstance(h, str) for h in hypotheses):
+        raise ValueError("hypotheses must be a list of strings")
+    if len(hypotheses) == 0:
+        raise DataError(f"no hypotheses to score with {metric}")
+    if len(hypotheses) != len(references):
+        raise ValueError(
+            f"{len(hypotheses)} hypotheses but {len(references)} reference lists; "
+            "give one list of references per hypothesis"
+        )
+
+
 def corpus_bleu(
     hypotheses: Sequence[str],
     references: Sequence[Sequence[str]],
@@ -73,15 +89,7 @@ def corpus_bleu(
     Raises DataError when there is nothing to score (no hypotheses, or a hypothesis without
     references), ValueError when the lists do not line up, ConfigError for an unknown tokenizer.
     """
-    if isinstance(hypotheses, str) or not all(isinstance(h, str) for h in hypotheses):
-        raise ValueError("hypotheses must be a list of strings")
-    if len(hypotheses) == 0:
-        raise DataError("no hypotheses to score with BLEU")
-    if len(hypotheses) != len(references):
-        raise ValueError(
-            f"{len(hypotheses)} hypotheses but {len(references)} reference lists; "
-            "give one list of references per hypothesis"
-        )
+    _check_inputs(hypotheses, references, "BLEU")
     BLEU = require("sacrebleu.metrics", "BLEU").BLEU  # sacreBLEU's class
     if tokenize not in BLEU.TOKENIZERS:
         raise ConfigError(
@@ -107,14 +115,6 @@ def corpus_bleu(
 def corpus_chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
     """Corpus chrF2 (sacreBLEU ``CHRF()``, 0-100) of ``hypotheses[i]`` against all of
     ``references[i]``. Raises as :func:`corpus_bleu` for empty or misaligned input."""
-    if isinstance(hypotheses, str) or not all(isinstance(h, str) for h in hypotheses):
-        raise ValueError("hypotheses must be a list of strings")
-    if len(hypotheses) == 0:
-        raise DataError("no hypotheses to score with chrF")
-    if len(hypotheses) != len(references):
-        raise ValueError(
-            f"{len(hypotheses)} hypotheses but {len(references)} reference lists; "
-            "give one list of references per hypothesis"
-        )
+    _check_inputs(hypotheses, references, "chrF")
     CHRF = require("sacrebleu.metrics", "CHRF").CHRF
     return float(CHRF().corpus_score(list(hypotheses), reference_streams(references)).score)
