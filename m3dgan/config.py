@@ -119,6 +119,11 @@ class ModelConfig:
     # conv keeps the time resolution: 31.25 positions/s, enough for CTC on speech of about
     # 15 characters/s)
     speech_memory_stride: int = 4
+    # stride of the first conv of the *reference* prenet (M_in in front of Enc_r), on both axes
+    # of an image and on time and frequency of a mel: 1 (the paper: the prenet keeps full
+    # resolution) | 2 (a quarter of the positions for the prenet's second conv and all of Enc_r,
+    # as GST's reference encoder, whose every conv has stride 2). Image and speech targets
+    reference_stride: int = 1
     # TTS text front end (m3dgan.modalities.text.frontend), for the text source of a text →
     # speech task only: cleaners "none" (the data set's text, as before) | "basic" (lower case)
     # | "english" (numbers, ordinals, currency, percentages and common abbreviations spelled
@@ -260,6 +265,7 @@ _CHOICES = {
     "model.text_cleaners": ("none", "basic", "english"),  # m3dgan.modalities.text.frontend
     "model.text_frontend": ("characters", "phonemes"),
     "model.speech_memory_stride": (4, 2),
+    "model.reference_stride": (1, 2),
 }
 _UNIT_INTERVAL = {
     "train.beta1",

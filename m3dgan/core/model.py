@@ -58,7 +58,7 @@ class M3DGAN(nn.Module):
         self.target_modality: Modality = tgt_mod
         self.source_prenet = src_mod.build_prenet(cfg)
         if objective.uses_z:
-            self.reference_prenet = tgt_mod.build_prenet(cfg)
+            self.reference_prenet = tgt_mod.build_reference_prenet(cfg)
             self.attention: UniversalAttention | None = UniversalAttention(
                 tgt_mod.build_reference_encoder(cfg),
                 cfg.nz,

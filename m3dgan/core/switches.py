@@ -20,7 +20,9 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     - ``model.ctc_weight``: speech → text only (CTC aligns text monotonically to speech), and
       only with ``model.speech_memory_stride=2`` (at stride 4 the memory has fewer positions per
       second than espeak speech has characters);
-    - ``model.speech_memory_stride`` other than 4: speech sources only.
+    - ``model.speech_memory_stride`` other than 4: speech sources only;
+    - ``model.reference_stride`` other than 1: image and speech targets (a text reference's
+      prenet is an embedding, there is nothing to stride).
     """
     mc = cfg.model
     if target.kind != "speech" and mc.attention_guide != "diagonal":
@@ -50,4 +52,9 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     if mc.speech_memory_stride != 4 and source.kind != "speech":
         raise ConfigError(
             f"model.speech_memory_stride applies to speech sources; this one is {source.kind}"
+        )
+    if mc.reference_stride != 1 and target.kind not in ("image", "speech"):
+        raise ConfigError(
+            f"model.reference_stride applies to image and speech targets; this one is "
+            f"{target.kind}"
         )

@@ -120,6 +120,11 @@ class Modality:
         """M_in: sample → representation consumed by the generator and Enc_r."""
         raise NotImplementedError
 
+    def build_reference_prenet(self, cfg: ModelConfig) -> nn.Module:
+        """M_in in front of Enc_r (its own weights). Default: :meth:`build_prenet`; image and
+        speech override it for ``model.reference_stride``."""
+        return self.build_prenet(cfg)
+
     def prenet_channels(self, cfg: ModelConfig) -> int:
         """Width of the prenet's representation (channels or state size)."""
         raise NotImplementedError

@@ -6,6 +6,7 @@ tonal range; a non-square image is centre-cropped (not squeezed) with a warning.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ class ImageModality(Modality):
     def build_prenet(self, cfg: ModelConfig) -> nn.Module:
         return ImagePrenet(self.spec.channels, cfg.prenet_channels)
 
+    def build_reference_prenet(self, cfg: ModelConfig) -> nn.Module:
+        return ImagePrenet(self.spec.channels, cfg.prenet_channels, cfg.reference_stride)
+
     def prenet_channels(self, cfg: ModelConfig) -> int:
         return cfg.prenet_channels[-1]
 
@@ -52,7 +56,7 @@ class ImageModality(Modality):
             cfg.nz,
             cfg.ref_channels,
             cfg.ref_gru,
-            freq_size=self.spec.size,
+            freq_size=math.ceil(self.spec.size / cfg.reference_stride),
         )
 
     def build_generator(self, source: Modality, z_dim: int, cfg: ModelConfig) -> nn.Module:

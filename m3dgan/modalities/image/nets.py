@@ -27,12 +27,20 @@ from m3dgan.modalities.base import SequenceFeatures
 
 
 class ImagePrenet(nn.Module):
-    def __init__(self, in_channels: int, channels: list[int]) -> None:
+    """M_in for images: 3×3 convs (LeakyReLU 0.2) with ``channels`` outputs; [B, C, H, W] →
+    [B, channels[-1], H / stride, W / stride] (rounded up). ``stride`` is the first conv's: 1
+    everywhere in the paper; 2 for a reference prenet under ``model.reference_stride``."""
+
+    def __init__(self, in_channels: int, channels: list[int], stride: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         prev = in_channels
-        for ch in channels:
-            layers += [Conv2d(prev, ch, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        for i, ch in enumerate(channels):
+            first_stride = stride if i == 0 else 1
+            layers += [
+                Conv2d(prev, ch, 3, stride=first_stride, padding=1),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
             prev = ch
         self.net = nn.Sequential(*layers)
         init_leaky_convs(self.net)

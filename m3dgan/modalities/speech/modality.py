@@ -11,6 +11,7 @@ reference is cut with a warning; empty, silent or unreadable files are errors.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,9 @@ class SpeechModality(Modality):
     def build_prenet(self, cfg: ModelConfig) -> nn.Module:
         return SpeechPrenet(self.spec.channels, cfg.prenet_channels)
 
+    def build_reference_prenet(self, cfg: ModelConfig) -> nn.Module:
+        return SpeechPrenet(self.spec.channels, cfg.prenet_channels, cfg.reference_stride)
+
     def prenet_channels(self, cfg: ModelConfig) -> int:
         return cfg.prenet_channels[-1]
 
@@ -86,7 +90,7 @@ class SpeechModality(Modality):
             cfg.nz,
             cfg.ref_channels,
             cfg.ref_gru,
-            freq_size=self.spec.channels,
+            freq_size=math.ceil(self.spec.channels / cfg.reference_stride),
             time_stride=2,
         )
 

@@ -45,21 +45,23 @@ class SpeechFeatures:
 
 
 class SpeechPrenet(nn.Module):
-    """M_in for speech: mels [B, T, ≥ n_mels] → :class:`SpeechFeatures` (conv2d [32, 32]).
+    """M_in for speech: mels [B, T, ≥ n_mels] → :class:`SpeechFeatures` (conv2d [32, 32]):
+    a grid [B, channels[-1], n_mels / stride, T / stride] (rounded up) and its lengths.
+    ``stride``: the first conv's, in time and frequency (``model.reference_stride``).
 
     The mel is shifted by +1 so that silence (and padding) is 0, like a convolution's padding."""
 
-    def __init__(self, n_mels: int, channels: list[int]) -> None:
+    def __init__(self, n_mels: int, channels: list[int], stride: int = 1) -> None:
         super().__init__()
         self.n_mels = n_mels
-        self.convs = ImagePrenet(1, channels)
+        self.convs = ImagePrenet(1, channels, stride)
 
     def forward(self, x: torch.Tensor) -> SpeechFeatures:
         mel = x[..., : self.n_mels]
         lengths = frame_lengths(mel, self.n_mels)
         grid = (mel - PAD_VALUE).transpose(1, 2).unsqueeze(1)  # [B, 1, n_mels, T]
         grid = grid * time_mask(lengths, grid.shape[-1], grid)
-        grid, _ = masked_conv_stack(self.convs.net, grid, lengths)
+        grid, lengths = masked_conv_stack(self.convs.net, grid, lengths)
         return SpeechFeatures(grid, lengths)
 
 

@@ -1,0 +1,96 @@
+"""``model.reference_stride``: the reference prenet's first conv strides 2 on image and speech
+targets (a quarter of Enc_r's positions), the source prenet keeps full resolution, a padded
+utterance still encodes as on its own, a step trains, and text targets refuse the switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_speech_model import N_MELS, VOCAB, mels, small_config, texts
+
+from m3dgan.config import Config, config_from_dict
+from m3dgan.core.model import M3DGAN
+from m3dgan.core.objectives import get_objective
+from m3dgan.core.state import RunState
+from m3dgan.core.step import TrainStep
+from m3dgan.errors import ConfigError
+from m3dgan.modalities import ModalitySpec
+
+TEXT, SPEECH = ModalitySpec("text", VOCAB, 10), ModalitySpec("speech", N_MELS, 40)
+IMAGE = ModalitySpec("image", 3, 32)
+
+
+def _model(source: ModalitySpec, target: ModalitySpec, stride: int) -> M3DGAN:
+    torch.manual_seed(0)
+    cfg = small_config(reference_stride=stride, gen_channels=8, gen_max_channels=16)
+    return M3DGAN(source, target, get_objective("full"), cfg)
+
+
+def _first_conv(prenet: torch.nn.Module) -> torch.nn.Conv2d:
+    return next(m for m in prenet.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_speech_reference_grid_is_strided_and_the_source_prenet_is_not(stride):
+    model = _model(SPEECH, SPEECH, stride)
+    x = mels([40, 23])
+    ref = model.reference_prenet(x)
+    src = model.source_prenet(x)
+    assert _first_conv(model.reference_prenet).stride == (stride, stride)
+    assert _first_conv(model.source_prenet).stride == (1, 1)
+    # [B, C, n_mels, T] → halved (rounded up) on both axes, the lengths with them
+    assert tuple(ref.grid.shape[2:]) == (-(-N_MELS // stride), -(-40 // stride))
+    assert ref.lengths.tolist() == [-(-40 // stride), -(-23 // stride)]
+    assert tuple(src.grid.shape[2:]) == (N_MELS, 40)
+    post = model.encode(x)
+    assert post.mu.shape == (2, model.cfg.nz) and torch.isfinite(post.mu).all()
+
+
+def test_strided_reference_ignores_padding():
+    """An utterance padded into a longer batch encodes as it does alone: the strided first conv
+    keeps the frame masking of every later layer exact."""
+    model = _model(TEXT, SPEECH, 2).eval()
+    batch = mels([17, 40])
+    with torch.no_grad():
+        alone = model.encode(batch[:1, :17]).mu
+        padded = model.encode(batch).mu[:1]
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("source", "target"), [(TEXT, SPEECH), (IMAGE, IMAGE)])
+def test_a_step_with_a_strided_reference_trains_enc_r(source, target):
+    model = _model(source, target, 2)
+    step = TrainStep(
+        RunState(
+            model,
+            torch.optim.Adam(model.generator_parameters(), 1e-3),
+            torch.optim.Adam(model.discriminator_parameters(), 1e-3),
+            torch.Generator().manual_seed(0),
+        ),
+        Config().loss,
+    )
+    if target.kind == "speech":
+        s, t = texts(3), mels([30, 21, 12])
+    else:
+        s, t = torch.rand(3, 3, 32, 32) * 2 - 1, torch.rand(3, 3, 32, 32) * 2 - 1
+    before = _first_conv(model.reference_prenet).weight.detach().clone()
+    logs = step(s, t)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert not torch.equal(before, _first_conv(model.reference_prenet).weight)
+
+
+def test_image_reference_encoder_matches_the_strided_grid():
+    assert _model(IMAGE, IMAGE, 1).attention.encoder.freq_out == 2  # 32, 4 halvings
+    model = _model(IMAGE, IMAGE, 2)
+    assert model.attention.encoder.freq_out == 1  # 16 after the prenet, 4 halvings
+    assert model.encode(torch.zeros(2, 3, 32, 32)).mu.shape == (2, model.cfg.nz)
+
+
+def test_text_targets_and_bad_values_are_refused():
+    with pytest.raises(ConfigError, match="model.reference_stride applies to image and speech"):
+        M3DGAN.from_config(
+            config_from_dict({"task": "en2fr", "model": {"reference_stride": 2}}), TEXT, TEXT
+        )
+    with pytest.raises(ConfigError, match="reference_stride"):
+        config_from_dict({"task": "tts", "model": {"reference_stride": 3}})
+    assert config_from_dict({"task": "tts"}).model.reference_stride == 1  # the paper's
