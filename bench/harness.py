@@ -8,10 +8,15 @@ A run lives in ``<out>/runs/<task>-<variant slug>/`` (``config.yaml``, ``train_s
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
+from m3dgan.checkpoint import latest_step
 from m3dgan.config import load_yaml
 
 Variants = dict[str, list[tuple[str, str, list[str]]]]  # task -> (name, objective, --set items)
@@ -44,6 +49,61 @@ def run(cmd: list[str], log: Path, env: dict | None = None) -> None:
         proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
     if proc.returncode:
         raise SystemExit(f"command failed ({proc.returncode}), see {log}: {' '.join(cmd)}")
+
+
+def train(
+    folder: Path,
+    task: str,
+    objective: str,
+    sets: list[str],
+    *,
+    steps: int,
+    batch_size: int,
+    minutes: float | None,
+    log: Path,
+    env: dict | None = None,
+) -> None:
+    """Train the run in ``folder`` unless it has finished (:func:`training_done`).
+
+    A fresh run trains ``objective`` on ``task`` with the ``--set`` items ``sets`` (seed,
+    checkpoint and sample intervals, widths: the caller's) for ``steps`` steps or, with
+    ``minutes``, until that wall-clock budget stops it (``train.max_minutes``). A budget run
+    cut short (a killed lane, the end of a session) resumes from its last checkpoint; a step
+    run cut short resumes towards ``steps``."""
+    if training_done(folder):
+        return
+    (folder / "metrics.json").unlink(missing_ok=True)  # of a run stopped mid-way
+    if minutes:
+        sets, steps = [f"train.max_minutes={minutes}", *sets], 1_000_000
+    if latest_step(folder) is not None and minutes:
+        cmd = ["train", "--out", str(folder), "--resume"]
+    elif (folder / "config.yaml").is_file():
+        cmd = ["train", "--out", str(folder), "--resume", "--steps", str(steps)]
+    else:
+        cmd = ["train", "--task", task, "--objective", objective, "--out", str(folder)]
+        cmd += ["--steps", str(steps), "--batch-size", str(batch_size)]
+        cmd += [a for s in sets for a in ("--set", s)]
+    run([sys.executable, "-m", "m3dgan", *cmd, "--no-progress"], log, env)
+
+
+def parse_variant(spec: str) -> tuple[str, str, list[str]]:
+    """``NAME:OBJECTIVE:KEY=VALUE;KEY=VALUE`` → (name, objective, --set items)."""
+    name, objective, items = (spec.split(":", 2) + ["", ""])[:3]
+    if not name or not objective:
+        raise argparse.ArgumentTypeError(f"--variant {spec!r}: expected NAME:OBJECTIVE[:SETS]")
+    return name, objective, [i for i in items.split(";") if i]
+
+
+def with_extra_variants(out: Path, variants: Variants) -> Variants:
+    """``variants`` plus the ``--variant`` rows trained into ``out`` (read from their
+    ``variant.json``), each after its task's own rows."""
+    merged = {task: list(rows) for task, rows in variants.items()}
+    for path in sorted((out / "runs").glob("*/variant.json")):
+        meta = json.loads(path.read_text())
+        rows = merged.setdefault(meta["task"], [])
+        if meta["variant"] not in [name for name, _, _ in rows]:
+            rows.append((meta["variant"], meta["objective"], meta["overrides"]))
+    return merged
 
 
 def collect(out: Path, variants: Variants) -> list[dict]:
@@ -123,3 +183,44 @@ def parse_per_task(text: str, tasks, cast=int) -> dict:
     if "=" not in text:
         return {t: cast(text) for t in tasks}
     return {k: cast(v) for k, v in (item.split("=") for item in text.split(","))}
+
+
+def run_lanes(names: list[str], table: dict, out: Path, lanes: int) -> None:
+    """Run the named jobs (``table``: name → (command, planned minutes)) on ``lanes`` queues,
+    each job's output in ``out/logs/<name>.log``; with more than one lane every job gets one
+    thread (OMP/MKL), so the lanes do not oversubscribe the cores. Stops with an error naming
+    the jobs that failed."""
+    env = dict(os.environ)
+    if lanes > 1:
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    queue, failed, lock = list(names), [], threading.Lock()
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue or failed:
+                    return
+                name = queue.pop(0)
+            cmd, _ = table[name]
+            print(f"[{name}] {' '.join(cmd)}", flush=True)
+            with open(out / "logs" / f"{name}.log", "a") as log:
+                code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+            print(f"[{name}] exit {code}", flush=True)
+            if code:
+                with lock:
+                    failed.append(name)
+
+    threads = [threading.Thread(target=worker) for _ in range(lanes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        raise SystemExit(f"failed: {failed}; see {out / 'logs'}")
+
+
+def torch_threads() -> int | None:
+    """The intra-op threads a run here would get (OMP_NUM_THREADS, else the CPU count)."""
+    value = os.environ.get("OMP_NUM_THREADS")
+    return int(value) if value and value.isdigit() else os.cpu_count()

@@ -7,6 +7,13 @@ espeak-ng corpus. Writes ``results.json`` and ``results.md`` into ``--out`` and 
     python bench/speech_tasks.py --out bench/results/speech_tasks
     python bench/speech_tasks.py --tasks tts --steps tts=200        # a quick look
     python bench/speech_tasks.py --report-only
+    python bench/speech_tasks.py --tasks tts --minutes 30 --full-width \
+        --variant full+phonemes:full:model.text_frontend=phonemes    # equal wall-clock rows
+
+``--minutes`` trains every row for a wall-clock budget (``train.max_minutes``) instead of
+``--steps``, so rows compare at equal wall-clock; a run cut short (a killed lane, the end of a
+session) resumes from its last checkpoint with the same command. ``--variant`` adds a row with
+its own objective and ``--set`` items; ``--full-width`` trains the task's default widths.
 
 Variants:
 
@@ -62,27 +69,20 @@ COLUMNS = [
 ]
 
 
-def run(cmd: list[str], log: Path) -> None:
-    harness.run(cmd, log, dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")))
-
-
 def train_one(task: str, name: str, objective: str, overrides: list[str], args) -> Path:
     run_dir = harness.run_dir(args.out, task, name)
     log = args.out / "logs" / f"{run_dir.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     steps = args.steps[task]
-    if not (run_dir / "train_stats.json").is_file():
-        sets = [f"train.seed={args.seed}", f"train.checkpoint_every={min(steps, 250)}"]
-        sets += [f"train.sample_every={max(steps // 2, 1)}"]
-        sets += ([] if args.full_width else BENCH_SCALE) + overrides
-        if (run_dir / "config.yaml").is_file():  # continue (or extend) an earlier run
-            cmd = ["train", "--out", str(run_dir), "--resume", "--steps", str(steps)]
-        else:
-            cmd = ["train", "--task", task, "--objective", objective, "--out", str(run_dir)]
-            cmd += ["--steps", str(steps), "--batch-size", str(args.batch_size[task])]
-            cmd += [a for s in sets for a in ("--set", s)]
-        cmd.append("--no-progress")
-        run([sys.executable, "-m", "m3dgan", *cmd], log)
+    budget = args.minutes.get(task) if args.minutes else None
+    every = 250 if budget else min(steps, 250)
+    sets = [f"train.seed={args.seed}", f"train.checkpoint_every={every}"]
+    sets += [f"train.sample_every={every if budget else max(steps // 2, 1)}"]
+    sets += ([] if args.full_width else BENCH_SCALE) + overrides
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    harness.train(
+        run_dir, task, objective, sets,
+        steps=steps, batch_size=args.batch_size[task], minutes=budget, log=log, env=env,
+    )  # fmt: skip
     meta = {"task": task, "variant": name, "objective": objective, "overrides": overrides}
     (run_dir / "variant.json").write_text(json.dumps(meta))
     return run_dir
@@ -93,11 +93,16 @@ def evaluate_one(run_dir: Path, task: str, args) -> None:
     if not metrics_path.is_file():
         cmd = ["evaluate", "--checkpoint", str(run_dir), "--out", str(metrics_path)]
         cmd += ["--inputs", str(args.inputs)]
-        run([sys.executable, "-m", "m3dgan", *cmd], run_dir.parent.parent / "logs" / "eval.log")
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        harness.run(
+            [sys.executable, "-m", "m3dgan", *cmd], run_dir.parent.parent / "logs" / "eval.log", env
+        )
 
 
 def write_report(out: Path) -> str:
-    return harness.write_report(out, VARIANTS, COLUMNS, "greedy decoding.")
+    return harness.write_report(
+        out, harness.with_extra_variants(out, VARIANTS), COLUMNS, "greedy decoding."
+    )
 
 
 def main() -> None:
@@ -113,11 +118,31 @@ def main() -> None:
     p.add_argument(
         "--batch-size", default="tts=16,asr=16", type=lambda t: harness.parse_per_task(t, VARIANTS)
     )
+    p.add_argument(
+        "--minutes",
+        default=None,
+        type=lambda t: harness.parse_per_task(t, VARIANTS, float),
+        help="wall-clock budget per run instead of --steps (equal wall-clock, not equal steps), "
+        "e.g. 120 or tts=120,asr=60; a run cut short resumes from its checkpoint",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        type=harness.parse_variant,
+        metavar="NAME:OBJECTIVE:KEY=VALUE[;KEY=VALUE]",
+        help="an extra row for every task in --tasks (e.g. 'full+phonemes:full:"
+        "model.text_frontend=phonemes'); repeatable; --variants still filters by name",
+    )
     p.add_argument("--inputs", type=int, default=50, help="test sentences to synthesize/recognise")
     p.add_argument("--jobs", type=int, default=2, help="variants trained at once (1 thread each)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-only", action="store_true")
-    p.add_argument("--full-width", action="store_true", help="the paper's widths (slow on CPU)")
+    p.add_argument(
+        "--full-width",
+        action="store_true",
+        help="the task's default widths, as a user trains (no BENCH_SCALE; slow on CPU)",
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -126,7 +151,7 @@ def main() -> None:
         jobs = [
             (task, name, objective, overrides)
             for task in args.tasks.split(",")
-            for name, objective, overrides in VARIANTS[task]
+            for name, objective, overrides in [*VARIANTS[task], *args.variant]
             if not wanted or name in wanted
         ]
 

@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-import text_tasks  # noqa: E402  (the bench folder's own module)
+import harness  # noqa: E402  (the bench folder's own modules)
+import text_tasks  # noqa: E402
 
 BUDGETS = (30, 90)  # en2fr's two budgets (minutes); the other tasks use the first
 PERCENT = {"named_accuracy_top5", "code_dependence"}
@@ -81,38 +79,6 @@ def jobs(out: Path, threads: int) -> dict[str, tuple[list[str], int]]:
             short,
         ),
     }
-
-
-def run_jobs(names: list[str], table: dict, out: Path, lanes: int) -> None:
-    """Run the named jobs on ``lanes`` queues; stop with an error if one fails."""
-    env = dict(os.environ)
-    if lanes > 1:
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    queue, failed, lock = list(names), [], threading.Lock()
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-
-    def worker() -> None:
-        while True:
-            with lock:
-                if not queue or failed:
-                    return
-                name = queue.pop(0)
-            cmd, _ = table[name]
-            print(f"[{name}] {' '.join(cmd)}", flush=True)
-            with open(out / "logs" / f"{name}.log", "a") as log:
-                code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-            print(f"[{name}] exit {code}", flush=True)
-            if code:
-                with lock:
-                    failed.append(name)
-
-    threads = [threading.Thread(target=worker) for _ in range(lanes)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failed:
-        raise SystemExit(f"failed: {failed}; see {out / 'logs'}")
 
 
 def _rows(folder: Path) -> dict[tuple[str, str], dict]:
@@ -232,7 +198,7 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    threads = 1 if args.lanes > 1 else (torch_threads() or 2)
+    threads = 1 if args.lanes > 1 else (harness.torch_threads() or 2)
     table = jobs(args.out, threads)
     if args.jobs:
         unknown = set(args.jobs.split(",")) - set(table)
@@ -240,17 +206,11 @@ def main() -> None:
             raise SystemExit(f"unknown jobs {sorted(unknown)}; choose from {list(table)}")
     if not args.report_only:
         names = args.jobs.split(",") if args.jobs else list(table)
-        run_jobs(names, table, args.out, args.lanes)
+        harness.run_lanes(names, table, args.out, args.lanes)
     md, numbers = goals(args.out)
     (args.out / "goals.md").write_text(md + "\n")
     (args.out / "goals.json").write_text(json.dumps(numbers, indent=1))
     print(md)
-
-
-def torch_threads() -> int | None:
-    """The intra-op threads a run here would get (OMP_NUM_THREADS, else the CPU count)."""
-    value = os.environ.get("OMP_NUM_THREADS")
-    return int(value) if value and value.isdigit() else os.cpu_count()
 
 
 if __name__ == "__main__":

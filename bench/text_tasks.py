@@ -50,8 +50,6 @@ from pathlib import Path
 
 import harness
 
-from m3dgan.checkpoint import latest_step
-
 VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
     "en2fr": [
         ("full", "full", []),
@@ -107,25 +105,14 @@ def bench_one(task: str, name: str, objective: str, overrides: list[str], args) 
     m3dgan = [sys.executable, "-m", "m3dgan"]
     steps = args.steps[task]
     budget = args.minutes.get(task) if args.minutes else None
-    if not harness.training_done(run_dir):
-        (run_dir / "metrics.json").unlink(missing_ok=True)  # of a run stopped mid-way
-        every = steps
-        if budget:  # the wall-clock budget stops the run (train.max_minutes)
-            steps, every = 1_000_000, 250
-            overrides = [f"train.max_minutes={budget}", *overrides]
-        sets = [f"train.seed={args.seed}", f"train.checkpoint_every={every}"]
-        sets += [f"train.sample_every={every if budget else max(steps // 4, 1)}"]
-        sets += ([] if args.full_width else BENCH_SCALE) + overrides
-        if latest_step(run_dir) is not None and budget:  # a budget run cut short: go on
-            cmd = ["train", "--out", str(run_dir), "--resume"]
-        elif (run_dir / "config.yaml").is_file():  # continue (or extend) an earlier run
-            cmd = ["train", "--out", str(run_dir), "--resume", "--steps", str(steps)]
-        else:
-            cmd = ["train", "--task", task, "--objective", objective, "--out", str(run_dir)]
-            cmd += ["--steps", str(steps), "--batch-size", str(args.batch_size[task])]
-            cmd += [a for s in sets for a in ("--set", s)]
-        cmd.append("--no-progress")
-        harness.run(m3dgan + cmd, log)
+    every = 250 if budget else steps
+    sets = [f"train.seed={args.seed}", f"train.checkpoint_every={every}"]
+    sets += [f"train.sample_every={every if budget else max(steps // 4, 1)}"]
+    sets += ([] if args.full_width else BENCH_SCALE) + overrides
+    harness.train(
+        run_dir, task, objective, sets,
+        steps=steps, batch_size=args.batch_size[task], minutes=budget, log=log,
+    )  # fmt: skip
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
         cmd = ["evaluate", "--checkpoint", str(run_dir), "--out", str(metrics_path)]
@@ -140,30 +127,10 @@ def bench_one(task: str, name: str, objective: str, overrides: list[str], args) 
     (run_dir / "variant.json").write_text(json.dumps(meta))
 
 
-def with_extra_variants(out: Path) -> dict:
-    """VARIANTS plus the ``--variant`` rows trained into ``out`` (read from their
-    ``variant.json``), each after its task's own rows."""
-    variants = {task: list(rows) for task, rows in VARIANTS.items()}
-    for path in sorted((out / "runs").glob("*/variant.json")):
-        meta = json.loads(path.read_text())
-        rows = variants.setdefault(meta["task"], [])
-        if meta["variant"] not in [name for name, _, _ in rows]:
-            rows.append((meta["variant"], meta["objective"], meta["overrides"]))
-    return variants
-
-
-def parse_variant(spec: str) -> tuple[str, str, list[str]]:
-    """``NAME:OBJECTIVE:KEY=VALUE;KEY=VALUE`` → (name, objective, --set items)."""
-    name, objective, items = (spec.split(":", 2) + ["", ""])[:3]
-    if not name or not objective:
-        raise argparse.ArgumentTypeError(f"--variant {spec!r}: expected NAME:OBJECTIVE[:SETS]")
-    return name, objective, [i for i in items.split(";") if i]
-
-
 def write_report(out: Path) -> str:
     return harness.write_report(
         out,
-        with_extra_variants(out),
+        harness.with_extra_variants(out, VARIANTS),
         COLUMNS,
         "greedy decoding, and beam search where a column says beam",
     )
@@ -202,7 +169,7 @@ def main() -> None:
         "--variant",
         action="append",
         default=[],
-        type=parse_variant,
+        type=harness.parse_variant,
         metavar="NAME:OBJECTIVE:KEY=VALUE[;KEY=VALUE]",
         help="an extra row for every task in --tasks (e.g. 'full+warmup:full:"
         "train.adversarial_warmup=0.7'); repeatable; --variants still filters by name",
