@@ -124,6 +124,11 @@ class ModelConfig:
     # resolution) | 2 (a quarter of the positions for the prenet's second conv and all of Enc_r,
     # as GST's reference encoder, whose every conv has stride 2). Image and speech targets
     reference_stride: int = 1
+    # K of the Conv1D bank (widths 1..K) in the *reference* prenet of a text target: 0 = the
+    # source prenet's cbhg_bank (the paper: one prenet shape). Enc_r runs twice in a ``full``
+    # step (on R, and on the random output for latent regression), and the bank is most of its
+    # cost: K = 16 sums to 136 kernel taps per channel pair, K = 4 to 10. Text targets
+    reference_cbhg_bank: int = 0
     # TTS text front end (m3dgan.modalities.text.frontend), for the text source of a text →
     # speech task only: cleaners "none" (the data set's text, as before) | "basic" (lower case)
     # | "english" (numbers, ordinals, currency, percentages and common abbreviations spelled
@@ -254,7 +259,12 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
 
 # Ranges the types alone do not express; a value outside them would fail deep inside training.
 # other ints must be >= 1
-_AT_LEAST_ZERO = {"model.cbhg_highway", "train.keep_checkpoints", "train.max_rollbacks"}
+_AT_LEAST_ZERO = {
+    "model.cbhg_highway",
+    "model.reference_cbhg_bank",
+    "train.keep_checkpoints",
+    "train.max_rollbacks",
+}
 _ANY_INT = {"train.seed"}
 _CHOICES = {
     "loss.gan_mode": ("lsgan", "vanilla", "hinge"),

@@ -21,8 +21,9 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
       only with ``model.speech_memory_stride=2`` (at stride 4 the memory has fewer positions per
       second than espeak speech has characters);
     - ``model.speech_memory_stride`` other than 4: speech sources only;
-    - ``model.reference_stride`` other than 1: image and speech targets (a text reference's
-      prenet is an embedding, there is nothing to stride).
+    - ``model.reference_stride`` other than 1: image and speech targets (text's reference
+      prenet is a sequence net: ``model.reference_cbhg_bank`` makes it cheaper);
+    - ``model.reference_cbhg_bank`` other than 0: text targets (the CBHG is text's prenet).
     """
     mc = cfg.model
     if target.kind != "speech" and mc.attention_guide != "diagonal":
@@ -57,4 +58,8 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
         raise ConfigError(
             f"model.reference_stride applies to image and speech targets; this one is "
             f"{target.kind}"
+        )
+    if mc.reference_cbhg_bank and target.kind != "text":
+        raise ConfigError(
+            f"model.reference_cbhg_bank applies to text targets; this one is {target.kind}"
         )

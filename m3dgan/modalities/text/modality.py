@@ -62,6 +62,9 @@ class TextModality(Modality):
     def build_prenet(self, cfg: ModelConfig) -> nn.Module:
         return TextPrenet(self.spec.channels, cfg)
 
+    def build_reference_prenet(self, cfg: ModelConfig) -> nn.Module:
+        return TextPrenet(self.spec.channels, cfg, cfg.reference_cbhg_bank or None)
+
     def prenet_channels(self, cfg: ModelConfig) -> int:
         return 2 * cfg.text_gru
 

@@ -96,14 +96,17 @@ def token_prenet(cfg: ModelConfig) -> nn.Sequential:
 
 
 class TextPrenet(nn.Module):
-    """M_in for text: ids [B, L] or distributions [B, L, V] → :class:`SequenceFeatures`."""
+    """M_in for text: ids [B, L] or distributions [B, L, V] → :class:`SequenceFeatures`.
+    ``bank``: K of the CBHG's conv bank (None: ``cfg.cbhg_bank``; a reference prenet under
+    ``model.reference_cbhg_bank`` takes its own)."""
 
-    def __init__(self, vocab_size: int, cfg: ModelConfig) -> None:
+    def __init__(self, vocab_size: int, cfg: ModelConfig, bank: int | None = None) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
         self.fc = token_prenet(cfg)
         width = cfg.text_prenet[-1] if cfg.text_prenet else cfg.text_embed
-        self.cbhg = CBHG(width, cfg.cbhg_bank, cfg.cbhg_channels, cfg.cbhg_highway, cfg.text_gru)
+        k = bank or cfg.cbhg_bank
+        self.cbhg = CBHG(width, k, cfg.cbhg_channels, cfg.cbhg_highway, cfg.text_gru)
 
     def forward(self, x: torch.Tensor) -> SequenceFeatures:
         mask = token_mask(x)

@@ -1,6 +1,10 @@
-"""``model.reference_stride``: the reference prenet's first conv strides 2 on image and speech
-targets (a quarter of Enc_r's positions), the source prenet keeps full resolution, a padded
-utterance still encodes as on its own, a step trains, and text targets refuse the switch."""
+"""The cheaper reference prenets (M_in in front of Enc_r, which a ``full`` step runs twice).
+
+``model.reference_stride``: the first conv strides 2 on image and speech targets (a quarter of
+Enc_r's positions), the source prenet keeps full resolution, a padded utterance still encodes as
+on its own, a step trains, and text targets refuse it. ``model.reference_cbhg_bank``: a text
+target's reference prenet has its own conv bank width, the source prenet keeps the paper's, a
+padded sentence still encodes as on its own, a step trains, other targets refuse it."""
 
 from __future__ import annotations
 
@@ -94,3 +98,50 @@ def test_text_targets_and_bad_values_are_refused():
     with pytest.raises(ConfigError, match="reference_stride"):
         config_from_dict({"task": "tts", "model": {"reference_stride": 3}})
     assert config_from_dict({"task": "tts"}).model.reference_stride == 1  # the paper's
+
+
+# -- model.reference_cbhg_bank (text targets) -------------------------------------------------------
+def _text_model(bank: int) -> M3DGAN:
+    torch.manual_seed(0)
+    return M3DGAN(TEXT, TEXT, get_objective("full"), small_config(reference_cbhg_bank=bank))
+
+
+def test_text_reference_prenet_has_its_own_bank_and_the_source_keeps_the_papers():
+    model = _text_model(2)
+    assert model.cfg.cbhg_bank == 3
+    assert len(model.reference_prenet.cbhg.bank) == 2
+    assert len(model.source_prenet.cbhg.bank) == 3
+    assert len(_text_model(0).reference_prenet.cbhg.bank) == 3  # 0: the paper's one shape
+    model.eval()
+    ids = texts(2)
+    with torch.no_grad():
+        alone = model.encode(ids[:1, :6]).mu  # row 0 is 6 tokens long, then padding
+        padded = model.encode(ids).mu[:1]
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_a_step_with_a_narrow_text_bank_trains_the_reference_prenet():
+    model = _text_model(1)
+    step = TrainStep(
+        RunState(
+            model,
+            torch.optim.Adam(model.generator_parameters(), 1e-3),
+            torch.optim.Adam(model.discriminator_parameters(), 1e-3),
+            torch.Generator().manual_seed(0),
+        ),
+        Config().loss,
+    )
+    before = model.reference_prenet.cbhg.bank[0].conv.weight.detach().clone()
+    logs = step(texts(3), texts(3, seed=1))
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert not torch.equal(before, model.reference_prenet.cbhg.bank[0].conv.weight)
+
+
+def test_reference_cbhg_bank_refuses_other_targets_and_negative_values():
+    with pytest.raises(ConfigError, match="model.reference_cbhg_bank applies to text targets"):
+        M3DGAN.from_config(
+            config_from_dict({"task": "tts", "model": {"reference_cbhg_bank": 4}}), TEXT, SPEECH
+        )
+    with pytest.raises(ConfigError, match="reference_cbhg_bank"):
+        config_from_dict({"task": "en2fr", "model": {"reference_cbhg_bank": -1}})
+    assert config_from_dict({"task": "en2fr"}).model.reference_cbhg_bank == 0
