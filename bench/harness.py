@@ -224,3 +224,42 @@ def torch_threads() -> int | None:
     """The intra-op threads a run here would get (OMP_NUM_THREADS, else the CPU count)."""
     value = os.environ.get("OMP_NUM_THREADS")
     return int(value) if value and value.isdigit() else os.cpu_count()
+
+
+def add_run_arguments(p: argparse.ArgumentParser, variants: Variants, minutes: str, variant: str):
+    """``--minutes`` and ``--variant``, as the task benchmarks take them (``minutes`` and
+    ``variant``: examples for the help)."""
+    p.add_argument(
+        "--minutes",
+        default=None,
+        type=lambda t: parse_per_task(t, variants, float),
+        help="wall-clock budget per run instead of --steps (equal wall-clock, not equal steps), "
+        f"e.g. {minutes}; a run cut short resumes from its checkpoint",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        type=parse_variant,
+        metavar="NAME:OBJECTIVE:KEY=VALUE[;KEY=VALUE]",
+        help=f"an extra row for every task in --tasks (e.g. '{variant}'); repeatable; "
+        "--variants still filters by name",
+    )
+
+
+def add_lane_arguments(p: argparse.ArgumentParser, out: str) -> None:
+    """``--out``, ``--lanes``, ``--jobs`` and ``--report-only`` of the goals scripts."""
+    p.add_argument("--out", type=Path, default=Path(out))
+    p.add_argument("--lanes", type=int, default=2, help="queues run at once (1 thread each if >1)")
+    p.add_argument("--jobs", default=None, help="comma list of job names (default: all)")
+    p.add_argument("--report-only", action="store_true")
+
+
+def chosen_jobs(jobs: str | None, table: dict) -> list[str]:
+    """The job names of ``--jobs`` (all of ``table`` when None); exits naming unknown ones."""
+    if not jobs:
+        return list(table)
+    unknown = set(jobs.split(",")) - set(table)
+    if unknown:
+        raise SystemExit(f"unknown jobs {sorted(unknown)}; choose from {list(table)}")
+    return jobs.split(",")

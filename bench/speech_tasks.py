@@ -118,21 +118,8 @@ def main() -> None:
     p.add_argument(
         "--batch-size", default="tts=16,asr=16", type=lambda t: harness.parse_per_task(t, VARIANTS)
     )
-    p.add_argument(
-        "--minutes",
-        default=None,
-        type=lambda t: harness.parse_per_task(t, VARIANTS, float),
-        help="wall-clock budget per run instead of --steps (equal wall-clock, not equal steps), "
-        "e.g. 120 or tts=120,asr=60; a run cut short resumes from its checkpoint",
-    )
-    p.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        type=harness.parse_variant,
-        metavar="NAME:OBJECTIVE:KEY=VALUE[;KEY=VALUE]",
-        help="an extra row for every task in --tasks (e.g. 'full+phonemes:full:"
-        "model.text_frontend=phonemes'); repeatable; --variants still filters by name",
+    harness.add_run_arguments(
+        p, VARIANTS, "120 or tts=120,asr=60", "full+phonemes:full:model.text_frontend=phonemes"
     )
     p.add_argument("--inputs", type=int, default=50, help="test sentences to synthesize/recognise")
     p.add_argument("--jobs", type=int, default=2, help="variants trained at once (1 thread each)")

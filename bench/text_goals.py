@@ -192,20 +192,13 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--out", type=Path, default=Path("bench/results/text_goals"))
-    p.add_argument("--lanes", type=int, default=2, help="queues run at once (1 thread each if >1)")
-    p.add_argument("--jobs", default=None, help="comma list of job names (default: all)")
-    p.add_argument("--report-only", action="store_true")
+    harness.add_lane_arguments(p, "bench/results/text_goals")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     threads = 1 if args.lanes > 1 else (harness.torch_threads() or 2)
     table = jobs(args.out, threads)
-    if args.jobs:
-        unknown = set(args.jobs.split(",")) - set(table)
-        if unknown:
-            raise SystemExit(f"unknown jobs {sorted(unknown)}; choose from {list(table)}")
+    names = harness.chosen_jobs(args.jobs, table)
     if not args.report_only:
-        names = args.jobs.split(",") if args.jobs else list(table)
         harness.run_lanes(names, table, args.out, args.lanes)
     md, numbers = goals(args.out)
     (args.out / "goals.md").write_text(md + "\n")

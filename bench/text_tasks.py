@@ -153,27 +153,14 @@ def main() -> None:
         default="en2fr=32,emoji2text=32,text2emoji=16,text2emoji-seen=16",
         type=lambda t: harness.parse_per_task(t, VARIANTS),
     )
-    p.add_argument(
-        "--minutes",
-        default=None,
-        type=lambda t: harness.parse_per_task(t, VARIANTS, float),
-        help="wall-clock budget per run instead of --steps (equal wall-clock, not equal steps), "
-        "e.g. 30 or en2fr=30,emoji2text=30",
+    harness.add_run_arguments(
+        p, VARIANTS, "30 or en2fr=30,emoji2text=30", "full+warmup:full:train.adversarial_warmup=0.7"
     )
     p.add_argument(
         "--beam", type=int, default=5, help="text outputs: also decode with this beam (1: skip)"
     )
     p.add_argument("--samples", type=int, default=4, help="text2emoji: images per caption")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        type=harness.parse_variant,
-        metavar="NAME:OBJECTIVE:KEY=VALUE[;KEY=VALUE]",
-        help="an extra row for every task in --tasks (e.g. 'full+warmup:full:"
-        "train.adversarial_warmup=0.7'); repeatable; --variants still filters by name",
-    )
     p.add_argument("--report-only", action="store_true")
     p.add_argument(
         "--full-width",

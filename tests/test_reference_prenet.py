@@ -30,6 +30,12 @@ def _model(source: ModalitySpec, target: ModalitySpec, stride: int) -> M3DGAN:
     return M3DGAN(source, target, get_objective("full"), cfg)
 
 
+def _train_step(model: M3DGAN) -> TrainStep:
+    opt_g = torch.optim.Adam(model.generator_parameters(), 1e-3)
+    opt_d = torch.optim.Adam(model.discriminator_parameters(), 1e-3)
+    return TrainStep(RunState(model, opt_g, opt_d, torch.Generator().manual_seed(0)), Config().loss)
+
+
 def _first_conv(prenet: torch.nn.Module) -> torch.nn.Conv2d:
     return next(m for m in prenet.modules() if isinstance(m, torch.nn.Conv2d))
 
@@ -64,15 +70,7 @@ def test_strided_reference_ignores_padding():
 @pytest.mark.parametrize(("source", "target"), [(TEXT, SPEECH), (IMAGE, IMAGE)])
 def test_a_step_with_a_strided_reference_trains_enc_r(source, target):
     model = _model(source, target, 2)
-    step = TrainStep(
-        RunState(
-            model,
-            torch.optim.Adam(model.generator_parameters(), 1e-3),
-            torch.optim.Adam(model.discriminator_parameters(), 1e-3),
-            torch.Generator().manual_seed(0),
-        ),
-        Config().loss,
-    )
+    step = _train_step(model)
     if target.kind == "speech":
         s, t = texts(3), mels([30, 21, 12])
     else:
@@ -122,15 +120,7 @@ def test_text_reference_prenet_has_its_own_bank_and_the_source_keeps_the_papers(
 
 def test_a_step_with_a_narrow_text_bank_trains_the_reference_prenet():
     model = _text_model(1)
-    step = TrainStep(
-        RunState(
-            model,
-            torch.optim.Adam(model.generator_parameters(), 1e-3),
-            torch.optim.Adam(model.discriminator_parameters(), 1e-3),
-            torch.Generator().manual_seed(0),
-        ),
-        Config().loss,
-    )
+    step = _train_step(model)
     before = model.reference_prenet.cbhg.bank[0].conv.weight.detach().clone()
     logs = step(texts(3), texts(3, seed=1))
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
