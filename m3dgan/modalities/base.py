@@ -122,7 +122,8 @@ class Modality:
 
     def build_reference_prenet(self, cfg: ModelConfig) -> nn.Module:
         """M_in in front of Enc_r (its own weights). Default: :meth:`build_prenet`; image and
-        speech override it for ``model.reference_stride``."""
+        speech override it for ``model.reference_stride``, text for
+        ``model.reference_cbhg_bank``."""
         return self.build_prenet(cfg)
 
     def prenet_channels(self, cfg: ModelConfig) -> int:

@@ -63,7 +63,7 @@ class TextModality(Modality):
         return TextPrenet(self.spec.channels, cfg)
 
     def build_reference_prenet(self, cfg: ModelConfig) -> nn.Module:
-        return TextPrenet(self.spec.channels, cfg, cfg.reference_cbhg_bank or None)
+        return TextPrenet(self.spec.channels, cfg, cfg.reference_cbhg_bank)
 
     def prenet_channels(self, cfg: ModelConfig) -> int:
         return 2 * cfg.text_gru

@@ -97,10 +97,10 @@ def token_prenet(cfg: ModelConfig) -> nn.Sequential:
 
 class TextPrenet(nn.Module):
     """M_in for text: ids [B, L] or distributions [B, L, V] → :class:`SequenceFeatures`.
-    ``bank``: K of the CBHG's conv bank (None: ``cfg.cbhg_bank``; a reference prenet under
+    ``bank``: K of the CBHG's conv bank (0: ``cfg.cbhg_bank``; a reference prenet under
     ``model.reference_cbhg_bank`` takes its own)."""
 
-    def __init__(self, vocab_size: int, cfg: ModelConfig, bank: int | None = None) -> None:
+    def __init__(self, vocab_size: int, cfg: ModelConfig, bank: int = 0) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
         self.fc = token_prenet(cfg)
