@@ -81,7 +81,7 @@ def bench_one(task: str, objective: str, args, variant: str = "", sets: tuple = 
     log.parent.mkdir(parents=True, exist_ok=True)
     m3dgan = [sys.executable, "-m", "m3dgan"]
     if _claimed_by_other_lane(run_dir):
-        print(f"{task}/{objective}: another lane is running it; skipping", flush=True)
+        print(f"{row}: another lane is running it; skipping", flush=True)
         return {}
     resume = not harness.training_done(run_dir) and latest_step(run_dir) is not None
     if resume:
@@ -274,7 +274,8 @@ def main() -> None:
             for objective in objectives:
                 for name, sets in variants:
                     t0 = time.time()
-                    bench_one(task, objective, args, name, sets)
+                    if not bench_one(task, objective, args, name, sets):
+                        continue  # another lane has it
                     label = f"{task}/{objective}" + (f"+{name}" if name else "")
                     print(
                         f"[{time.time() - started:6.0f}s] {label} done in {time.time() - t0:.0f}s",
