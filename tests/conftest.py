@@ -53,6 +53,10 @@ TINY_OVERRIDES = [
     "train.sample_every=1000",
     "train.checkpoint_every=1000",
     "train.device=cpu",
+    # the digits recipe's moving average and bf16 have tests of their own (test_ema.py,
+    # test_time_budget.py); tiny runs test the plumbing in fp32 with the live weights
+    "train.ema_decay=0",
+    "train.amp=false",
 ]
 
 

@@ -31,6 +31,10 @@ TASKS: dict[str, Task] = {
             "digits",
             ("realism", "diversity"),
             "printed digits (many fonts, random colours, 32×32) → real handwritten MNIST digits",
+            # issue 12's digits recipe: 30 min on 2 cores with AMX (8,620 steps × 16 measured,
+            # realism 76.3 % with the moving average, 72.1 % with the live weights; the
+            # paper-setting 2,000-step job reached 68.9 %). scripts/demo.sh trains 2,000 steps.
+            defaults={"train.steps": 8000, "train.ema_decay": 0.999, "train.amp": True},
         ),
         Task(
             "edges2emoji",
