@@ -1,15 +1,17 @@
 """Time per training step of ``full`` relative to ``mle`` on the sequence tasks (issue 13's goal:
-at most 2×), with and without ``train.stack_branches``.
+at most 2×), with and without ``train.stack_branches`` and ``train.random_share``.
 
 Each row is a real ``m3dgan train`` run of the task's default config on the built-in data (its own
 process, nothing else running), timed by the trainer's own log over ``--steps`` steps after
 ``--warmup`` steps that are not counted (the first steps build kernels and fill caches); the
 warm-up must be a divisor of ``--steps`` (log points). Rows: ``mle``, ``full``, ``full`` with
-``train.stack_branches=true`` (one generator pass for both branches), plus ``--variant
+``train.stack_branches=true`` (one generator pass for both branches), the same with
+``train.random_share=0.5`` (the random branch on half the rows), plus ``--variant
 NAME:OBJECTIVE:KEY=VALUE[;KEY=VALUE]`` rows.
 
     python bench/step_time.py                               # tts, asr, en2fr; ~15 min on 2 cores
     python bench/step_time.py --tasks tts --steps 20
+    python bench/step_time.py --tasks tts --only "mle;full, stacked, random share 0.5"
     python bench/step_time.py --report-only
 
 Writes ``results.json`` / ``results.md`` into ``--out`` (default ``bench/results/step_time``).
@@ -31,6 +33,11 @@ ROWS = [
     ("mle", "mle", []),
     ("full", "full", []),
     ("full, stacked branches", "full", ["train.stack_branches=true"]),
+    (
+        "full, stacked, random share 0.5",
+        "full",
+        ["train.stack_branches=true", "train.random_share=0.5"],
+    ),
 ]
 COLUMNS = [
     ("task", "task", "{}"),
@@ -75,8 +82,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="timed steps per row")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--variant", action="append", default=[], metavar="NAME:OBJECTIVE:SETS")
+    p.add_argument(
+        "--only",
+        default="",
+        help="row names to (re)time, separated by ';' (names hold commas), e.g. "
+        "'mle;full, stacked, random share 0.5'; the other rows of rows.json are kept",
+    )
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
+    only = {n.strip() for n in args.only.split(";") if n.strip()}
     args.out.mkdir(parents=True, exist_ok=True)
     rows_path = args.out / "rows.json"
     rows = json.loads(rows_path.read_text()) if rows_path.is_file() else []
@@ -87,6 +101,8 @@ def main() -> None:
     if not args.report_only:
         for task in args.tasks.split(","):
             for name, objective, sets in ROWS + extra:
+                if only and name not in only:
+                    continue
                 t0 = time.time()
                 row = {"task": task, "variant": name, "objective": objective, "sets": sets}
                 row.update(time_steps(task, objective, sets, args.steps, args.warmup))

@@ -203,6 +203,11 @@ class TrainConfig:
     # step for text and speech outputs instead of two); the same function row by row, except that
     # the decoders' dropout masks are drawn in another order. false: one pass per branch
     stack_branches: bool = False
+    # the share of each batch's rows (the first round(share · B), at least one) that the random
+    # branch takes (G(S, z_s), D_rand, the latent regression and the distance term); the encoded
+    # branch keeps every row. 1: the paper (both branches on the whole batch); BicycleGAN's
+    # official code splits each batch in halves (0.5). In (0, 1]
+    random_share: float = 1.0
 
 
 @dataclass
@@ -290,6 +295,7 @@ _PROBABILITY = {
     "model.decoder_own_inputs",
     "loss.label_smoothing",
 }  # [0, 1]
+_SHARE = {"train.random_share"}  # (0, 1]
 _POSITIVE_FLOAT = {"train.lr"}  # other floats (loss weights, tau) must be finite and >= 0
 
 
@@ -361,6 +367,9 @@ def _check_value(where: str, value: Any) -> None:
         elif where in _PROBABILITY:
             if not 0.0 <= value <= 1.0:
                 bad = "a probability in [0, 1]"
+        elif where in _SHARE:
+            if not 0.0 < value <= 1.0:
+                bad = "a share in (0, 1]"
         elif not math.isfinite(value) or value < 0 or (where in _POSITIVE_FLOAT and value == 0):
             bad = "a finite number > 0" if where in _POSITIVE_FLOAT else "a finite number >= 0"
     elif isinstance(value, list) and (not value or min(value) < 1):

@@ -309,6 +309,7 @@ class _Run:
             autocast_dtype=amp_dtype,
             dist=dist,
             stack_branches=tc.stack_branches,
+            random_share=tc.random_share,
         )
         out = RunOutputs(self.run_dir, dist.is_main)
         bar = tqdm(

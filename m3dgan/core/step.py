@@ -1,7 +1,9 @@
 """One training iteration of M3D-GAN: a discriminator update, then a generator-side update.
 
 Both branches see the whole batch (unlike BicycleGAN, which halves it), because the distance
-term (eq. 7) compares G(S, z_s) with G(S, z_r) for the *same* S. Per iteration:
+term (eq. 7) compares G(S, z_s) with G(S, z_r) for the *same* S. ``train.random_share`` < 1 runs
+the random branch on the batch's first rows only (its D_rand, latent-regression and distance
+terms on those rows): a cheaper step, closer to BicycleGAN's split. Per iteration:
 
 1. encoded branch: e_r ~ q(e | R), z_r = UTL(e_r), T̂_enc = G(S, z_r)       (cVAE-GAN, eq. 1–4)
    R = T in the paper; ``train.domain_reference`` passes another sample of T's domain instead
@@ -100,7 +102,8 @@ class GeneratorSide(nn.Module):
         reference: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor | None]:
         """``eps_r``: reparameterisation noise (None: no encoded branch); ``e_s``: random codes
-        (None: no random branch); ``reference``: R for the encoder (None: R = T)."""
+        for the batch's first ``len(e_s)`` rows (None: no random branch); ``reference``: R for
+        the encoder (None: R = T)."""
         m: M3DGAN = self.__dict__["owner"]
         out: dict[str, torch.Tensor | None] = dict.fromkeys(
             ("fake_enc", "fake_rand", "mu", "logvar", "e_r")
@@ -108,33 +111,53 @@ class GeneratorSide(nn.Module):
         # the source representation is shared by both branches: one prenet pass per step;
         # ``target`` teacher-forces sequential (text) outputs, image generators ignore it
         src_repr = m.source_prenet(source)
+        k = len(e_s) if e_s is not None else 0  # the random branch's rows: the first k
+        src_k, target_k = first_rows(src_repr, k), first_rows(target, k)
         if eps_r is not None:
             post = m.encode(target if reference is None else reference)
             e_r = post.mu + eps_r.to(post.mu.dtype) * torch.exp(0.5 * post.logvar)
             out.update(mu=post.mu, logvar=post.logvar, e_r=e_r)
             if e_s is not None and self.stack_branches:
-                # both branches as one batch of 2B: one pass of G (one decoding loop for text
-                # and speech) instead of two; the same function row by row
+                # both branches as one batch of B + k rows: one pass of G (one decoding loop
+                # for text and speech) instead of two; the same function row by row
                 z = m.embed(torch.cat([e_r, e_s.to(e_r.dtype)]))
-                both = m.generator(twice(src_repr), z, twice(target))
+                both = m.generator(
+                    stack_rows(src_repr, src_k), z, stack_rows(target, target_k)
+                )
                 out["fake_enc"], out["fake_rand"] = halves(both, len(e_r))
                 return out
             out["fake_enc"] = m.generator(src_repr, m.embed(e_r), target)
         else:
             out["fake_enc"] = m.generator(src_repr, None, target)
         if e_s is not None:
-            out["fake_rand"] = m.generator(src_repr, m.embed(e_s), target)
+            out["fake_rand"] = m.generator(src_k, m.embed(e_s), target_k)
         return out
 
 
-def twice(x):
-    """A batch stacked on itself along dim 0: a tensor, a dataclass of tensors (a source's
-    ``SequenceFeatures``), or None."""
+def stack_rows(x, y):
+    """Batch ``x`` with batch ``y`` stacked after it along dim 0: tensors, dataclasses of
+    tensors (a source's ``SequenceFeatures``), or None (both)."""
     if x is None:
         return None
     if isinstance(x, torch.Tensor):
-        return torch.cat([x, x])
-    return type(x)(**{f.name: twice(getattr(x, f.name)) for f in fields(x)})
+        return torch.cat([x, y])
+    parts = {f.name: stack_rows(getattr(x, f.name), getattr(y, f.name)) for f in fields(x)}
+    return type(x)(**parts)
+
+
+def twice(x):
+    """A batch stacked on itself along dim 0 (see :func:`stack_rows`)."""
+    return stack_rows(x, x)
+
+
+def first_rows(x, k: int):
+    """Rows [:k] of a batch: a tensor, a dataclass of tensors, or None; ``x`` itself when it
+    has no more than ``k`` rows."""
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        return x if k >= len(x) else x[:k]
+    return type(x)(**{f.name: first_rows(getattr(x, f.name), k) for f in fields(x)})
 
 
 def halves(x, n: int) -> tuple:
@@ -174,9 +197,15 @@ class DiscriminatorLoss(nn.Module):
         loss = gan_pair(
             self.disc_enc, source, target, fake_enc, self.gan_mode, self.policy, domain
         )
-        if fake_rand is not None:
+        if fake_rand is not None:  # the random branch may cover the first rows only
+            k = len(fake_rand)
             loss = loss + gan_pair(
-                self.disc_rand, source, target, fake_rand, self.gan_mode, self.policy
+                self.disc_rand,
+                first_rows(source, k),
+                first_rows(target, k),
+                fake_rand,
+                self.gan_mode,
+                self.policy,
             )
         return loss
 
@@ -194,6 +223,7 @@ class TrainStep:
     autocast_dtype: torch.dtype | None = None
     dist: Distributed | None = None
     stack_branches: bool = False  # ``train.stack_branches``: see GeneratorSide.forward
+    random_share: float = 1.0  # ``train.random_share``: the random branch's share of the rows
 
     @property
     def model(self) -> M3DGAN:
@@ -273,6 +303,8 @@ class TrainStep:
         if eps_r is not None and not obj.variational:
             eps_r = torch.zeros_like(eps_r)  # ``gst``: e = μ(Enc_r(R)), no sampling
         e_s = self._noise(n, device) if obj.random_branch else None
+        if e_s is not None:  # drawn for every row all the same: the noise stream stays put
+            e_s = e_s[: random_rows(n, self.random_share)]
         if warmup:
             e_s = None  # drawn all the same: the noise stream does not depend on the warm-up
         logs: dict[str, float] = {}
@@ -321,8 +353,9 @@ class TrainStep:
                 logs["kl"] = kl.item()
             total = lc.lambda_1 * vae
             if fake_rand is not None:
+                k = len(fake_rand)
                 g_gan_rand = losses.gan_loss(
-                    judge(m.disc_rand, source, fake_rand, self.policy),
+                    judge(m.disc_rand, first_rows(source, k), fake_rand, self.policy),
                     True,
                     gan,
                     for_discriminator=False,
@@ -335,11 +368,12 @@ class TrainStep:
             if obj.distance and fake_rand is not None:
                 # the encoded output is the anchor: were it not detached, Enc_r could satisfy the
                 # term by pushing e_r off the prior (huge KL) instead of G learning to use z
+                k = len(fake_rand)
                 dist = losses.distance_regularization(
                     fake_rand.float(),
-                    fake_enc.detach().float(),
+                    fake_enc[:k].detach().float(),
                     e_s,
-                    out["e_r"].detach(),
+                    out["e_r"][:k].detach(),
                     form=lc.dist_form,
                     tau=lc.dist_tau,
                     out_distance=tgt.output_distance,
@@ -354,6 +388,13 @@ class TrainStep:
             self.state.ema.update(m)
         logs["loss_G"] = total.item()
         return logs
+
+
+def random_rows(n: int, share: float) -> int:
+    """How many of a batch's ``n`` rows the random branch takes at ``train.random_share``
+    ``share`` in (0, 1]: round(share · n), at least 1. Under DDP ``n`` is this process's rows,
+    so N processes take what one process takes of the whole batch when share · n is whole."""
+    return max(1, min(n, round(share * n)))
 
 
 def judge(

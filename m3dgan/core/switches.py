@@ -8,6 +8,7 @@ would train "with" label smoothing on images and never know it did nothing).
 from __future__ import annotations
 
 from m3dgan.config import Config
+from m3dgan.core.objectives import get_objective
 from m3dgan.errors import ConfigError
 from m3dgan.modalities import ModalitySpec
 
@@ -23,7 +24,8 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     - ``model.speech_memory_stride`` other than 4: speech sources only;
     - ``model.reference_stride`` other than 1: image and speech targets (text's reference
       prenet is a sequence net: ``model.reference_cbhg_bank`` makes it cheaper);
-    - ``model.reference_cbhg_bank`` other than 0: text targets (the CBHG is text's prenet).
+    - ``model.reference_cbhg_bank`` other than 0: text targets (the CBHG is text's prenet);
+    - ``train.random_share`` below 1: objectives with a random branch.
     """
     mc = cfg.model
     if target.kind != "speech" and mc.attention_guide != "diagonal":
@@ -62,4 +64,9 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     if mc.reference_cbhg_bank and target.kind != "text":
         raise ConfigError(
             f"model.reference_cbhg_bank applies to text targets; this one is {target.kind}"
+        )
+    if cfg.train.random_share < 1 and not get_objective(cfg.objective).random_branch:
+        raise ConfigError(
+            f"train.random_share applies to objectives with a random branch; "
+            f"{cfg.objective!r} has none"
         )
