@@ -199,6 +199,11 @@ class TrainConfig:
     # mle-cost step), then the objective's full step takes over: MLE pre-training of the
     # generator, as text GANs do (SeqGAN, Yu et al. 2017). 0: the paper (adversarial from step 1)
     adversarial_warmup: float = 0.0
+    # the code G gets during that warm-up. "encoded": e ~ q(e | R), with the KL term (the whole
+    # encoded branch); "zero": e = 0, the code translate uses without a reference, and no Enc_r
+    # pass and no KL: the step costs what an ``mle`` step costs, and G pre-trains on the code it
+    # is tested with. Enc_r starts training when the objective's full step takes over
+    warmup_code: str = "encoded"
     # run the encoded and the random branch through G as one batch of 2B (one decoding loop per
     # step for text and speech outputs instead of two); the same function row by row, except that
     # the decoders' dropout masks are drawn in another order. false: one pass per branch
@@ -281,6 +286,7 @@ _CHOICES = {
     "model.text_frontend": ("characters", "phonemes"),
     "model.speech_memory_stride": (4, 2),
     "model.reference_stride": (1, 2),
+    "train.warmup_code": ("encoded", "zero"),
 }
 _UNIT_INTERVAL = {
     "train.beta1",

@@ -50,12 +50,16 @@ class Distributed:
         """Rank 0 alone writes files (config, logs, samples, TensorBoard, checkpoints)."""
         return self.rank == 0
 
-    def wrap(self, module: nn.Module) -> nn.Module:
-        """DDP around ``module`` (its gradients are averaged over ranks in backward)."""
+    def wrap(self, module: nn.Module, find_unused: bool = False) -> nn.Module:
+        """DDP around ``module`` (its gradients are averaged over ranks in backward);
+        ``find_unused``: some forwards leave parameters out (DDP's
+        ``find_unused_parameters``, which costs a graph walk per step)."""
         if not self.enabled:
             return module
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, output_device=None)
+        return DistributedDataParallel(
+            module, device_ids=ids, output_device=None, find_unused_parameters=find_unused
+        )
 
     def _reduce(self, values: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
         values = values.to(self.device)

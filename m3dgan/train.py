@@ -310,6 +310,7 @@ class _Run:
             dist=dist,
             stack_branches=tc.stack_branches,
             random_share=tc.random_share,
+            warmup_code=tc.warmup_code,
         )
         out = RunOutputs(self.run_dir, dist.is_main)
         bar = tqdm(

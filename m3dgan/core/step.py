@@ -12,7 +12,8 @@ terms on those rows): a cheaper step, closer to BicycleGAN's split. Per iteratio
 3. D update: D_enc on (S, T) vs (S, T̂_enc), D_rand on (S, T) vs (S, T̂_sam)
 4. G update: λ1·[GAN + λ_rec·rec + λ_kl·KL] + λ2·[GAN + λ_lat·|e_s − μ(Enc_r(T̂_sam))|]
              + λ3·relu(τ − ratio)                                     (eq. 8)
-   During ``train.adversarial_warmup`` a step is 1 and the λ1 term without GAN only.
+   During ``train.adversarial_warmup`` a step is 1 and the λ1 term without GAN only
+   (``train.warmup_code=zero``: e = 0, no Enc_r pass, no KL: an ``mle``-cost step).
 With ``train.stack_branches`` steps 1 and 2 run G once on a batch of 2B (see GeneratorSide).
    The latent-regression term reaches G (and the token layer) but not Enc_r: its parameters are
    frozen for that forward pass, otherwise G and Enc_r learn to hide the code between them.
@@ -100,10 +101,12 @@ class GeneratorSide(nn.Module):
         eps_r: torch.Tensor | None,
         e_s: torch.Tensor | None,
         reference: torch.Tensor | None = None,
+        zero_code: bool = False,
     ) -> dict[str, torch.Tensor | None]:
         """``eps_r``: reparameterisation noise (None: no encoded branch); ``e_s``: random codes
         for the batch's first ``len(e_s)`` rows (None: no random branch); ``reference``: R for
-        the encoder (None: R = T)."""
+        the encoder (None: R = T); ``zero_code``: the encoded branch gets e = 0 without running
+        Enc_r (``train.warmup_code=zero``; no posterior, so no KL)."""
         m: M3DGAN = self.__dict__["owner"]
         out: dict[str, torch.Tensor | None] = dict.fromkeys(
             ("fake_enc", "fake_rand", "mu", "logvar", "e_r")
@@ -113,7 +116,9 @@ class GeneratorSide(nn.Module):
         src_repr = m.source_prenet(source)
         k = len(e_s) if e_s is not None else 0  # the random branch's rows: the first k
         src_k, target_k = first_rows(src_repr, k), first_rows(target, k)
-        if eps_r is not None:
+        if eps_r is not None and zero_code:
+            out["fake_enc"] = m.generator(src_repr, m.embed(torch.zeros_like(eps_r)), target)
+        elif eps_r is not None:
             post = m.encode(target if reference is None else reference)
             e_r = post.mu + eps_r.to(post.mu.dtype) * torch.exp(0.5 * post.logvar)
             out.update(mu=post.mu, logvar=post.logvar, e_r=e_r)
@@ -224,6 +229,7 @@ class TrainStep:
     dist: Distributed | None = None
     stack_branches: bool = False  # ``train.stack_branches``: see GeneratorSide.forward
     random_share: float = 1.0  # ``train.random_share``: the random branch's share of the rows
+    warmup_code: str = "encoded"  # ``train.warmup_code``: e during the warm-up ("zero": e = 0)
 
     @property
     def model(self) -> M3DGAN:
@@ -245,7 +251,10 @@ class TrainStep:
     def __post_init__(self) -> None:
         d = self.dist or Distributed()
         self._rank, self._world = d.rank, d.world
-        self.generator_side = d.wrap(GeneratorSide(self.model, self.stack_branches))
+        self.generator_side = d.wrap(
+            GeneratorSide(self.model, self.stack_branches),
+            find_unused=self.warmup_code == "zero",  # Enc_r sits out the warm-up's steps
+        )
         self.policy = diffaugment_policy(self.loss_cfg.diffaugment)
         if self.policy and self.model.target_spec.kind != "image":
             raise ConfigError(
@@ -290,7 +299,8 @@ class TrainStep:
         """One iteration on a batch; ``reference``: R for the encoded branch (None: R = T, the
         paper's setting); ``domain``: int64 [B], T's (and R's) domain, needed when D_enc has
         per-domain outputs (``model.domain_discriminator``); ``warmup``: a step of
-        ``train.adversarial_warmup`` (reconstruction + KL only: no D update, no random branch).
+        ``train.adversarial_warmup`` (reconstruction + KL only: no D update, no random branch;
+        with ``train.warmup_code=zero`` reconstruction only, from e = 0).
         Returns the losses as floats."""
         if self.model.domain_outputs and domain is None:
             raise ValueError("model.domain_discriminator: the step needs each row's domain")
@@ -310,7 +320,8 @@ class TrainStep:
         logs: dict[str, float] = {}
         with self._autocast(device):
             # -- generator-side forward (one DDP forward) ----------------------------------------
-            out = self.generator_side(source, target, eps_r, e_s, reference)
+            zero_code = warmup and self.warmup_code == "zero"
+            out = self.generator_side(source, target, eps_r, e_s, reference, zero_code)
             # generator outputs may carry more than the sample (speech: stop logits, alignment);
             # D, Enc_r and the distance read the sample, the reconstruction loss the whole output
             tgt = m.target_modality

@@ -25,7 +25,8 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     - ``model.reference_stride`` other than 1: image and speech targets (text's reference
       prenet is a sequence net: ``model.reference_cbhg_bank`` makes it cheaper);
     - ``model.reference_cbhg_bank`` other than 0: text targets (the CBHG is text's prenet);
-    - ``train.random_share`` below 1: objectives with a random branch.
+    - ``train.random_share`` below 1: objectives with a random branch;
+    - ``train.warmup_code=zero``: objectives with an encoded branch, and only with a warm-up.
     """
     mc = cfg.model
     if target.kind != "speech" and mc.attention_guide != "diagonal":
@@ -65,6 +66,17 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
         raise ConfigError(
             f"model.reference_cbhg_bank applies to text targets; this one is {target.kind}"
         )
+    if cfg.train.warmup_code != "encoded":
+        if not get_objective(cfg.objective).encoded_branch:
+            raise ConfigError(
+                f"train.warmup_code={cfg.train.warmup_code!r} sets the code of the encoded "
+                f"branch during the warm-up; {cfg.objective!r} has no encoded branch"
+            )
+        if not cfg.train.adversarial_warmup:
+            raise ConfigError(
+                f"train.warmup_code={cfg.train.warmup_code!r} applies during "
+                f"train.adversarial_warmup, which is 0 (no warm-up)"
+            )
     if cfg.train.random_share < 1 and not get_objective(cfg.objective).random_branch:
         raise ConfigError(
             f"train.random_share applies to objectives with a random branch; "

@@ -1,0 +1,92 @@
+"""``train.warmup_code=zero``: the warm-up step decodes from e = 0 without running Enc_r."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from test_stack_branches import CASES, _no_dropout
+
+from m3dgan.config import LossConfig, config_from_dict
+from m3dgan.core.state import RunState
+from m3dgan.core.step import TrainStep
+from m3dgan.core.switches import check_switches
+from m3dgan.errors import ConfigError
+from m3dgan.modalities import ModalitySpec
+
+
+def _step(model, warmup_code: str) -> TrainStep:
+    m = copy.deepcopy(model)
+    opt_g = torch.optim.SGD(m.generator_parameters(), 1e-2)
+    opt_d = torch.optim.SGD(m.discriminator_parameters(), 1e-2)
+    state = RunState(m, opt_g, opt_d, torch.Generator().manual_seed(0))
+    return TrainStep(state, LossConfig(), warmup_code=warmup_code)
+
+
+def _calls(module: torch.nn.Module) -> list[int]:
+    seen: list[int] = []
+    module.register_forward_hook(lambda _m, args, _o: seen.append(len(args[0])))
+    return seen
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_zero_warmup_skips_the_reference_encoder_and_the_kl(kind: str) -> None:
+    build, data = CASES[kind]
+    model = _no_dropout(build())
+    source, target = data()
+    step = _step(model, "zero")
+    enc = _calls(step.model.reference_prenet)
+    logs = step(source, target, warmup=True)
+    assert enc == []  # no Enc_r pass at all
+    assert "kl" not in logs and "loss_D" not in logs
+    # the reference side got no gradient: its weights did not move, G's did
+    before = dict(model.named_parameters())
+    after = dict(step.model.named_parameters())
+    ref = [n for n in before if n.startswith(("reference_prenet.", "attention.encoder."))]
+    assert ref and all(torch.equal(before[n], after[n]) for n in ref)
+    assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("generator."))
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_zero_warmup_decodes_from_the_zero_code(kind: str) -> None:
+    """The reconstruction the zero warm-up trains on is G(S, UTL(0)): the same loss as the
+    encoded warm-up gets when the posterior sample happens to be 0."""
+    build, data = CASES[kind]
+    model = _no_dropout(build())
+    source, target = data()
+    step = _step(model, "zero")
+    with torch.no_grad():
+        eps = torch.randn(len(target), model.cfg.nz)
+        out = step.generator_side(source, target, eps, None, None, True)
+        z = model.embed(torch.zeros(len(target), model.cfg.nz))
+        expect = model.generator(model.source_prenet(source), z, target)
+    sample = model.target_modality.output_sample  # speech: the frames of the named outputs
+    torch.testing.assert_close(sample(out["fake_enc"]), sample(expect))
+    assert out["mu"] is None
+
+
+def test_after_the_warmup_the_encoded_branch_runs_again() -> None:
+    build, data = CASES["image"]
+    step = _step(_no_dropout(build()), "zero")
+    enc = _calls(step.model.reference_prenet)
+    source, target = data()
+    logs = step(source, target, warmup=False)
+    assert enc and "kl" in logs and "loss_D" in logs
+
+
+def _cfg(objective: str = "full", **train):
+    return config_from_dict({"objective": objective, "train": train})
+
+
+def test_the_switch_is_checked() -> None:
+    assert config_from_dict({}).train.warmup_code == "encoded"  # the default: as before
+    image = ModalitySpec("image", 3, 16)
+    with pytest.raises(ConfigError, match="no warm-up"):
+        check_switches(_cfg(warmup_code="zero"), image, image)
+    cfg = _cfg("pix2pix", warmup_code="zero", adversarial_warmup=0.5)
+    with pytest.raises(ConfigError, match="no encoded branch"):
+        check_switches(cfg, image, image)
+    check_switches(_cfg(warmup_code="zero", adversarial_warmup=0.5), image, image)
+    with pytest.raises(ConfigError, match="train.warmup_code"):
+        _cfg(warmup_code="nothing")
