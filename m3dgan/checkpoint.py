@@ -348,6 +348,13 @@ def _check_optimizer_meta(sidecar: Path, optimizers: dict) -> None:
             raise CheckpointError(f"{sidecar}: damaged sidecar (state of optimizer {name!r})")
 
 
+def _none_found(path: Path) -> str:
+    """Why ``path`` holds no checkpoint: it does not exist, or it has none of its own."""
+    if not path.exists():
+        return f"{path}: no such run folder or checkpoint file"
+    return f"{path}: no checkpoints found (expected {checkpoint_dir(path)}/step_*.json)"
+
+
 def resolve(path: Path) -> Path:
     """A run folder, its checkpoints folder, or one checkpoint file → a checkpoint path."""
     path = Path(path)
@@ -356,9 +363,7 @@ def resolve(path: Path) -> Path:
     folder = checkpoint_dir(path) if checkpoint_dir(path).is_dir() else path
     found = list_checkpoints(folder)
     if not found:
-        raise CheckpointError(
-            f"{path}: no checkpoints found (expected {checkpoint_dir(path)}/step_*.json)"
-        )
+        raise CheckpointError(_none_found(path))
     return found[-1]
 
 
@@ -370,9 +375,7 @@ def load_latest(run_or_path: Path) -> Checkpoint:
     folder = checkpoint_dir(path) if checkpoint_dir(path).is_dir() else path
     found = list_checkpoints(folder)
     if not found:
-        raise CheckpointError(
-            f"{path}: no checkpoints found (expected {checkpoint_dir(path)}/step_*.json)"
-        )
+        raise CheckpointError(_none_found(path))
     errors = []
     for candidate in reversed(found):
         try:

@@ -529,6 +529,7 @@ def _report(tr, source: str, written: list[Path]) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    from m3dgan import checkpoint
     from m3dgan.atomic import make_folder, write_text
     from m3dgan.evaluate import evaluate
 
@@ -537,10 +538,11 @@ def cmd_evaluate(args) -> int:
         raise M3DGANError(
             f"{args.out}: --out must be a file path for the metrics JSON, not a folder"
         )
-    make_folder(args.out.parent)
     for flag, value in (("--inputs", args.inputs), ("--samples", args.samples)):
         if value is not None and value < 1:
             raise M3DGANError(f"{flag} must be at least 1, got {value}")
+    checkpoint.resolve(args.checkpoint)  # a missing run fails before --out's folder is made
+    make_folder(args.out.parent)
     metrics = evaluate(
         args.checkpoint,
         inputs=args.inputs,

@@ -194,8 +194,10 @@ def test_steps_sort_numerically_and_orphans_are_cleaned(tmp_path: Path) -> None:
 def test_no_checkpoints_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoints found"):
         ckpt.load_latest(tmp_path)
-    with pytest.raises(CheckpointError, match="no checkpoints found"):
+    with pytest.raises(CheckpointError, match="no such run folder"):
         ckpt.resolve(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match="no such run folder"):
+        ckpt.load_latest(tmp_path / "nowhere")
 
 
 # --- damaged files --------------------------------------------------------------------------------

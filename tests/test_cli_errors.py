@@ -125,7 +125,7 @@ CASES = [
         "translate --checkpoint {run} --input {root}/ok.png --out {root}/o --device x",
         "not a device",
     ),
-    ("translate --checkpoint {root}/missing --input {root}/ok.png --out {root}/o", "no checkpoint"),
+    ("translate --checkpoint {root}/missing --input {root}/ok.png --out {root}/o", "no such run"),
     ("translate --checkpoint {root}/folder --input {root}/ok.png --out {root}/o", "no checkpoint"),
     ("translate --checkpoint {root}/ok.png --input {root}/ok.png --out {root}/o", "not an m3dgan"),
     ("translate --checkpoint {damaged} --input {root}/ok.png --out {root}/o", "checksum mismatch"),
@@ -144,7 +144,7 @@ CASES = [
     (f"{EVALUATE} --out {{root}}/m.json --samples -3", "--samples"),
     ("evaluate --checkpoint {run} --data {root}/missing --out {root}/m.json", "neither"),
     ("evaluate --checkpoint {damaged} --data {data} --out {root}/m.json", "checksum mismatch"),
-    ("evaluate --checkpoint {root}/missing --out {root}/m.json", "no checkpoints found"),
+    ("evaluate --checkpoint {root}/missing --out {root}/m.json", "missing: no such run folder"),
 ]
 
 
@@ -167,3 +167,12 @@ def test_bad_input_exits_2_with_one_clean_line(
         assert err.startswith("error: ") and err.count("\n") == 1, err
     assert fragment in err, err
     assert not (files["root"] / "new" / "checkpoints").exists()  # nothing half-started
+
+
+def test_evaluate_of_a_missing_run_makes_no_output_folder(
+    files: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    out = files["root"] / "not-made" / "m.json"
+    assert main(["evaluate", "--checkpoint", str(files["root"] / "gone"), "--out", str(out)]) == 2
+    assert "gone: no such run folder" in capsys.readouterr().err
+    assert not out.parent.exists()

@@ -132,10 +132,10 @@ def test_the_encoder_reads_the_drawn_reference_in_training(
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     original = GeneratorSide.forward
 
-    def spy(self, source, target, eps_r, e_s, reference=None):
+    def spy(self, source, target, eps_r, e_s, reference=None, **kwargs):
         encoded = target if reference is None else reference  # what forward encodes
         seen.append((target.detach().clone(), encoded.detach().clone()))
-        return original(self, source, target, eps_r, e_s, reference)
+        return original(self, source, target, eps_r, e_s, reference, **kwargs)
 
     monkeypatch.setattr(GeneratorSide, "forward", spy)
     common = ["--steps", "3", "--no-progress", *set_args(TINY_OVERRIDES)]

@@ -278,7 +278,7 @@ def test_translate_bad_reference_and_checkpoint(
     )
     assert_clean_error(code, capsys, "broken.png")
     code = translate(tmp_path / "no_run", tmp_path / "o", "--input", seven)
-    assert_clean_error(code, capsys, "no checkpoints found")
+    assert_clean_error(code, capsys, "no_run: no such run folder")
     code = translate(trained_run, tmp_path / "o", "--input", seven, "--samples", "0")
     assert_clean_error(code, capsys, "--samples")
 

@@ -126,9 +126,7 @@ class GeneratorSide(nn.Module):
                 # both branches as one batch of B + k rows: one pass of G (one decoding loop
                 # for text and speech) instead of two; the same function row by row
                 z = m.embed(torch.cat([e_r, e_s.to(e_r.dtype)]))
-                both = m.generator(
-                    stack_rows(src_repr, src_k), z, stack_rows(target, target_k)
-                )
+                both = m.generator(stack_rows(src_repr, src_k), z, stack_rows(target, target_k))
                 out["fake_enc"], out["fake_rand"] = halves(both, len(e_r))
                 return out
             out["fake_enc"] = m.generator(src_repr, m.embed(e_r), target)
@@ -199,9 +197,7 @@ class DiscriminatorLoss(nn.Module):
         domain: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``domain``: T's domain per row, where D_enc has per-domain outputs (else None)."""
-        loss = gan_pair(
-            self.disc_enc, source, target, fake_enc, self.gan_mode, self.policy, domain
-        )
+        loss = gan_pair(self.disc_enc, source, target, fake_enc, self.gan_mode, self.policy, domain)
         if fake_rand is not None:  # the random branch may cover the first rows only
             k = len(fake_rand)
             loss = loss + gan_pair(
@@ -321,7 +317,7 @@ class TrainStep:
         with self._autocast(device):
             # -- generator-side forward (one DDP forward) ----------------------------------------
             zero_code = warmup and self.warmup_code == "zero"
-            out = self.generator_side(source, target, eps_r, e_s, reference, zero_code)
+            out = self.generator_side(source, target, eps_r, e_s, reference, zero_code=zero_code)
             # generator outputs may carry more than the sample (speech: stop logits, alignment);
             # D, Enc_r and the distance read the sample, the reconstruction loss the whole output
             tgt = m.target_modality
