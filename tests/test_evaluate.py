@@ -70,6 +70,10 @@ def test_reference_and_diversity_metrics(tmp_path: Path, tiny_data: Path) -> Non
     assert paged.pop("page") == str(tmp_path / "page" / "index.html") and paged == metrics
     page = (tmp_path / "page" / "index.html").read_text()
     assert "reference_accuracy" in page  # the metrics at the top
+    # the goals' ratio, and what the grid is a view of (4 codes and 2 references here)
+    ratio = metrics["diversity_z"] / metrics["diversity_real"]
+    assert f"diversity_z / diversity_real</td><td>{ratio:.4g}<" in page
+    assert "4 output column(s) without a reference and 2 reference(s)" in page
     assert "reference: dim" in page and "reference: bright" in page  # a reference per domain
     names = sorted(p.name for p in (tmp_path / "page").glob("input*.png"))
     assert names[:6] == ["input0_ref0.png", "input0_ref1.png", *(f"input0_z{k}.png" for k in range(4))]

@@ -75,19 +75,19 @@ def write_output_page(ev: Evaluation, metrics: dict, folder: Path) -> Path | Non
         for i, path in enumerate(tr.target.write(outs.cpu(), stems)):
             files[i].append(path)
     rows = [f"test input {i}" for i in range(n)]
+    refs = 0 if references is None else len(references)  # the last ``refs`` columns
     notes = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     if metrics.get("diversity_real"):  # the goals' form: random-code spread over real spread
         for key in ("diversity_z", "diversity_ref"):
             if key in metrics:
                 notes[f"{key} / diversity_real"] = metrics[key] / metrics["diversity_real"]
-    refs = 0 if references is None else len(references)
     notes["this page shows"] = (
         f"the first {n} of {len(test['label'])} test inputs, {len(columns) - refs} "
         f"output column(s) without a reference and {refs} reference(s): a view only, the "
         f"metrics above come from evaluate's --inputs and --samples"
     )
     labels = [name for name, _ in columns]
-    headers = [None] * (len(columns) - (0 if references is None else len(references)))
+    headers = [None] * (len(columns) - refs)
     headers += list(references.cpu()) if references is not None else []
     spec = OutputPage(
         f"m3dgan evaluate: {metrics.get('task')} / {metrics.get('objective')}",
