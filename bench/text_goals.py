@@ -11,14 +11,15 @@ scores it (greedy, and beam 5 for text outputs). The runs:
 - text2emoji (zero-shot split) and text2emoji-seen (held-out captions of seen emoji), ``full`` and
   ``cvae-gan``, 30 minutes.
 
-That is 540 minutes of training. ``--lanes 2`` runs two queues at once with one thread each (about
-4.5 hours on 2 cores; the runs then compare at one thread each); ``--lanes 1`` runs them one after
+That is 540 minutes of training. ``--lanes 2`` runs two jobs at once with one thread each, each
+``full`` run beside the baseline it is compared with (the machine's speed changes between hours;
+about 5 hours on 2 cores, as the two anchors' budgets differ); ``--lanes 1`` runs them one after
 another with the machine's threads. Finished runs are kept, and a run cut short resumes from its
 last checkpoint (the anchor's training restarts), so the same command goes on where it stopped.
 
     python bench/text_goals.py --lanes 2            # everything, then the table
     python bench/text_goals.py --report-only        # the table from finished runs
-    python bench/text_goals.py --jobs en2fr-30 --lanes 1   # one job (names: see --help)
+    python bench/text_goals.py --jobs en2fr-30-full,en2fr-30-mle   # one pair (a wrong name lists them)
 
 Writes ``goals.md`` / ``goals.json`` into ``--out`` (default ``bench/results/text_goals``); each
 job's own table is in its folder (``30min/results.md``, ``anchor-30min/results.md``, ...).
@@ -42,43 +43,30 @@ PERCENT = {"named_accuracy_top5", "code_dependence"}
 
 
 def jobs(out: Path, threads: int) -> dict[str, tuple[list[str], int]]:
-    """Job name → (command, planned minutes), longest first (lanes then end together)."""
+    """Job name → (command, planned minutes), in the order they run: the runs a goal compares
+    come in pairs (``full`` and its baseline), which ``--lanes 2`` runs side by side
+    (``harness.run_lanes``); the shorter budget first, so its rows land first."""
     py, text = sys.executable, [str(BENCH / "text_tasks.py"), "--full-width"]
     short, long = BUDGETS
 
-    def tasks(task: str, variants: str, minutes: int) -> list[str]:
-        return [py, *text, "--tasks", task, "--variants", variants, "--minutes", str(minutes)]
+    def tasks(task: str, variant: str, minutes: int) -> tuple[list[str], int]:
+        cmd = [py, *text, "--tasks", task, "--variants", variant, "--minutes", str(minutes)]
+        return cmd + ["--out", str(out / f"{minutes}min")], minutes
 
-    def anchor(minutes: int) -> list[str]:
-        return [py, str(BENCH / "nmt_anchor.py"), "--minutes", str(minutes)]
+    def anchor(minutes: int) -> tuple[list[str], int]:
+        cmd = [py, str(BENCH / "nmt_anchor.py"), "--minutes", str(minutes)]
+        return cmd + ["--threads", str(threads), "--out", str(out / f"anchor-{minutes}min")], minutes
 
-    return {
-        f"en2fr-{long}": (
-            tasks("en2fr", "full,mle", long) + ["--out", str(out / f"{long}min")],
-            2 * long,
-        ),
-        "images": (
-            tasks("text2emoji,text2emoji-seen", "full,cvae-gan", short)
-            + ["--out", str(out / f"{short}min")],
-            4 * short,
-        ),
-        f"anchor-{long}": (
-            anchor(long) + ["--threads", str(threads), "--out", str(out / f"anchor-{long}min")],
-            long,
-        ),
-        f"en2fr-{short}": (
-            tasks("en2fr", "full,mle", short) + ["--out", str(out / f"{short}min")],
-            2 * short,
-        ),
-        "emoji2text": (
-            tasks("emoji2text", "full,mle (CNN-RNN)", short) + ["--out", str(out / f"{short}min")],
-            2 * short,
-        ),
-        f"anchor-{short}": (
-            anchor(short) + ["--threads", str(threads), "--out", str(out / f"anchor-{short}min")],
-            short,
-        ),
-    }
+    pairs = [("en2fr", "full", "mle", short), ("en2fr", "full", "mle", long)]
+    pairs += [("emoji2text", "full", "mle (CNN-RNN)", short)]
+    pairs += [(t, "full", "cvae-gan", short) for t in ("text2emoji", "text2emoji-seen")]
+    table: dict[str, tuple[list[str], int]] = {}
+    for task, ours, baseline, minutes in pairs:
+        where = f"{task}-{minutes}" if task == "en2fr" else task
+        for variant in (ours, baseline):
+            table[f"{where}-{variant.split()[0]}"] = tasks(task, variant, minutes)
+    table[f"anchor-{long}"], table[f"anchor-{short}"] = anchor(long), anchor(short)
+    return table
 
 
 def _rows(folder: Path) -> dict[tuple[str, str], dict]:

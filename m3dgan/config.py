@@ -437,7 +437,8 @@ def layered_config(
 ) -> Config:
     """The config of a new run, each layer over the one before:
 
-    built-in defaults < the task's defaults (``m3dgan.tasks``) < the ``--config`` file <
+    built-in defaults < the task's defaults (``m3dgan.tasks``) < the task's recipe for the
+    objective (``Task.objective_defaults``) < the ``--config`` file <
     flags (``--steps``, ``--batch-size``, ``--device``: ``flags`` maps ``train.<key>`` to a
     value, ``None`` = not given) < ``--set`` overrides.
 
@@ -449,7 +450,8 @@ def layered_config(
     task = task or file_data.get("task") or defaults.task
     objective = objective or file_data.get("objective") or defaults.objective
     data = defaults.to_dict()
-    for key, value in get_task(task).defaults.items():
+    recipe = get_task(task)
+    for key, value in {**recipe.defaults, **recipe.objective_defaults.get(objective, {})}.items():
         section, leaf = key.split(".")
         data[section][leaf] = value
     _merge(data, file_data)

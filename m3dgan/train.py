@@ -263,6 +263,13 @@ class _Run:
             tc.cross_domain,
             dataset=f"data set {self.manifest.name!r}",
         )
+        if tc.domain_reference and self.pairs.one_domain and dist.is_main:
+            print(
+                f"note: data set {self.manifest.name!r} has no domain labels: "
+                f"train.domain_reference={tc.domain_reference:g} draws each reference from the "
+                "whole training split (one domain)",
+                file=sys.stderr,
+            )
         if self.state.model.domain_outputs and bool((self.train_split["domain"] < 0).any()):
             raise ConfigError(
                 f"model.domain_discriminator needs a domain label on every training row; data "

@@ -87,10 +87,23 @@ def test_global_batch_shares_are_strided_like_the_batch() -> None:
     assert torch.equal(share.reference, rows.reference[1::2])
 
 
-def test_switches_refuse_data_without_the_labels_they_need() -> None:
+def test_data_without_domain_labels_is_one_domain_for_the_reference() -> None:
+    """No domain labels at all (a user's parallel text): R is another row of the whole split,
+    never T itself."""
     no_domain = torch.full((6,), -1)
-    with pytest.raises(ConfigError, match="needs a domain label.*data set 'digits'"):
-        TrainingPairs(LABELS[:6], no_domain, domain_reference=1.0, dataset="data set 'digits'")
+    pairs = TrainingPairs(torch.full((6,), -1), no_domain, domain_reference=1.0)
+    assert pairs.one_domain
+    target = torch.arange(6).repeat(5)
+    rows = pairs.draw(target, 0, 3)
+    assert bool((rows.reference != rows.target).all())
+    assert set(rows.reference.tolist()) == set(range(6))  # drawn from every row
+    assert not TrainingPairs(LABELS[:6], torch.zeros(6, dtype=torch.int64)).one_domain
+
+
+def test_switches_refuse_data_without_the_labels_they_need() -> None:
+    some_domains = torch.tensor([0, 0, 1, -1, 1, 0])
+    with pytest.raises(ConfigError, match="needs a domain label.*data set 'digits' has some"):
+        TrainingPairs(LABELS[:6], some_domains, domain_reference=1.0, dataset="data set 'digits'")
     one_vendor = torch.zeros(6, dtype=torch.int64)
     with pytest.raises(ConfigError, match="no content .* in more than one domain"):
         TrainingPairs(LABELS[:6], one_vendor, cross_domain=0.5)
@@ -104,7 +117,7 @@ def _data_without_domains(root: Path) -> Path:
     return write_dataset(root, manifest, splits)
 
 
-def test_cli_trains_with_both_switches_and_refuses_them_without_labels(
+def test_cli_trains_with_both_switches_and_refuses_bad_values(
     tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture
 ) -> None:
     plain = _data_without_domains(tmp_path / "plain")
@@ -114,10 +127,11 @@ def test_cli_trains_with_both_switches_and_refuses_them_without_labels(
     assert main([*args, *common, *switches]) == 0
     assert "domain_reference: 1.0" in (tmp_path / "a" / "config.yaml").read_text()
     bad = ["train", "--task", "digits", "--data", str(plain), "--out", str(tmp_path / "b")]
-    assert main([*bad, *common, "--set", "train.domain_reference=0.5"]) == 2
+    capsys.readouterr()
+    assert main([*bad, *common, "--set", "train.domain_reference=0.5"]) == 0
     err = capsys.readouterr().err
-    assert "train.domain_reference=0.5 needs a domain label" in err and "'plain'" in err
-    assert "Traceback" not in err
+    assert "'plain' has no domain labels" in err and "one domain" in err, err
+    bad[-1] = str(tmp_path / "c")
     assert main([*bad, *common, "--set", "train.domain_reference=-0.1"]) == 2
     assert main([*bad, *common, "--set", "train.cross_domain=1.5"]) == 2
 

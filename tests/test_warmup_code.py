@@ -90,3 +90,43 @@ def test_the_switch_is_checked() -> None:
     check_switches(_cfg(warmup_code="zero", adversarial_warmup=0.5), image, image)
     with pytest.raises(ConfigError, match="train.warmup_code"):
         _cfg(warmup_code="nothing")
+
+
+# --- the task's recipe for one objective (Task.objective_defaults) ---------------------------
+
+
+def test_en2fr_full_gets_the_recipe_and_mle_a_config_it_accepts() -> None:
+    """en2fr's `full` recipe carries switches `mle` refuses (the warm-up's code, the random
+    branch's share): they come with `full` only, and every objective's config passes the
+    switch checks."""
+    from m3dgan.config import layered_config
+    from m3dgan.tasks import get_task
+
+    recipe = get_task("en2fr").objective_defaults["full"]
+    full = layered_config("en2fr", "full")
+    assert full.train.warmup_code == "zero" and full.train.adversarial_warmup == 0.9
+    assert full.train.random_share == recipe["train.random_share"] < 1
+    text = ModalitySpec("text", 30, 12)
+    for objective in ("mle", "gst", "cvae-gan", "pix2pix", "full-noatt"):
+        cfg = layered_config("en2fr", objective)
+        assert cfg.train.warmup_code == "encoded" and cfg.train.random_share == 1.0
+        check_switches(cfg, text, text)  # raises if the recipe had leaked into it
+    check_switches(full, text, text)
+
+
+def test_overrides_beat_the_recipe() -> None:
+    """`--set` (and a --config file) sit over the recipe: the paper's setting stays reachable."""
+    from m3dgan.config import layered_config
+
+    paper = layered_config(
+        "en2fr",
+        "full",
+        overrides=[
+            "train.adversarial_warmup=0",
+            "train.warmup_code=encoded",
+            "train.domain_reference=0",
+            "train.random_share=1",
+        ],
+    )
+    assert paper.train.adversarial_warmup == 0 and paper.train.warmup_code == "encoded"
+    assert paper.train.domain_reference == 0 and paper.train.random_share == 1

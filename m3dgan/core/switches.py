@@ -75,7 +75,8 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
         if not cfg.train.adversarial_warmup:
             raise ConfigError(
                 f"train.warmup_code={cfg.train.warmup_code!r} applies during "
-                f"train.adversarial_warmup, which is 0 (no warm-up)"
+                f"train.adversarial_warmup, which is 0 (no warm-up); without a warm-up set "
+                f"train.warmup_code=encoded as well"
             )
     if cfg.train.random_share < 1 and not get_objective(cfg.objective).random_branch:
         raise ConfigError(

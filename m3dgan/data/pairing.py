@@ -11,7 +11,8 @@ made of, where the data set has the labels for it:
   style). The only thing R and T then share is the domain, so that is all the encoder can
   usefully carry from it. At q = 1 the encoder never sees T; at 0 < q < 1 it still learns to
   reconstruct from T itself some of the time (lower L1 when the reference *is* the ground
-  truth). Needs domain labels.
+  truth). A data set without any domain labels is one domain (R: another training row); one
+  with labels on some rows only is refused.
 - ``train.cross_domain = p``: with probability p, S is replaced by the source of the same content
   (same label) in another domain: the edge map of the *Twitter* drawing of an emoji paired with its
   *Google* artwork. Without it, S already tells the domain (edge maps of the two vendors differ),
@@ -58,7 +59,9 @@ class TrainingPairs:
 
     ``labels``, ``domains``: int64 [N] of the training split (``-1``: none); ``domain_reference``,
     ``cross_domain``: probabilities in [0, 1] (module docstring). Raises ConfigError
-    (naming the data set) when a switch needs labels the data set does not have."""
+    (naming the data set) when a switch needs labels the data set does not have (domain labels
+    on some rows only; content shared across domains). ``one_domain``: the data set has no
+    domain labels, so references come from the whole training split."""
 
     def __init__(
         self,
@@ -70,14 +73,21 @@ class TrainingPairs:
     ) -> None:
         self.labels, self.domains = labels.long().cpu(), domains.long().cpu()
         self.domain_reference, self.cross_domain = float(domain_reference), float(cross_domain)
-        n_domains = int(self.domains.max().item()) + 1 if len(self.domains) else 0
-        if self.domain_reference > 0 and (n_domains < 1 or bool((self.domains < 0).any())):
+        # a data set with no domain labels at all is one domain for the reference draw: R is
+        # another training row (text: another sentence), which still keeps T out of the code
+        self.one_domain = bool(len(self.domains)) and bool((self.domains < 0).all())
+        self._ref_domains = torch.zeros_like(self.domains) if self.one_domain else self.domains
+        n_domains = int(self._ref_domains.max().item()) + 1 if len(self.domains) else 0
+        if self.domain_reference > 0 and (n_domains < 1 or bool((self._ref_domains < 0).any())):
             raise ConfigError(
                 f"train.domain_reference={domain_reference:g} needs a domain label on every "
-                f"training row, and {dataset} has none; use train.domain_reference=0"
+                f"training row, and {dataset} has some rows without one; use "
+                f"train.domain_reference=0"
             )
         # rows of each domain, for drawing references
-        self._by_domain = [torch.nonzero(self.domains == d).flatten() for d in range(n_domains)]
+        self._by_domain = [
+            torch.nonzero(self._ref_domains == d).flatten() for d in range(n_domains)
+        ]
         self._partners = self._cross_domain_partners() if self.cross_domain > 0 else None
         if self._partners is not None and not bool((self._partners >= 0).any()):
             raise ConfigError(
@@ -129,7 +139,7 @@ class TrainingPairs:
         domain where the row has no label (another row where the domain has nothing else)."""
         out = target.clone()
         for d, pool in enumerate(self._by_domain):
-            rows = torch.nonzero(self.domains[target] == d).flatten()
+            rows = torch.nonzero(self._ref_domains[target] == d).flatten()
             if not len(rows) or not len(pool):
                 continue
             draws = pool[torch.randint(len(pool), (len(rows), _CANDIDATES), generator=rng)]
