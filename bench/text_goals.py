@@ -75,7 +75,9 @@ def _rows(folder: Path) -> dict[tuple[str, str], dict]:
     if not (folder / "runs").is_dir():
         return {}
     text_tasks.write_report(folder)
-    return {(r["task"], r["variant"]): r for r in json.loads((folder / "results.json").read_text())}
+    path = folder / "results.json"  # none yet while its first runs are still training
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    return {(r["task"], r["variant"]): r for r in rows}
 
 
 def _anchor(folder: Path) -> dict:

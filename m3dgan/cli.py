@@ -105,6 +105,18 @@ def _add_data(sub) -> None:
         "--force", action="store_true", help="download and convert again even if already there"
     )
     dsub.add_parser("list", help="list data sets and where they are")
+    e = dsub.add_parser(
+        "export",
+        help="write a task's test rows as files to translate: inputs/ (sources), references/ "
+        "(targets: samples of their domain) and index.tsv",
+    )
+    e.add_argument("task", help="task whose data set to read (asr reads the speech corpus as asr)")
+    e.add_argument("--out", required=True, type=Path, help="output folder")
+    e.add_argument("--split", default="test", help="split to read (default: test)")
+    e.add_argument("--count", type=int, default=8, help="rows to write (default 8)")
+    e.add_argument(
+        "--data", type=Path, default=None, help="data set folder (default: the task's built-in one)"
+    )
 
 
 def _add_train(sub) -> None:
@@ -289,7 +301,23 @@ def cmd_data(args) -> int:
     from m3dgan.data import build
     from m3dgan.data.formats import fetch
 
-    if args.data_cmd == "build":
+    if args.data_cmd == "export":
+        from m3dgan.data.export import export_rows
+        from m3dgan.tasks import get_task
+
+        task = get_task(args.task)
+        root = _data_root(args.data) or build.task_dataset_root(args.task)
+        done = export_rows(root, args.out, split=args.split, count=args.count, swap=task.swap_sides)
+        print(
+            f"wrote {len(done.inputs)} inputs to {args.out / 'inputs'}, their targets to "
+            f"{args.out / 'references'}, and {done.index}"
+        )
+        flag = "--input"
+        print(
+            f"next: m3dgan translate --checkpoint RUN {flag} {done.inputs[0]} --reference "
+            f"{done.references[-1]} --out {args.out / 'translated'}"
+        )
+    elif args.data_cmd == "build":
         root = build.build_dataset(args.name, limit=args.limit, force=args.force, seed=args.seed)
         print(f"data set {args.name!r} ready at {root}")
     elif args.data_cmd == "fetch":

@@ -222,3 +222,20 @@ def test_asr_trains_translates_speech_and_evaluates(corpus, tmp_path, capsys):
         main(["evaluate", "--checkpoint", str(run), "--data", str(corpus), "--out", str(out)]) == 0
     )
     assert json.loads(out.read_text())["task"] == "asr"
+
+
+def test_data_export_writes_wavs_translate_reads(corpus, tts_run, tmp_path, capsys):
+    """tts: sentences in, recordings (Griffin-Lim from the stored mels) as references; asr
+    reads the same corpus the other way round."""
+    out = tmp_path / "files"
+    assert main(["data", "export", "tts", "--data", str(corpus), "--out", str(out), "--count", "2"]) == 0
+    texts, wavs = sorted((out / "inputs").glob("*.txt")), sorted((out / "references").glob("*.wav"))
+    assert len(texts) == len(wavs) == 2
+    rate, frames = wav_info(wavs[0])
+    assert rate == 16000 and frames > 1600
+    args = ["translate", "--checkpoint", str(tts_run), "--input", str(texts[0])]
+    assert main([*args, "--reference", str(wavs[1]), "--out", str(tmp_path / "t")]) == 0
+    assert (tmp_path / "t" / f"{texts[0].stem}_ref0.wav").is_file()
+    asr = tmp_path / "asr"
+    assert main(["data", "export", "asr", "--data", str(corpus), "--out", str(asr), "--count", "1"]) == 0
+    assert [p.suffix for p in (asr / "inputs").iterdir()] == [".wav"]
