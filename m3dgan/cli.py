@@ -312,9 +312,8 @@ def cmd_data(args) -> int:
             f"wrote {len(done.inputs)} inputs to {args.out / 'inputs'}, their targets to "
             f"{args.out / 'references'}, and {done.index}"
         )
-        flag = "--input"
         print(
-            f"next: m3dgan translate --checkpoint RUN {flag} {done.inputs[0]} --reference "
+            f"next: m3dgan translate --checkpoint RUN --input {done.inputs[0]} --reference "
             f"{done.references[-1]} --out {args.out / 'translated'}"
         )
     elif args.data_cmd == "build":
