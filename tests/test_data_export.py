@@ -86,7 +86,7 @@ def test_rows_skip_repeated_content() -> None:
     ("extra", "message"),
     [
         (["--count", "0"], "--count must be at least 1"),
-        (["--split", "valid"], "has no split 'valid'"),
+        (["--split", "valid"], "valid.safetensors is missing (splits are"),
     ],
 )
 def test_bad_requests_are_clean_errors(tiny_data, tmp_path, capsys, extra, message) -> None:

@@ -13,7 +13,7 @@ terms on those rows): a cheaper step, closer to BicycleGAN's split. Per iteratio
 4. G update: λ1·[GAN + λ_rec·rec + λ_kl·KL] + λ2·[GAN + λ_lat·|e_s − μ(Enc_r(T̂_sam))|]
              + λ3·relu(τ − ratio)                                     (eq. 8)
    During ``train.adversarial_warmup`` a step is 1 and the λ1 term without GAN only
-   (``train.warmup_code=zero``: e = 0, no Enc_r pass, no KL: an ``mle``-cost step).
+   (``train.warmup_code=zero``: e = 0, no Enc_r pass, no KL: about 1.13× an ``mle`` step).
 With ``train.stack_branches`` steps 1 and 2 run G once on a batch of 2B (see GeneratorSide).
    The latent-regression term reaches G (and the token layer) but not Enc_r: its parameters are
    frozen for that forward pass, otherwise G and Enc_r learn to hide the code between them.

@@ -23,9 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from m3dgan.atomic import atomic_path, make_folder, write_text
+from m3dgan.atomic import make_folder, write_text
 from m3dgan.data.frames import SpeechFrames
 from m3dgan.data.store import Manifest
 from m3dgan.data.views import open_dataset
@@ -51,7 +49,7 @@ def pick_rows(split: dict, count: int) -> list[int]:
     sources = split["source"] if isinstance(split["source"], list) else None
     seen_labels: set[int] = set()
     seen_texts: set[str] = set()
-    rows: list[int] = []
+    rows: set[int] = set()
     for distinct in (True, False):
         for i, label in enumerate(labels):
             if len(rows) >= count:
@@ -63,7 +61,7 @@ def pick_rows(split: dict, count: int) -> list[int]:
                     continue
                 seen_texts.add(sources[i])
             seen_labels.add(label)
-            rows.append(i)
+            rows.add(i)
     return sorted(rows)
 
 
@@ -73,12 +71,12 @@ def export_rows(
     """Write ``count`` rows of ``split`` of the data set at ``root`` into ``out`` (see the
     module doc); ``swap``: read the data set target → source, as ``asr`` does.
 
-    Raises ConfigError for an unknown split or a count below 1, DataError for a damaged data
-    set (from the reader), OutputError when a file cannot be written (each file is written
+    Raises ConfigError for a count below 1, DataError for a split the data set lacks or a
+    damaged data set (from the reader, ``m3dgan.data.store.load_split``), OutputError when a file cannot be written (each file is written
     atomically: nothing half-written is left)."""
     if count < 1:
         raise ConfigError(f"--count must be at least 1, got {count}")
-    manifest, splits = _open(root, split, swap)
+    manifest, splits = open_dataset(root, (split,), swap=swap)
     data = splits[split]
     rows = pick_rows(data, count)
     make_folder(out)
@@ -91,7 +89,7 @@ def export_rows(
             d = int(data["domain"][i])
             domain = domains[d] if 0 <= d < len(domains) else "none"
             path = out / folder / f"{i:05d}_{_safe(domain)}{SUFFIX[kind]}"
-            text = _write(path, kind, data[side], i, manifest, side)
+            text = _write(path, kind, data[side], i, manifest)
             written[folder].append(path)
             row = [str(path.relative_to(out)), side, str(i), domain, str(int(data["label"][i]))]
             lines.append("\t".join(row + [text.replace("\t", " ").replace("\n", " ")]))
@@ -99,36 +97,19 @@ def export_rows(
     return Exported(written["inputs"], written["references"], index)
 
 
-def _open(root: Path, split: str, swap: bool) -> tuple[Manifest, dict]:
-    from m3dgan.data.store import read_manifest
-
-    available = read_manifest(root).splits
-    if split not in available:
-        raise ConfigError(f"data set at {root} has no split {split!r}; it has {available}")
-    return open_dataset(root, (split,), swap=swap)
-
-
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name) or "none"
 
 
-def _write(path: Path, kind: str, values, i: int, manifest: Manifest, side: str) -> str:
+def _write(path: Path, kind: str, values, i: int, manifest: Manifest) -> str:
     """Write row ``i`` of one side as a file of its kind; returns its text (text rows) or ""."""
     if kind == "text":
         write_text(path, values[i] + "\n")
         return values[i]
     if kind == "image":
-        from PIL import Image
+        from m3dgan.report.grid import save_image
 
-        image = values[i]
-        if image.dtype != torch.uint8:
-            image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
-        array = image.permute(1, 2, 0).numpy()
-        picture = Image.fromarray(array[..., 0], mode="L") if array.shape[2] == 1 else (
-            Image.fromarray(array)
-        )
-        with atomic_path(path) as tmp:
-            picture.save(tmp)
+        save_image(values[i], path)  # the store keeps images as uint8 [C, H, W]
         return ""
     from m3dgan.audio.config import MelConfig
     from m3dgan.audio.io import save_wav

@@ -113,7 +113,7 @@ TASKS: dict[str, Task] = {
             # issue 14's recipe for `full` (docs/benchmarks.md, "Text at equal wall-clock"): the
             # reference is another sentence of the target's domain, so e cannot carry the
             # sentence (the leak); the first 90 % of the wall-clock budget (or of train.steps)
-            # trains by cross-entropy from e = 0 at about an `mle` step's cost; then both
+            # trains by cross-entropy from e = 0 (a step costs ~1.13× an `mle` step); then both
             # branches in one pass, the random branch on half the batch, a cheaper reference
             # prenet. The paper's setting: --set train.domain_reference=0
             # train.adversarial_warmup=0 train.warmup_code=encoded train.random_share=1 ...
