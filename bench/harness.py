@@ -107,11 +107,21 @@ def with_extra_variants(out: Path, variants: Variants) -> Variants:
 
 
 def collect(out: Path, variants: Variants) -> list[dict]:
-    """Metrics + training stats + budget of every finished run, in the variants' order."""
+    """Metrics + training stats + budget of every finished run, in the variants' order.
+
+    A run whose folder is absent (run folders are not committed: a fresh checkout has none) keeps
+    its row from the ``results.json`` already in ``out``, so adding runs to a committed results
+    folder does not drop the rows measured before."""
+    path = out / "results.json"
+    before = json.loads(path.read_text()) if path.is_file() else []
+    kept = {(r.get("task"), r.get("variant")): r for r in before}
     results = []
     for task, entries in variants.items():
         for name, _, _ in entries:
             folder = run_dir(out, task, name)
+            if not folder.exists() and (task, name) in kept:
+                results.append(kept[(task, name)])
+                continue
             if not (folder / "metrics.json").is_file():
                 continue
             result = json.loads((folder / "metrics.json").read_text())

@@ -72,7 +72,7 @@ def jobs(out: Path, threads: int) -> dict[str, tuple[list[str], int]]:
 def _rows(folder: Path) -> dict[tuple[str, str], dict]:
     """(task, variant) → the row of every finished ``text_tasks`` run in ``folder`` (its report
     rebuilt here: jobs of two lanes share the folder)."""
-    if not (folder / "runs").is_dir():
+    if not (folder / "runs").is_dir() and not (folder / "results.json").is_file():
         return {}
     text_tasks.write_report(folder)
     path = folder / "results.json"  # none yet while its first runs are still training
