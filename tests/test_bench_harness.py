@@ -1,0 +1,44 @@
+"""bench/harness.py's report: rows measured in run folders that a fresh checkout lacks (run
+folders are not committed) survive a report rebuilt after new runs finish in the same folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+harness = pytest.importorskip("harness")
+
+VARIANTS = {"en2fr": [("full", "full", []), ("mle", "mle", [])]}
+
+
+def _finish(out: Path, task: str, name: str, bleu4: float) -> None:
+    folder = harness.run_dir(out, task, name)
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"task": task, "bleu4": bleu4, "step": 10}))
+    (folder / "train_stats.json").write_text(json.dumps({"seconds": 60.0, "images": 320}))
+    (folder / "config.yaml").write_text("train:\n  steps: 10\n  batch_size: 32\n")
+
+
+def test_a_committed_row_whose_run_folder_is_absent_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(
+        json.dumps([{"task": "en2fr", "variant": "full", "bleu4": 25.8}])
+    )
+    _finish(tmp_path, "en2fr", "mle", 28.2)
+    rows = harness.collect(tmp_path, VARIANTS)
+    assert [(r["variant"], r["bleu4"]) for r in rows] == [("full", 25.8), ("mle", 28.2)]
+
+
+def test_a_run_folder_present_wins_over_the_committed_row(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(
+        json.dumps([{"task": "en2fr", "variant": "full", "bleu4": 25.8}])
+    )
+    _finish(tmp_path, "en2fr", "full", 30.0)
+    rows = harness.collect(tmp_path, VARIANTS)
+    assert [(r["variant"], r["bleu4"]) for r in rows] == [("full", 30.0)]
+    unfinished = harness.run_dir(tmp_path, "en2fr", "full")
+    (unfinished / "metrics.json").unlink()  # a rerun under way: no row until it is scored
+    assert harness.collect(tmp_path, VARIANTS) == []
