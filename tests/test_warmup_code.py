@@ -95,23 +95,27 @@ def test_the_switch_is_checked() -> None:
 # --- the task's recipe for one objective (Task.objective_defaults) ---------------------------
 
 
-def test_en2fr_full_gets_the_recipe_and_mle_a_config_it_accepts() -> None:
-    """en2fr's `full` recipe carries switches `mle` refuses (the warm-up's code, the random
-    branch's share): they come with `full` only, and every objective's config passes the
+@pytest.mark.parametrize("task", ["en2fr", "emoji2text"])
+def test_text_target_full_gets_the_recipe_and_mle_a_config_it_accepts(task: str) -> None:
+    """The text-target `full` recipe carries switches `mle` refuses (the warm-up's code, the
+    random branch's share): they come with `full` only, and every objective's config passes the
     switch checks."""
     from m3dgan.config import layered_config
     from m3dgan.tasks import get_task
 
-    recipe = get_task("en2fr").objective_defaults["full"]
-    full = layered_config("en2fr", "full")
+    recipe = get_task(task).objective_defaults["full"]
+    full = layered_config(task, "full")
     assert full.train.warmup_code == "zero" and full.train.adversarial_warmup == 0.9
+    assert full.train.domain_reference == 1.0 and full.model.reference_cbhg_bank == 4
     assert full.train.random_share == recipe["train.random_share"] < 1
+    source = ModalitySpec("image", 3, 64) if task == "emoji2text" else ModalitySpec("text", 30, 12)
     text = ModalitySpec("text", 30, 12)
     for objective in ("mle", "gst", "cvae-gan", "pix2pix", "full-noatt"):
-        cfg = layered_config("en2fr", objective)
+        cfg = layered_config(task, objective)
         assert cfg.train.warmup_code == "encoded" and cfg.train.random_share == 1.0
-        check_switches(cfg, text, text)  # raises if the recipe had leaked into it
-    check_switches(full, text, text)
+        assert cfg.train.domain_reference == 0.0
+        check_switches(cfg, source, text)  # raises if the recipe had leaked into it
+    check_switches(full, source, text)
 
 
 def test_overrides_beat_the_recipe() -> None:
