@@ -47,7 +47,8 @@ def _add_data(sub) -> None:
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     b = dsub.add_parser("build", help="build a built-in data set offline from installed material")
     b.add_argument(
-        "name", help="digits | edges2emoji | text2emoji | text2emoji-seen | emoji2text | en2fr | speech"
+        "name",
+        help="digits | edges2emoji | text2emoji | text2emoji-seen | emoji2text | en2fr | speech",
     )
     b.add_argument(
         "--force", action="store_true", help="rebuild even if a valid cached build exists"
@@ -127,7 +128,11 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--task", choices=list(TASKS), help="task to train (default: from --config, else digits)"
     )
-    p.add_argument("--out", required=True, type=Path, help="run folder (config, logs, checkpoints)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="run folder (config, logs, checkpoints); required, except with --print-config alone",
+    )
     p.add_argument(
         "--objective", choices=list(OBJECTIVES), help="training objective (default: full)"
     )
@@ -354,6 +359,10 @@ def cmd_train(args) -> int:
     from m3dgan.config import config_from_dict, layered_config, load_config
     from m3dgan.train import train
 
+    if args.out is None and (args.resume or not args.print_config):
+        raise M3DGANError(
+            "train needs --out RUN_DIR (the run folder); only --print-config runs without it"
+        )
     if args.resume:
         changed = [
             flag

@@ -275,6 +275,20 @@ def test_print_config_shows_the_resolved_config_and_trains_nothing(
     assert not out.exists()
 
 
+def test_print_config_needs_no_run_folder_and_training_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["train", "--task", "emoji2text", "--print-config"]) == 0
+    cfg = config_from_dict(load_yaml(capsys.readouterr().out))
+    assert cfg.task == "emoji2text" and cfg.train.warmup_code == "zero"  # the task's recipe
+    for argv in (["train", "--task", "emoji2text"], ["train", "--resume", "--print-config"]):
+        assert main(argv) == 2
+        assert "needs --out" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_print_config_of_a_resumed_run(run: Path, capsys: pytest.CaptureFixture) -> None:
     before = (run / "config.yaml").read_bytes()
     capsys.readouterr()
