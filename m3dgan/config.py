@@ -102,6 +102,10 @@ class ModelConfig:
     # et al. 2018) | "learned" (a monotonic alignment from an aligner trained with the
     # forward-sum loss, RAD-TTS; m3dgan.modalities.speech.align)
     attention_guide: str = "diagonal"
+    # the speech target's decoder: "attention" (the paper's: Tacotron-style, frame after frame,
+    # attention over the source) | "duration" (not the paper's: durations from a learned
+    # alignment, all frames at once, FastSpeech 2 / RAD-TTS; m3dgan.modalities.speech.duration_decoder)
+    speech_decoder: str = "attention"
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)
     # text outputs: share of teacher-forced decoder inputs replaced, in training, by the decoder's
@@ -282,6 +286,7 @@ _CHOICES = {
     "model.upsample": ("deconv", "resize"),
     "model.disc_norm": ("instance", "spectral"),
     "model.attention_guide": ("diagonal", "learned"),
+    "model.speech_decoder": ("attention", "duration"),
     "model.text_cleaners": ("none", "basic", "english"),  # m3dgan.modalities.text.frontend
     "model.text_frontend": ("characters", "phonemes"),
     "model.speech_memory_stride": (4, 2),

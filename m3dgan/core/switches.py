@@ -16,7 +16,9 @@ from m3dgan.modalities import ModalitySpec
 def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> None:
     """Raise ConfigError naming the key for a switch that does not apply to source → target:
 
-    - ``model.attention_guide`` other than ``diagonal``: speech targets only;
+    - ``model.attention_guide`` other than ``diagonal``: speech targets only, and not with
+      ``model.speech_decoder=duration`` (which has no attention to guide);
+    - ``model.speech_decoder`` other than ``attention``: speech targets only;
     - ``model.decoder_own_inputs``, ``loss.label_smoothing``: text targets only;
     - ``model.ctc_weight``: speech → text only (CTC aligns text monotonically to speech), and
       only with ``model.speech_memory_stride=2`` (at stride 4 the memory has fewer positions per
@@ -33,6 +35,16 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
         raise ConfigError(
             f"model.attention_guide={mc.attention_guide!r} guides speech outputs' "
             f"attention, not {target.kind} ones"
+        )
+    if mc.speech_decoder != "attention" and target.kind != "speech":
+        raise ConfigError(
+            f"model.speech_decoder={mc.speech_decoder!r} is a speech output's decoder; this "
+            f"task's output is {target.kind}"
+        )
+    if mc.speech_decoder == "duration" and mc.attention_guide != "diagonal":
+        raise ConfigError(
+            "model.attention_guide guides the attention decoder; model.speech_decoder=duration "
+            "has no attention (its aligner already learns the alignment)"
         )
     if target.kind != "text":
         for key, value in (
@@ -59,8 +71,7 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
         )
     if mc.reference_stride != 1 and target.kind not in ("image", "speech"):
         raise ConfigError(
-            f"model.reference_stride applies to image and speech targets; this one is "
-            f"{target.kind}"
+            f"model.reference_stride applies to image and speech targets; this one is {target.kind}"
         )
     if mc.reference_cbhg_bank and target.kind != "text":
         raise ConfigError(

@@ -31,24 +31,12 @@ from m3dgan.config import ModelConfig
 from m3dgan.modalities.base import Modality, SequenceFeatures
 
 
-class AttentionRNNDecoder(nn.Module):
-    """The part of M_out that text and speech share: the source memory (⊕ z), the attention RNN
-    (2-layer residual GRU), additive attention and the decoder RNN. Subclasses supply what goes in
-    (embedded previous tokens, or previous mel frames through a prenet) and what comes out."""
+class SourceMemory(nn.Module):
+    """What every sequence generator reads: the source's memory (a sequence of states), with z
+    copied to every position. Owns the source side's memory module (as ``<kind>_memory``, e.g.
+    ``image_memory``; none for a text source, whose prenet states are the memory)."""
 
-    def __init__(
-        self,
-        source: Modality,
-        input_dim: int,
-        z_dim: int,
-        cfg: ModelConfig,
-        input_feeding: bool = False,
-    ) -> None:
-        """``source``: the source side's modality, whose attention memory this decoder owns
-        (as ``<kind>_memory``, e.g. ``image_memory``; none for a text source, whose prenet
-        states are the memory). ``input_feeding``: the attention RNN also reads the previous
-        step's context vector (Tacotron's design; steps then run one at a time, in training
-        too)."""
+    def __init__(self, source: Modality, z_dim: int, cfg: ModelConfig) -> None:
         super().__init__()
         self.z_dim = z_dim
         self.source_attention = cfg.source_attention
@@ -59,20 +47,8 @@ class AttentionRNNDecoder(nn.Module):
             mem_dim = memory.out_dim
         else:
             mem_dim = source.prenet_channels(cfg)
-        self.mem_dim = mem_dim + z_dim
-        a = cfg.decoder_attention_rnn
-        if input_feeding:
-            input_dim += self.mem_dim
-        self.attention_rnn = nn.ModuleList(
-            [nn.GRU(input_dim, a, batch_first=True), nn.GRU(a, a, batch_first=True)]
-        )
-        self.query = nn.Linear(a, a, bias=False)
-        self.key = nn.Linear(self.mem_dim, a)
-        self.score = nn.Linear(a, 1, bias=False)
-        self.decoder_rnn = nn.GRU(a + self.mem_dim, cfg.decoder_rnn, batch_first=True)
-        self.out_dim = cfg.decoder_rnn + self.mem_dim  # what ``_core`` returns per step
+        self.mem_dim = mem_dim + z_dim  # width of a memory position, z included
 
-    # -- memory -------------------------------------------------------------------------------
     def source_features(self, source) -> SequenceFeatures:
         """The source prenet's output → its attention memory before z: states [B, M, D] and
         mask [B, M] (``mem_dim`` − ``z_dim`` = D)."""
@@ -93,6 +69,37 @@ class AttentionRNNDecoder(nn.Module):
                 raise ValueError("this generator was built with z; pass a domain embedding")
             states = torch.cat([states, z[:, None, :].expand(-1, states.shape[1], -1)], dim=-1)
         return states, mask
+
+
+class AttentionRNNDecoder(SourceMemory):
+    """The part of M_out that text and speech share: the source memory (⊕ z), the attention RNN
+    (2-layer residual GRU), additive attention and the decoder RNN. Subclasses supply what goes in
+    (embedded previous tokens, or previous mel frames through a prenet) and what comes out."""
+
+    def __init__(
+        self,
+        source: Modality,
+        input_dim: int,
+        z_dim: int,
+        cfg: ModelConfig,
+        input_feeding: bool = False,
+    ) -> None:
+        """``source``: the source side's modality, whose attention memory this decoder owns
+        (:class:`SourceMemory`). ``input_feeding``: the attention RNN also reads the previous
+        step's context vector (Tacotron's design; steps then run one at a time, in training
+        too)."""
+        super().__init__(source, z_dim, cfg)
+        a = cfg.decoder_attention_rnn
+        if input_feeding:
+            input_dim += self.mem_dim
+        self.attention_rnn = nn.ModuleList(
+            [nn.GRU(input_dim, a, batch_first=True), nn.GRU(a, a, batch_first=True)]
+        )
+        self.query = nn.Linear(a, a, bias=False)
+        self.key = nn.Linear(self.mem_dim, a)
+        self.score = nn.Linear(a, 1, bias=False)
+        self.decoder_rnn = nn.GRU(a + self.mem_dim, cfg.decoder_rnn, batch_first=True)
+        self.out_dim = cfg.decoder_rnn + self.mem_dim  # what ``_core`` returns per step
 
     # -- one pass over a block of steps (all teacher-forced steps, or a single decoding step) --
     def _core(self, x, memory, keys, mask, state=None):

@@ -27,6 +27,7 @@ from m3dgan.data.store import read_manifest
 from m3dgan.errors import CheckpointError, ConfigError, M3DGANError
 from m3dgan.modalities.base import Modality, single_output_only
 from m3dgan.modalities.speech.decoder import SpeechDecoder, SpeechDecoderOutput
+from m3dgan.modalities.speech.duration_decoder import DurationSpeechDecoder
 from m3dgan.modalities.speech.figures import speech_figures
 from m3dgan.modalities.speech.frames import frame_lengths, stop_targets
 from m3dgan.modalities.speech.nets import (
@@ -95,7 +96,8 @@ class SpeechModality(Modality):
         )
 
     def build_generator(self, source: Modality, z_dim: int, cfg: ModelConfig) -> nn.Module:
-        return SpeechDecoder(source, self.spec.channels, self.spec.size, z_dim, cfg)
+        decoder = DurationSpeechDecoder if cfg.speech_decoder == "duration" else SpeechDecoder
+        return decoder(source, self.spec.channels, self.spec.size, z_dim, cfg)
 
     def build_discriminator(
         self, source: Modality, cfg: ModelConfig, outputs: int = 1

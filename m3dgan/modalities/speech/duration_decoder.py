@@ -1,0 +1,157 @@
+"""M_out for speech targets without attention: durations, then all frames at once
+(``model.speech_decoder = "duration"``; not the paper's decoder, which is ``"attention"``).
+
+The paper's Tacotron-style decoder has to *discover* which text position each frame speaks, one
+frame after the other, and on a CPU budget it rarely does. This decoder is told instead, as
+FastSpeech 2 (Ren et al. 2021) and FastPitch (Łańcucki 2021) are, and learns the alignment the way
+RAD-TTS does (Badlani et al. 2022), so it needs no durations from the synthesizer and trains on
+any corpus:
+
+    source memory ⊕ z ─┬─ aligner (forward-sum loss) ─ monotonic alignment search ─► durations
+                       ├─ duration predictor (2 convs, on the memory without gradient; MSE of
+                       │  log(1 + d), FastSpeech 2) ─► durations when decoding
+                       └─ length regulator: each position's state repeated for its frames,
+                          plus the frame's relative place inside its position
+                          ─ residual conv stack ─► mel frames (tanh) + stop logits
+
+In training both branches use the target's durations (teacher forcing, as the attention decoder
+feeds the target's frames); decoding uses the predicted ones, so an output always ends, and its
+length follows z (the style's speaking rate) through the memory. The aligner's and the duration
+predictor's losses join the reconstruction loss through ``SpeechDecoderOutput.align_loss``.
+``alignment`` is the aligner's soft alignment, for the training figures.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from m3dgan.audio.config import PAD_VALUE
+from m3dgan.config import ModelConfig
+from m3dgan.modalities.base import Modality
+from m3dgan.modalities.sequence_decoder import SourceMemory
+from m3dgan.modalities.speech.align import Aligner, forward_sum_loss, monotonic_alignment
+from m3dgan.modalities.speech.decoder import SpeechDecoderOutput
+from m3dgan.modalities.speech.frames import frame_lengths
+
+PREDICTOR_CHANNELS = 256  # FastSpeech 2's variance predictors: 2 convs of 256, kernel 3
+PREDICTOR_DROPOUT = 0.5
+FRAME_LAYERS = 4  # residual convs over the regulated frames
+FRAME_KERNEL = 5
+FRAME_DROPOUT = 0.1
+
+
+class DurationPredictor(nn.Module):
+    """Memory [B, N, D] → log(1 + frames) per position [B, N] (FastSpeech 2's predictor)."""
+
+    def __init__(self, dim: int, channels: int = PREDICTOR_CHANNELS) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            [nn.Conv1d(dim, channels, 3, padding=1), nn.Conv1d(channels, channels, 3, padding=1)]
+        )
+        self.norms = nn.ModuleList([nn.LayerNorm(channels), nn.LayerNorm(channels)])
+        self.out = nn.Linear(channels, 1)
+
+    def forward(self, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = memory * mask[..., None]
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = conv(x.transpose(1, 2)).transpose(1, 2)
+            x = F.dropout(norm(F.relu(x)), PREDICTOR_DROPOUT, self.training) * mask[..., None]
+        return self.out(x).squeeze(-1)
+
+
+class DurationSpeechDecoder(SourceMemory):
+    """Speech M_out by durations (module docstring). Same calls and outputs as
+    :class:`~m3dgan.modalities.speech.decoder.SpeechDecoder`: teacher-forced with ``target``
+    mels [B, T, n_mels] → :class:`SpeechDecoderOutput`; without → mels [B, T', n_mels] in
+    [-1, 1], silence (``PAD_VALUE``) after each row's end."""
+
+    def __init__(
+        self, source: Modality, n_mels: int, max_frames: int, z_dim: int, cfg: ModelConfig
+    ) -> None:
+        super().__init__(source, z_dim, cfg)
+        self.n_mels, self.max_frames = n_mels, max_frames
+        self.aligner = Aligner(self.mem_dim, n_mels)
+        self.durations = DurationPredictor(self.mem_dim)
+        width = cfg.decoder_rnn
+        self.frame_in = nn.Linear(self.mem_dim + 1, width)
+        self.frame_convs = nn.ModuleList(
+            nn.Conv1d(width, width, FRAME_KERNEL, padding=FRAME_KERNEL // 2)
+            for _ in range(FRAME_LAYERS)
+        )
+        self.frame_norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(FRAME_LAYERS))
+        self.to_frames = nn.Linear(width, n_mels)
+        self.to_stop = nn.Linear(width, 1)
+
+    def forward(
+        self,
+        source,
+        z: torch.Tensor | None,
+        target: torch.Tensor | None = None,
+        max_frames: int | None = None,
+    ) -> SpeechDecoderOutput | torch.Tensor:
+        memory, mask = self.memory(source, z)
+        positions = mask.sum(1)
+        predicted = self.durations(memory.detach(), mask)  # log(1 + frames) [B, N]
+        if target is None:
+            return self._decode(memory, mask, predicted, max_frames or 2 * self.max_frames)
+        target = target[..., : self.n_mels]
+        t = target.shape[1]
+        lengths = frame_lengths(target, self.n_mels)
+        log_p = self.aligner(memory, mask, target, lengths)
+        path = monotonic_alignment(log_p.detach(), lengths, positions)  # [B, T]
+        valid = torch.arange(t, device=target.device)[None] < lengths[:, None]
+        # frames per position, float32 (exact counts under autocast too)
+        counts = torch.zeros(predicted.shape, device=path.device).scatter_add_(
+            1, path, valid.float()
+        )
+        duration_loss = ((predicted.float() - torch.log1p(counts)) ** 2 * mask).sum(1)
+        duration_loss = duration_loss / positions.clamp_min(1)
+        frames, stop = self._frames(memory, path, counts, lengths)
+        return SpeechDecoderOutput(
+            frames=frames,
+            stop_logits=stop.to(frames.dtype),
+            guide=frames.new_zeros(frames.shape[:2]),
+            alignment=log_p.exp().to(frames.dtype),
+            align_loss=forward_sum_loss(log_p, lengths, positions) + duration_loss,
+        )
+
+    def _frames(
+        self, memory: torch.Tensor, path: torch.Tensor, counts: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The length regulator and the frame convs: memory [B, N, D], each frame's position
+        ``path`` [B, T], frames per position ``counts`` [B, N], ``lengths`` [B] → (mels
+        [B, T, n_mels], PAD_VALUE after each row's end; stop logits [B, T])."""
+        b, t = path.shape
+        regulated = memory.gather(1, path[..., None].expand(-1, -1, memory.shape[-1]))
+        starts = torch.cumsum(counts, 1) - counts  # first frame of each position
+        frame = torch.arange(t, device=path.device, dtype=counts.dtype)[None]
+        inside = (frame - starts.gather(1, path)) / counts.gather(1, path).clamp_min(1)
+        x = self.frame_in(torch.cat([regulated, inside[..., None].to(regulated.dtype)], -1))
+        valid = (torch.arange(t, device=path.device)[None] < lengths[:, None])[..., None]
+        x = x * valid
+        for conv, norm in zip(self.frame_convs, self.frame_norms, strict=True):
+            h = conv(x.transpose(1, 2)).transpose(1, 2)
+            h = F.dropout(norm(F.relu(h)), FRAME_DROPOUT, self.training)
+            x = (x + h) * valid  # zeros past the end: a row does not depend on its batch's padding
+        frames = torch.tanh(self.to_frames(x))
+        frames = torch.where(valid, frames, torch.full_like(frames, PAD_VALUE))
+        return frames, self.to_stop(x).squeeze(-1)
+
+    def _decode(
+        self, memory: torch.Tensor, mask: torch.Tensor, predicted: torch.Tensor, limit: int
+    ) -> torch.Tensor:
+        """Predicted durations (rounded, at least one frame per real position) → mels, at most
+        ``limit`` frames per row."""
+        counts = torch.expm1(predicted.float()).round().clamp_min(1) * mask
+        ends = torch.cumsum(counts, 1)  # [B, N]
+        lengths = ends[:, -1].long().clamp(1, limit)
+        t = int(lengths.max())
+        frame = torch.arange(t, device=memory.device, dtype=ends.dtype)[None].expand(len(ends), -1)
+        last = (mask.sum(1) - 1).clamp_min(0)[:, None]
+        path = torch.minimum(
+            torch.searchsorted(ends.contiguous(), frame.contiguous(), right=True), last
+        )
+        frames, _ = self._frames(memory, path, counts, lengths)
+        return frames

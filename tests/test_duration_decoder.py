@@ -1,0 +1,112 @@
+"""model.speech_decoder = "duration" (m3dgan.modalities.speech.duration_decoder): durations from
+the aligner's monotonic path, the length regulator, decoding by predicted durations, its losses
+in the reconstruction loss, a training step with both branches, and where the switch applies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_speech_model import N_MELS, mels, texts, tts
+
+from m3dgan.audio.config import PAD_VALUE
+from m3dgan.modalities.speech.duration_decoder import DurationSpeechDecoder
+from m3dgan.modalities.speech.frames import frame_lengths
+
+
+def test_the_switch_builds_the_duration_decoder() -> None:
+    assert isinstance(tts("full", speech_decoder="duration").generator, DurationSpeechDecoder)
+    assert not isinstance(tts("full").generator, DurationSpeechDecoder)
+
+
+def test_teacher_forced_output_has_the_targets_lengths_and_its_losses() -> None:
+    model = tts("mle", speech_decoder="duration")
+    source, target = texts(3), mels([15, 20, 11])
+    out = model.generate(source, None, target)
+    assert out.frames.shape == target.shape
+    assert frame_lengths(out.frames, N_MELS).tolist() == [15, 20, 11]
+    assert (out.frames[2, 11:] == PAD_VALUE).all()  # silence after the row's end
+    assert out.stop_logits.shape == target.shape[:2] and (out.guide == 0).all()
+    assert out.align_loss.shape == (3,) and torch.isfinite(out.align_loss).all()
+    loss = model.target_modality.reconstruction_loss(out, target)
+    without = model.target_modality.reconstruction_loss(
+        type(out)(out.frames, out.stop_logits, out.guide, out.alignment), target
+    )
+    assert torch.isclose(loss - without, out.align_loss.mean())
+    loss.backward()
+    dec = model.generator
+    for part in (dec.aligner, dec.durations, dec.frame_convs, dec.to_frames):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+
+
+def test_the_length_regulator_repeats_each_position_for_its_frames() -> None:
+    dec = tts("mle", speech_decoder="duration").generator.eval()
+    memory = torch.randn(1, 3, dec.mem_dim)
+    path = torch.tensor([[0, 0, 1, 1, 1, 2]])
+    counts = torch.tensor([[2.0, 3.0, 1.0]])
+    captured = {}
+    dec.frame_in.register_forward_hook(lambda m, i, o: captured.update(x=i[0]))
+    dec._frames(memory, path, counts, torch.tensor([6]))
+    x = captured["x"][0]
+    assert torch.equal(x[:, :-1], memory[0, path[0]])  # each frame carries its position's state
+    inside = torch.tensor([0, 0.5, 0, 1 / 3, 2 / 3, 0])  # the frame's place inside its position
+    assert torch.allclose(x[:, -1], inside)
+
+
+def test_decoding_follows_the_predicted_durations() -> None:
+    model = tts("mle", speech_decoder="duration").eval()
+    dec, source = model.generator, texts(2)
+    real = (source != 0).sum(1)  # texts(2): row 0 has 6 real characters, row 1 has 8
+    with torch.no_grad():
+        dec.durations.out.weight.zero_()
+        dec.durations.out.bias.fill_(float(torch.log1p(torch.tensor(3.0))))  # 3 frames each
+        out = model.generate(source, None)
+    lengths = frame_lengths(out, N_MELS)
+    assert (lengths <= 3 * real).all() and lengths[1] == 3 * real[1]
+    assert out.shape[1] == int(3 * real.max())
+    assert (out[0, int(3 * real[0]) :] == PAD_VALUE).all()  # silence after the shorter row
+    short = model.generator(model.source_prenet(source), None, max_frames=10)
+    assert short.shape[1] == 10  # the frame limit holds
+
+
+def test_a_row_does_not_depend_on_its_batchs_padding() -> None:
+    model = tts("mle", speech_decoder="duration").eval()
+    source, target = texts(2), mels([12, 20])
+    with torch.no_grad():
+        both = model.generate(source, None, target).frames[0, :12]
+        alone = model.generate(source[:1], None, target[:1, :12]).frames[0]
+    assert torch.allclose(both, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("stack", [False, True])
+def test_a_full_training_step(stack: bool) -> None:
+    from m3dgan.config import LossConfig
+    from m3dgan.core.state import RunState
+    from m3dgan.core.step import TrainStep
+
+    model = tts("full", speech_decoder="duration")
+    opt_g = torch.optim.Adam(model.generator_parameters(), 1e-3)
+    opt_d = torch.optim.Adam(model.discriminator_parameters(), 1e-3)
+    state = RunState(model, opt_g, opt_d, torch.Generator().manual_seed(0))
+    logs = TrainStep(state, LossConfig(), stack_branches=stack)(texts(4), mels([15, 20, 11, 20]))
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+
+
+def test_the_switch_applies_to_speech_outputs_without_an_attention_guide() -> None:
+    from m3dgan.config import Config, config_from_dict
+    from m3dgan.core.model import M3DGAN
+    from m3dgan.errors import ConfigError
+    from m3dgan.modalities import ModalitySpec
+
+    cfg = Config()
+    cfg.model.speech_decoder = "duration"
+    image = ModalitySpec("image", 3, 16)
+    with pytest.raises(ConfigError, match="speech output's decoder; this task's output is image"):
+        M3DGAN.from_config(cfg, image, image)
+    cfg.model.attention_guide = "learned"
+    text, speech = ModalitySpec("text", 30, 10), ModalitySpec("speech", N_MELS, 40)
+    with pytest.raises(ConfigError, match="has no attention"):
+        M3DGAN.from_config(cfg, text, speech)
+    bad = Config().to_dict()
+    bad["model"]["speech_decoder"] = "nope"
+    with pytest.raises(ConfigError, match="speech_decoder"):
+        config_from_dict(bad)
