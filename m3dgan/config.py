@@ -156,6 +156,12 @@ class LossConfig:
     # both updates (m3dgan.core.augment): "" (off, the paper) or a comma list of
     # color, translation, cutout (Zhao et al. 2020 use all three)
     diffaugment: str = ""
+    # matching-aware discriminators (GAN-INT-CLS, Reed et al. 2016; not in the paper): weight of a
+    # third discriminator term that scores a real target beside *another row's* source as fake,
+    # so D must check that the output fits its source, not only that it looks real, and G cannot
+    # ignore the source (text2emoji's samples did: the reference and z set the whole image).
+    # 0: off (the paper). Reed et al. weigh the wrong pair and the fake as half each
+    mismatch: float = 0.0
     # text outputs: label smoothing ε of the reconstruction cross-entropy (Szegedy et al. 2016;
     # OpenNMT and fairseq use 0.1): (1 − ε) · NLL + ε · mean over the vocabulary of −log p
     label_smoothing: float = 0.0

@@ -181,12 +181,19 @@ class DiscriminatorLoss(nn.Module):
     """The discriminator loss of one step, as one module for DDP: D_enc on real vs encoded
     fakes, D_rand on real vs random fakes (fakes detached)."""
 
-    def __init__(self, model: M3DGAN, gan_mode: str, policy: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        model: M3DGAN,
+        gan_mode: str,
+        policy: tuple[str, ...] = (),
+        mismatch: float = 0.0,
+    ) -> None:
         super().__init__()
         self.disc_enc = model.disc_enc
         self.disc_rand = model.disc_rand
         self.gan_mode = gan_mode
         self.policy = policy  # DiffAugment (``core.augment``); () = off
+        self.mismatch = mismatch  # ``loss.mismatch``: weight of (wrong source, real) as fake
 
     def forward(
         self,
@@ -198,17 +205,30 @@ class DiscriminatorLoss(nn.Module):
     ) -> torch.Tensor:
         """``domain``: T's domain per row, where D_enc has per-domain outputs (else None)."""
         loss = gan_pair(self.disc_enc, source, target, fake_enc, self.gan_mode, self.policy, domain)
+        loss = loss + self._mismatched(self.disc_enc, source, target, domain)
         if fake_rand is not None:  # the random branch may cover the first rows only
             k = len(fake_rand)
+            src_k, tgt_k = first_rows(source, k), first_rows(target, k)
             loss = loss + gan_pair(
-                self.disc_rand,
-                first_rows(source, k),
-                first_rows(target, k),
-                fake_rand,
-                self.gan_mode,
-                self.policy,
+                self.disc_rand, src_k, tgt_k, fake_rand, self.gan_mode, self.policy
             )
+            loss = loss + self._mismatched(self.disc_rand, src_k, tgt_k)
         return loss
+
+    def _mismatched(
+        self,
+        disc: nn.Module,
+        source: torch.Tensor,
+        real: torch.Tensor,
+        domain: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``loss.mismatch`` × the loss of D calling (the next row's source, this row's real
+        target) fake; 0 when off or with a single row (no other source to pair)."""
+        if not self.mismatch or len(real) < 2:
+            return real.new_zeros((), dtype=torch.float32)
+        wrong = torch.roll(source, 1, dims=0)  # row i gets row i − 1's source
+        scores = domain_scores(judge(disc, wrong, real, self.policy), domain)
+        return self.mismatch * losses.gan_loss(scores, False, self.gan_mode)
 
 
 @dataclass
@@ -258,7 +278,9 @@ class TrainStep:
                 f"target is {self.model.target_spec.kind}"
             )
         self.discriminator_loss = d.wrap(
-            DiscriminatorLoss(self.model, self.loss_cfg.gan_mode, self.policy)
+            DiscriminatorLoss(
+                self.model, self.loss_cfg.gan_mode, self.policy, self.loss_cfg.mismatch
+            )
         )
 
     def _autocast(self, device: torch.device):
