@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_speech_model import N_MELS, mels, texts, tts
+from test_speech_model import N_MELS, mels, texts, train_step, tts
 
 from m3dgan.audio.config import PAD_VALUE
 from m3dgan.modalities.speech.duration_decoder import DurationSpeechDecoder
@@ -79,15 +79,9 @@ def test_a_row_does_not_depend_on_its_batchs_padding() -> None:
 
 @pytest.mark.parametrize("stack", [False, True])
 def test_a_full_training_step(stack: bool) -> None:
-    from m3dgan.config import LossConfig
-    from m3dgan.core.state import RunState
-    from m3dgan.core.step import TrainStep
-
-    model = tts("full", speech_decoder="duration")
-    opt_g = torch.optim.Adam(model.generator_parameters(), 1e-3)
-    opt_d = torch.optim.Adam(model.discriminator_parameters(), 1e-3)
-    state = RunState(model, opt_g, opt_d, torch.Generator().manual_seed(0))
-    logs = TrainStep(state, LossConfig(), stack_branches=stack)(texts(4), mels([15, 20, 11, 20]))
+    logs = train_step(tts("full", speech_decoder="duration"), stack)(
+        texts(4), mels([15, 20, 11, 20])
+    )
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
 
 

@@ -136,18 +136,11 @@ def test_learned_guide_penalises_attention_away_from_the_path() -> None:
 
 
 def test_a_training_step_with_the_learned_guide_stacked_or_not() -> None:
-    from test_speech_model import mels, texts, tts
-
-    from m3dgan.config import LossConfig
-    from m3dgan.core.state import RunState
-    from m3dgan.core.step import TrainStep
+    from test_speech_model import mels, texts, train_step, tts
 
     for stack in (False, True):
         model = tts("full", attention_guide="learned", frame_dropout=0.0)
-        opt_g = torch.optim.Adam(model.generator_parameters(), 1e-3)
-        opt_d = torch.optim.Adam(model.discriminator_parameters(), 1e-3)
-        state = RunState(model, opt_g, opt_d, torch.Generator().manual_seed(0))
-        logs = TrainStep(state, LossConfig(), stack_branches=stack)(texts(4), mels([15, 20, 11, 20]))
+        logs = train_step(model, stack)(texts(4), mels([15, 20, 11, 20]))
         assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
 
 

@@ -65,6 +65,14 @@ def texts(b: int, seed: int = 0) -> torch.Tensor:
     return ids
 
 
+def train_step(model: M3DGAN, stack_branches: bool = False, lr: float = 1e-3) -> TrainStep:
+    """One training iteration on ``model`` (Adam for both sides, the default losses)."""
+    opt_g = torch.optim.Adam(model.generator_parameters(), lr)
+    opt_d = torch.optim.Adam(model.discriminator_parameters(), lr)
+    state = RunState(model, opt_g, opt_d, torch.Generator().manual_seed(0))
+    return TrainStep(state, Config().loss, stack_branches=stack_branches)
+
+
 def test_frame_lengths_and_stop_targets():
     x = mels([5, 9, 1], t=12)
     x[1, 3] = PAD_VALUE  # silence inside an utterance does not end it
@@ -184,11 +192,7 @@ def test_asr_direction_shapes_and_memory_padding():
 
 @pytest.mark.parametrize("objective", ["full", "gst", "mle"])
 def test_a_training_step_lowers_reconstruction(objective):
-    model = tts(objective, frame_dropout=0.0)
-    cfg = Config()
-    opt_g = torch.optim.Adam(model.generator_parameters(), 2e-3)
-    opt_d = torch.optim.Adam(model.discriminator_parameters(), 2e-3)
-    step = TrainStep(RunState(model, opt_g, opt_d, torch.Generator().manual_seed(0)), cfg.loss)
+    step = train_step(tts(objective, frame_dropout=0.0), lr=2e-3)
     source, target = texts(4), mels([15, 20, 11, 20])
     first = step(source, target)
     for _ in range(30):
