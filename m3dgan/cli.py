@@ -131,7 +131,8 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--out",
         type=Path,
-        help="run folder (config, logs, checkpoints); required, except with --print-config alone",
+        help="run folder (config, logs, checkpoints); required, except with --print-config alone "
+        "(default: none)",
     )
     p.add_argument(
         "--objective", choices=list(OBJECTIVES), help="training objective (default: full)"
