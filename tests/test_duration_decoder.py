@@ -10,7 +10,7 @@ from test_speech_model import N_MELS, mels, texts, train_step, tts
 
 from m3dgan.audio.config import PAD_VALUE
 from m3dgan.modalities.speech.duration_decoder import DurationSpeechDecoder
-from m3dgan.modalities.speech.frames import frame_lengths
+from m3dgan.modalities.speech.frames import frame_lengths, stop_targets
 
 
 def test_the_switch_builds_the_duration_decoder() -> None:
@@ -26,6 +26,9 @@ def test_teacher_forced_output_has_the_targets_lengths_and_its_losses() -> None:
     assert frame_lengths(out.frames, N_MELS).tolist() == [15, 20, 11]
     assert (out.frames[2, 11:] == PAD_VALUE).all()  # silence after the row's end
     assert out.stop_logits.shape == target.shape[:2] and (out.guide == 0).all()
+    # the length is known: the stop logits say "stop" from each row's last frame on
+    lengths = torch.tensor([15, 20, 11])
+    assert torch.equal(out.stop_logits > 0, stop_targets(lengths, 20).bool())
     assert out.align_loss.shape == (3,) and torch.isfinite(out.align_loss).all()
     loss = model.target_modality.reconstruction_loss(out, target)
     without = model.target_modality.reconstruction_loss(

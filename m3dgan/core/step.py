@@ -222,7 +222,7 @@ class DiscriminatorLoss(nn.Module):
         real: torch.Tensor,
         domain: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``loss.mismatch`` × the loss of D calling (the next row's source, this row's real
+        """``loss.mismatch`` × the loss of D calling (the previous row's source, this row's real
         target) fake; 0 when off or with a single row (no other source to pair)."""
         if not self.mismatch or len(real) < 2:
             return real.new_zeros((), dtype=torch.float32)

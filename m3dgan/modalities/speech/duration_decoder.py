@@ -12,12 +12,14 @@ any corpus:
                        │  log(1 + d), FastSpeech 2) ─► durations when decoding
                        └─ length regulator: each position's state repeated for its frames,
                           plus the frame's relative place inside its position
-                          ─ residual conv stack ─► mel frames (tanh) + stop logits
+                          ─ residual conv stack ─► mel frames (tanh)
 
 In training both branches use the target's durations (teacher forcing, as the attention decoder
 feeds the target's frames); decoding uses the predicted ones, so an output always ends, and its
 length follows z (the style's speaking rate) through the memory. The aligner's and the duration
 predictor's losses join the reconstruction loss through ``SpeechDecoderOutput.align_loss``.
+The length is known from the durations, so there is no stop head: the stop logits are ±
+``STOP_LOGIT`` from each row's length (the stop loss is then about 0, with no gradient).
 ``alignment`` is the aligner's soft alignment, for the training figures.
 """
 
@@ -33,13 +35,14 @@ from m3dgan.modalities.base import Modality
 from m3dgan.modalities.sequence_decoder import SourceMemory
 from m3dgan.modalities.speech.align import Aligner, forward_sum_loss, monotonic_alignment
 from m3dgan.modalities.speech.decoder import SpeechDecoderOutput
-from m3dgan.modalities.speech.frames import frame_lengths
+from m3dgan.modalities.speech.frames import frame_lengths, stop_targets
 
 PREDICTOR_CHANNELS = 256  # FastSpeech 2's variance predictors: 2 convs of 256, kernel 3
 PREDICTOR_DROPOUT = 0.5
 FRAME_LAYERS = 4  # residual convs over the regulated frames
 FRAME_KERNEL = 5
 FRAME_DROPOUT = 0.1
+STOP_LOGIT = 20.0  # the certain stop logit: BCE of ±20 against its own target is ~2e-9
 
 
 class DurationPredictor(nn.Module):
@@ -82,7 +85,6 @@ class DurationSpeechDecoder(SourceMemory):
         )
         self.frame_norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(FRAME_LAYERS))
         self.to_frames = nn.Linear(width, n_mels)
-        self.to_stop = nn.Linear(width, 1)
 
     def forward(
         self,
@@ -108,7 +110,8 @@ class DurationSpeechDecoder(SourceMemory):
         )
         duration_loss = ((predicted.float() - torch.log1p(counts)) ** 2 * mask).sum(1)
         duration_loss = duration_loss / positions.clamp_min(1)
-        frames, stop = self._frames(memory, path, counts, lengths)
+        frames = self._frames(memory, path, counts, lengths)
+        stop = (2 * stop_targets(lengths, t) - 1) * STOP_LOGIT  # the length is known
         return SpeechDecoderOutput(
             frames=frames,
             stop_logits=stop.to(frames.dtype),
@@ -119,11 +122,11 @@ class DurationSpeechDecoder(SourceMemory):
 
     def _frames(
         self, memory: torch.Tensor, path: torch.Tensor, counts: torch.Tensor, lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         """The length regulator and the frame convs: memory [B, N, D], each frame's position
-        ``path`` [B, T], frames per position ``counts`` [B, N], ``lengths`` [B] → (mels
-        [B, T, n_mels], PAD_VALUE after each row's end; stop logits [B, T])."""
-        b, t = path.shape
+        ``path`` [B, T], frames per position ``counts`` [B, N], ``lengths`` [B] → mels
+        [B, T, n_mels], PAD_VALUE after each row's end."""
+        t = path.shape[1]
         regulated = memory.gather(1, path[..., None].expand(-1, -1, memory.shape[-1]))
         starts = torch.cumsum(counts, 1) - counts  # first frame of each position
         frame = torch.arange(t, device=path.device, dtype=counts.dtype)[None]
@@ -136,8 +139,7 @@ class DurationSpeechDecoder(SourceMemory):
             h = F.dropout(norm(F.relu(h)), FRAME_DROPOUT, self.training)
             x = (x + h) * valid  # zeros past the end: a row does not depend on its batch's padding
         frames = torch.tanh(self.to_frames(x))
-        frames = torch.where(valid, frames, torch.full_like(frames, PAD_VALUE))
-        return frames, self.to_stop(x).squeeze(-1)
+        return torch.where(valid, frames, torch.full_like(frames, PAD_VALUE))
 
     def _decode(
         self, memory: torch.Tensor, mask: torch.Tensor, predicted: torch.Tensor, limit: int
@@ -153,5 +155,4 @@ class DurationSpeechDecoder(SourceMemory):
         path = torch.minimum(
             torch.searchsorted(ends.contiguous(), frame.contiguous(), right=True), last
         )
-        frames, _ = self._frames(memory, path, counts, lengths)
-        return frames
+        return self._frames(memory, path, counts, lengths)
