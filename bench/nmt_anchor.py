@@ -1,14 +1,14 @@
 """The outside anchor for en2fr: OpenNMT-py's attentional RNN encoder-decoder, trained on our
 built-in en2fr data for a fixed wall-clock budget and scored by OUR metrics.
 
-What it measures: how far a well-known NMT toolkit, at sizes comparable to ``bench/text_tasks.py``
-(half-width models), gets on the same training pairs in ``--minutes`` of wall-clock with
-``--threads`` intra-op threads, as corpus BLEU-1 / BLEU-4 and chrF (``m3dgan.metrics.bleu``) on
-every distinct test source against the same reference lists our evaluator uses
-(``m3dgan.evaluate.text.decode_test``: a source's references are those of all test rows with that
-source, plus their targets, deduplicated in order). Greedy decoding (beam 1, our benchmark's
-setting) and beam 5. The toolkit runs in its own venv outside the repo; this script runs in
-ours, and m3dgan never imports the toolkit.
+What it measures: how far a well-known NMT toolkit, at the sizes of our full-width text models
+(``bench/text_tasks.py --full-width``, what ``bench/text_goals.py`` runs), gets on the same training
+pairs in ``--minutes`` of wall-clock with ``--threads`` intra-op threads, as corpus BLEU-1 / BLEU-4
+and chrF (``m3dgan.metrics.bleu``) on every distinct test source against the same reference lists
+our evaluator uses (``m3dgan.evaluate.text.decode_test``: a source's references are those of all
+test rows with that source, plus their targets, deduplicated in order). Greedy decoding (beam 1, our
+benchmark's setting) and beam 5. The toolkit runs in its own venv outside the repo; this script runs
+in ours, and m3dgan never imports the toolkit.
 
     PYTHONPATH=$PWD .venv/bin/python bench/nmt_anchor.py --setup   # the toolkit venv (once)
     PYTHONPATH=$PWD .venv/bin/python bench/nmt_anchor.py --minutes 30 --threads 2
@@ -23,37 +23,39 @@ each decoding) are kept; a training that did not finish starts again from scratc
 stays one uninterrupted session.
 
 Why OpenNMT-py 3.5.1 (the latest release), and how: it declares ``torch<2.3,>=2.1``, and the only
-CPU torch wheel here is 2.13.0 (PyPI serves torch 2.1-2.2 for Linux as CUDA builds only:
-a plain ``pip install opennmt-py==3.5.1`` replaces the CPU torch with torch 2.2.2 and the nvidia-*
-CUDA wheels). So the venv gets torch==2.13.0+cpu first (pinned by a constraints file for every
-later install, and checked), then ``opennmt-py`` with ``--no-deps`` and only the declared
-dependencies that its ``onmt_build_vocab`` / ``onmt_train`` / ``onmt_translate`` import
-(configargparse, pyyaml, sacrebleu, numpy, pyonmttok, spacy, pyahocorasick, rapidfuzz,
-fasttext-wheel: ``onmt.transforms`` imports every transform module at start-up), plus six.
-Left out: ctranslate2 (an optional import, for an LM prior), tensorboard (its logging), flask and
-waitress (its server). One incompatibility with torch >= 2.6 remains: ``torch.load`` defaults to ``weights_only=True`` and OpenNMT-py 3.5.1's
-checkpoints hold an ``argparse.Namespace``, so loading one fails with "Weights only load failed
-... Unsupported global: GLOBAL argparse.Namespace was not an allowed global by default". The
-toolkit's processes therefore run with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (torch's own switch;
-the checkpoints are the ones this script just made). Its successor eole (which accepts torch 2.13)
-was not needed.
+CPU torch wheel here is 2.13.0 (PyPI serves torch 2.1-2.2 for Linux as CUDA builds only: a plain
+``pip install opennmt-py==3.5.1`` replaces the CPU torch with torch 2.2.2 and the nvidia-* CUDA
+wheels). So the venv gets torch==2.13.0+cpu first (pinned by a constraints file for every later
+install, and checked), then ``opennmt-py`` with ``--no-deps`` and only the declared dependencies
+that its ``onmt_build_vocab`` / ``onmt_train`` / ``onmt_translate`` import (configargparse, pyyaml,
+sacrebleu, numpy, pyonmttok, spacy, pyahocorasick, rapidfuzz, fasttext-wheel: ``onmt.transforms``
+imports every transform module at start-up), plus six. Left out: ctranslate2 (an optional import,
+for an LM prior), tensorboard (its logging), flask and waitress (its server). One incompatibility
+with torch >= 2.6 remains: ``torch.load`` defaults to ``weights_only=True`` and OpenNMT-py 3.5.1's
+checkpoints hold an ``argparse.Namespace``, so loading one fails with "Weights only load failed ...
+Unsupported global: GLOBAL argparse.Namespace was not an allowed global by default". The toolkit's
+processes therefore run with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (torch's own switch; the
+checkpoints are the ones this script just made). Its successor eole (which accepts torch 2.13) was
+not needed.
 
 Data: the train split (every pair), pre-tokenized into pieces with the data set's own
 ``spm.model`` (after m3dgan's text normalisation), so the anchor sees the same subwords as our
 models; vocabularies by ``onmt_build_vocab`` over those pieces (one per side, as our models have);
 no validation set. Decoded pieces are joined back with the same ``spm.model``.
 
-Model and training (OpenNMT-py's RNN defaults, ``onmt/opts.py``, unless said): ``encoder_type
-brnn`` (bidirectional, like our encoders; default ``rnn``), ``rnn_type LSTM``, ``layers 2``,
+Model and training (OpenNMT-py's RNN defaults, ``onmt/opts.py``, unless said): ``encoder_type brnn``
+(bidirectional, like our encoders; default ``rnn``), ``rnn_type LSTM``, ``layers 2``,
 ``global_attention general`` (Luong), ``input_feed 1``, ``dropout 0.3``, ``max_grad_norm 5``,
-``param_init 0.1``; sizes comparable to our half-width benchmark: ``word_vec_size 128``, ``hidden_size
-256`` (default 500); ``optim adam`` with ``learning_rate 0.001`` (the opts help's recommended Adam
-rate; default sgd 1.0), no decay; ``batch_size 32``, ``batch_type sents``; ``seed`` 0;
-``num_workers 0`` (no loader processes beside the ``--threads`` budget; default 2); ``bucket_size
-32768`` (default 262144 would read the 27.8k-pair corpus ~9 times before the first step).
-``train_steps`` is huge: the process is stopped (SIGTERM) at the budget and the last intact
-checkpoint (one every ``--save-every`` steps) is evaluated. ``minutes`` is the wall-clock from
-launching ``onmt_train`` to writing that checkpoint; ``steps`` its step.
+``param_init 0.1``; the sizes of our full-width text models: ``word_vec_size 128`` (our
+``model.text_embed``), ``hidden_size 256`` (default 500; with ``brnn`` 128 units per direction, as
+our ``model.text_gru``, and a 256-unit decoder, as our ``model.decoder_rnn``); ``optim adam`` with
+``learning_rate 0.001`` (the opts help's recommended Adam rate; default sgd 1.0), no decay;
+``batch_size 32``, ``batch_type sents``; ``seed`` 0; ``num_workers 0`` (no loader processes beside
+the ``--threads`` budget; default 2); ``bucket_size 32768`` (default 262144 would read the
+27.8k-pair corpus ~9 times before the first step). ``train_steps`` is huge: the process is stopped
+(SIGTERM) at the budget and the last intact checkpoint (one every ``--save-every`` steps) is
+evaluated. ``minutes`` is the wall-clock from launching ``onmt_train`` to writing that checkpoint;
+``steps`` its step.
 
 Decoding: ``onmt_translate`` with ``max_length`` = the longest training target in pieces + 1 (our
 decoders' limit), ``length_penalty avg`` (default; our beam also divides by the length).
