@@ -223,6 +223,12 @@ class TrainConfig:
     # branch keeps every row. 1: the paper (both branches on the whole batch); BicycleGAN's
     # official code splits each batch in halves (0.5). In (0, 1]
     random_share: float = 1.0
+    # length buckets (m3dgan.data.batching): each epoch's shuffled rows are taken in pools of
+    # this many batches, and each pool is sorted by the length of the text and speech sides
+    # before it is cut into batches, so a batch's rows have similar lengths and carry less
+    # padding (OpenNMT-py's bucket_size, fairseq's batching by size). 0: random batches (the
+    # paper's and our default); no effect on image-only tasks
+    length_buckets: int = 0
 
 
 @dataclass
@@ -284,6 +290,7 @@ _AT_LEAST_ZERO = {
     "model.reference_cbhg_bank",
     "train.keep_checkpoints",
     "train.max_rollbacks",
+    "train.length_buckets",
 }
 _ANY_INT = {"train.seed"}
 _CHOICES = {

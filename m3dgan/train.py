@@ -41,6 +41,7 @@ from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
 from m3dgan.core.state import RunState
 from m3dgan.core.step import NonFiniteLossError, TrainStep
+from m3dgan.data.batching import batch_indices, row_lengths
 from m3dgan.data.build import task_dataset_root
 from m3dgan.data.pairing import TrainingPairs
 from m3dgan.data.store import Manifest
@@ -80,18 +81,6 @@ def build_model(
 ) -> M3DGAN:
     source, target = specs_from_manifest(cfg.task, manifest, vocabs, train)
     return M3DGAN.from_config(cfg, source, target, len(manifest.domains))
-
-
-def batch_indices(
-    n: int, batch_size: int, step: int, seed: int, rank: int = 0, world: int = 1
-) -> torch.Tensor:
-    """Indices of the global batch for ``step`` (a fresh permutation each epoch), this rank's share."""
-    per_epoch = max(n // batch_size, 1)
-    epoch, pos = divmod(step, per_epoch)
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=gen)
-    idx = perm[pos * batch_size : (pos + 1) * batch_size]
-    return idx[rank::world]
 
 
 class _StopRequest:
@@ -256,6 +245,11 @@ class _Run:
         self.test_split = encode_split(test_split, vocabs)
         self.state = build_state(cfg, self.manifest, dist.device, vocabs, self.train_split)
         tc = cfg.train
+        task = get_task(cfg.task)
+        # the sort key of train.length_buckets (m3dgan.data.batching); None: random batches
+        self.lengths = (
+            row_lengths(self.train_split, (task.source, task.target)) if tc.length_buckets else None
+        )
         self.pairs = TrainingPairs(
             self.train_split["label"],
             self.train_split["domain"],
@@ -358,7 +352,14 @@ class _Run:
                     break
                 # S and R are drawn for the global batch, then sliced like the batch itself, so
                 # N processes make the examples one process makes
-                everyone = batch_indices(n, tc.batch_size, state.step, tc.seed)
+                everyone = batch_indices(
+                    n,
+                    tc.batch_size,
+                    state.step,
+                    tc.seed,
+                    lengths=self.lengths,
+                    buckets=tc.length_buckets,
+                )
                 rows = self.pairs.draw(everyone, tc.seed, state.step).share(dist.rank, dist.world)
                 idx = rows.target
                 split, cl = self.train_split, tc.channels_last

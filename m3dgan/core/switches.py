@@ -28,7 +28,8 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
       prenet is a sequence net: ``model.reference_cbhg_bank`` makes it cheaper);
     - ``model.reference_cbhg_bank`` other than 0: text targets (the CBHG is text's prenet);
     - ``train.random_share`` below 1: objectives with a random branch;
-    - ``train.warmup_code=zero``: objectives with an encoded branch, and only with a warm-up.
+    - ``train.warmup_code=zero``: objectives with an encoded branch, and only with a warm-up;
+    - ``train.length_buckets`` above 0: tasks with a text or speech side (images have one size).
     """
     mc = cfg.model
     if target.kind != "speech" and mc.attention_guide != "diagonal":
@@ -93,4 +94,9 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
         raise ConfigError(
             f"train.random_share applies to objectives with a random branch; "
             f"{cfg.objective!r} has none"
+        )
+    if cfg.train.length_buckets and not {source.kind, target.kind} & {"text", "speech"}:
+        raise ConfigError(
+            f"train.length_buckets sorts rows by the length of their text and speech sides; "
+            f"this task is {source.kind} → {target.kind}, whose rows all have one size"
         )
