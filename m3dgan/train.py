@@ -331,7 +331,9 @@ class _Run:
         # nothing trained (a finished run resumed): the newest checkpoint, named like save()'s
         return last_path or ckpt.resolve(self.run_dir).with_suffix(".safetensors")
 
-    def _loop(self, step_fn: TrainStep, guard: DivergenceGuard, out: RunOutputs, bar) -> Path | None:
+    def _loop(
+        self, step_fn: TrainStep, guard: DivergenceGuard, out: RunOutputs, bar
+    ) -> Path | None:
         tc, dist, state, device = self.cfg.train, self.dist, self.state, self.dist.device
         fixed = fixed_samples(self.test_split, device) if dist.is_main else None
         n = len(self.train_split["label"])
