@@ -165,6 +165,12 @@ class LossConfig:
     # text outputs: label smoothing ε of the reconstruction cross-entropy (Szegedy et al. 2016;
     # OpenNMT and fairseq use 0.1): (1 − ε) · NLL + ε · mean over the vocabulary of −log p
     label_smoothing: float = 0.0
+    # text outputs: what the reconstruction cross-entropy is averaged over. "tokens": the batch's
+    # real tokens (every token weighs the same within a batch); "sentences": summed over a row's
+    # tokens, averaged over the rows (OpenNMT-py's default `normalization sents`), so a long
+    # sentence weighs more than a short one whatever the batch holds, which matters when batches
+    # hold sentences of one length (train.length_buckets). About the mean length times larger
+    normalization: str = "tokens"
 
 
 @dataclass
@@ -305,6 +311,7 @@ _CHOICES = {
     "model.speech_memory_stride": (4, 2),
     "model.reference_stride": (1, 2),
     "train.warmup_code": ("encoded", "zero"),
+    "loss.normalization": ("tokens", "sentences"),
 }
 _UNIT_INTERVAL = {
     "train.beta1",

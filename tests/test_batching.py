@@ -125,3 +125,24 @@ def test_a_bucketed_run_resumes_exactly(tmp_path: Path) -> None:
     a = load_file(str(tmp_path / "straight" / name))
     b = load_file(str(tmp_path / "resumed" / name))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sentence_normalisation_weighs_long_rows_more() -> None:
+    """loss.normalization=sentences: the sum over each row's real tokens, averaged over rows
+    (OpenNMT-py's `normalization sents`); tokens: the mean over the batch's real tokens."""
+    from m3dgan.modalities.text import TextModality
+
+    ids = torch.tensor([[5, 6, 7, EOS], [5, EOS, PAD, PAD]])
+    probs = torch.full((2, 4, 9), 0.1)
+    probs[0, :, 5] = 0.5  # the first row's tokens get other probabilities than the second's
+    nll = -torch.log(torch.tensor([[0.5, 0.1, 0.1, 0.1], [0.1, 0.1, 0.0, 0.0]]).clamp_min(1e-8))
+    real = nll * (ids != PAD)
+    ce = TextModality._cross_entropy
+    torch.testing.assert_close(ce(probs, ids, 0.0, "tokens"), real.sum() / 6)
+    torch.testing.assert_close(ce(probs, ids, 0.0, "sentences"), real.sum() / 2)
+    cfg = Config()
+    cfg.loss.normalization = "sentences"
+    with pytest.raises(ConfigError, match="loss.normalization"):
+        check_switches(cfg, ModalitySpec("text", 12, 7), ModalitySpec("image", 3, 32))
+    with pytest.raises(ConfigError, match="loss.normalization"):
+        config_from_dict({"loss": {"normalization": "words"}})

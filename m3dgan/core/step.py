@@ -370,6 +370,8 @@ class TrainStep:
                 g_gan = fake_enc.new_zeros(())
             # text-only terms, passed only when set (other modalities do not take them)
             rec_args = {"label_smoothing": lc.label_smoothing} if lc.label_smoothing else {}
+            if lc.normalization != "tokens":
+                rec_args["normalization"] = lc.normalization
             if m.cfg.ctc_weight:
                 rec_args["ctc_weight"] = m.cfg.ctc_weight
             rec = tgt.reconstruction_loss(out["fake_enc"], target, **rec_args)  # in float32

@@ -96,11 +96,15 @@ class TextModality(Modality):
         real: torch.Tensor,
         label_smoothing: float = 0.0,
         ctc_weight: float = 0.0,
+        normalization: str = "tokens",
     ) -> torch.Tensor:
         """Cross-entropy of the teacher-forced distributions ``output`` [B, L, V] against the
         ids ``real`` [B, L] (any float dtype accepted), averaged over real positions, in nats.
         ``label_smoothing`` ε in [0, 1] (``loss.label_smoothing``) mixes in the cross-entropy
         against the uniform distribution: (1 − ε) · NLL + ε · mean_v −log p_v.
+        ``normalization`` (``loss.normalization``): ``"tokens"`` averages over the batch's real
+        positions; ``"sentences"`` sums each row's positions and averages over the rows
+        (OpenNMT-py's ``normalization sents``).
 
         Hybrid CTC/attention (``model.ctc_weight`` λ in (0, 1), ``output`` a
         :class:`TextDecoderOutput`): (1 − λ) · the cross-entropy above (smoothed) + λ · the CTC
@@ -110,12 +114,12 @@ class TextModality(Modality):
         if isinstance(output, TextDecoderOutput):
             if not ctc_weight:
                 raise ValueError("a text output with CTC log-probs needs ctc_weight > 0")
-            att = self._cross_entropy(output.probs, real, label_smoothing)
+            att = self._cross_entropy(output.probs, real, label_smoothing, normalization)
             ctc, _ = ctc_loss(output.ctc_log_probs, output.ctc_mask, real)
             return (1 - ctc_weight) * att + ctc_weight * ctc
         if ctc_weight:
             raise ValueError("ctc_weight > 0 needs the decoder's CTC output (a TextDecoderOutput)")
-        return self._cross_entropy(output, real, label_smoothing)
+        return self._cross_entropy(output, real, label_smoothing, normalization)
 
     def output_logs(self, output: Any, real: torch.Tensor) -> dict[str, float]:
         """With a CTC head: ``ctc`` (the CTC loss, nats per character) and ``ctc_infeasible``
@@ -128,7 +132,7 @@ class TextModality(Modality):
 
     @staticmethod
     def _cross_entropy(
-        output: torch.Tensor, real: torch.Tensor, label_smoothing: float
+        output: torch.Tensor, real: torch.Tensor, label_smoothing: float, normalization: str
     ) -> torch.Tensor:
         ids = real.long()
         mask = ids != PAD
@@ -136,6 +140,8 @@ class TextModality(Modality):
         nll = -logp.gather(-1, ids.clamp_min(0).unsqueeze(-1)).squeeze(-1)
         if label_smoothing:
             nll = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
+        if normalization == "sentences":
+            return (nll * mask).sum() / max(len(ids), 1)
         return (nll * mask).sum() / mask.sum().clamp_min(1)
 
     def output_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
