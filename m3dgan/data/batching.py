@@ -65,7 +65,8 @@ def batch_indices(
     if buckets < 1 or lengths is None:
         idx = perm[pos * batch_size : (pos + 1) * batch_size]
         return idx[rank::world]
-    pool, first = pos // buckets, pos // buckets * buckets
+    pool = pos // buckets
+    first = pool * buckets  # the pool's first batch in the epoch
     count = min(buckets, per_epoch - first)  # the epoch's last pool may hold fewer batches
     rows = perm[first * batch_size : (first + count) * batch_size]
     rows = rows[torch.argsort(lengths[rows], stable=True)]  # ties keep the random order
