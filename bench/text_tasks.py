@@ -28,7 +28,9 @@ when e is encoded from the target instead of e = 0, and BLEU-4 / chrF (enc e) = 
 that encoded e (training's conditions; far above the e = 0 scores means the decoder leans on the
 code it does not get at test time); named acc = emoji-judge top-1 accuracy on generated images
 for the caption's emoji (top-5 too); IS = Inception-style score with the emoji judge; missing =
-missing modes; the ``real`` columns are the same measures on real test artwork; steps/s and
+missing modes; BP = BLEU's brevity penalty of the greedy outputs (below 1: shorter than the
+references); test NLL / end NLL = the teacher-forced cross-entropy in nats per target token and
+per end mark, e = 0 (``m3dgan evaluate``'s ``test_nll`` / ``end_nll``); the ``real`` columns are the same measures on real test artwork; steps/s and
 peak MB from the training run.
 
 ``--minutes`` trains every run for a wall-clock budget (``train.max_minutes``) instead of a step
@@ -82,6 +84,9 @@ COLUMNS = [
     ("bleu4_beam", "BLEU-4 beam", "{:.1f}"),
     ("chrf_beam", "chrF beam", "{:.1f}"),
     ("exact_match", "exact", "{:.1%}"),
+    ("bleu_brevity_penalty", "BP", "{:.2f}"),
+    ("test_nll", "test NLL", "{:.2f}"),
+    ("end_nll", "end NLL", "{:.2f}"),
     ("posterior_kl", "KL (nats)", "{:.2f}"),
     ("code_dependence", "dep. on e", "{:.0%}"),
     ("bleu4_encoded", "BLEU-4 (enc e)", "{:.1f}"),

@@ -88,6 +88,10 @@ class ModelConfig:
     cbhg_bank: int = 16  # K: Conv1D bank widths 1..K
     cbhg_channels: int = 128  # units of each bank conv, projections and highway layers
     cbhg_highway: int = 4  # highway layers
+    # normalisation after each CBHG conv: "batch" (BatchNorm, Tacotron's and the paper's) |
+    # "layer" (LayerNorm over the channels of each position: nothing read from the rest of the
+    # batch, so length-bucketed batches cannot leak their length; m3dgan.modalities.text.nets)
+    cbhg_norm: str = "batch"
     text_gru: int = 128  # units per direction of the encoder's bidirectional GRU
     decoder_attention_rnn: int = 256  # attention RNN: 2-layer residual GRU
     decoder_rnn: int = 256  # decoder RNN: GRU
@@ -310,6 +314,7 @@ _CHOICES = {
     "model.text_frontend": ("characters", "phonemes"),
     "model.speech_memory_stride": (4, 2),
     "model.reference_stride": (1, 2),
+    "model.cbhg_norm": ("batch", "layer"),
     "train.warmup_code": ("encoded", "zero"),
     "loss.normalization": ("tokens", "sentences"),
 }

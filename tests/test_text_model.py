@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -264,6 +265,10 @@ def test_cli_text_to_text_train_translate_evaluate(tmp_path, capsys) -> None:
     assert 0.0 <= metrics["bleu4"] <= 100.0 and metrics["decoded"] == len(set(reverse_pairs(8, 1)))
     assert 0.0 <= metrics["chrf"] <= 100.0
     assert "posterior_kl" not in metrics  # mle has no domain code to owe anything to
+    # the teacher-forced test loss of a model that learned: well below a uniform guess
+    uniform = math.log(tr.vocabs["target"].size)
+    assert 0.0 < metrics["test_nll"] < 0.5 * uniform
+    assert 0.0 <= metrics["end_nll"] < uniform
 
 
 def test_text_evaluation_reports_what_the_output_owes_to_the_code(tmp_path, monkeypatch) -> None:

@@ -28,6 +28,7 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     - ``model.reference_stride`` other than 1: image and speech targets (text's reference
       prenet is a sequence net: ``model.reference_cbhg_bank`` makes it cheaper);
     - ``model.reference_cbhg_bank`` other than 0: text targets (the CBHG is text's prenet);
+    - ``model.cbhg_norm`` other than ``batch``: tasks with a text side (only text has a CBHG);
     - ``train.random_share`` below 1: objectives with a random branch;
     - ``train.warmup_code=zero``: objectives with an encoded branch, and only with a warm-up;
     - ``train.length_buckets`` above 0: tasks with a text or speech side (images have one size).
@@ -79,6 +80,11 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     if mc.reference_cbhg_bank and target.kind != "text":
         raise ConfigError(
             f"model.reference_cbhg_bank applies to text targets; this one is {target.kind}"
+        )
+    if mc.cbhg_norm != "batch" and "text" not in (source.kind, target.kind):
+        raise ConfigError(
+            f"model.cbhg_norm applies to the CBHG of text prenets; this task is "
+            f"{source.kind} → {target.kind}, which has no text side"
         )
     if cfg.train.warmup_code != "encoded":
         if not get_objective(cfg.objective).encoded_branch:

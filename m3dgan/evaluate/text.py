@@ -72,8 +72,11 @@ def text_output(ev: Evaluation) -> dict:
     code at the prior's mean. ``bleu1`` and ``bleu4``: corpus BLEU-1 and BLEU-4 (sacreBLEU,
     13a tokens; its ``bleu_signature`` is kept) against every reference text of the source, in
     [0, 100]; ``chrf``: sacreBLEU's corpus chrF (character 6-grams, β = 2), in [0, 100], the
-    more telling score for short phrases; ``exact_match``: the share of outputs equal to one of
-    their references, in [0, 1]; with a domain code, what the output owes to it
+    more telling score for short phrases; ``test_nll`` and ``end_nll``: the teacher-forced
+    cross-entropy in nats per target token and per end mark, e = 0, over the first ``inputs``
+    test rows (all by default; :meth:`Outputs.teacher_forced_nll`); ``exact_match``: the share
+    of outputs equal to one of their references, in [0, 1]; with a domain code, what the output
+    owes to it
     (:func:`_code_dependence`). Paper Table 2c (emoji2text) and Table 4 (en2fr)."""
     outputs = ev.outputs
     hyps, refs, sources = decode_test(outputs, ev.test, inputs=ev.inputs)
@@ -81,10 +84,16 @@ def text_output(ev: Evaluation) -> dict:
     scores = corpus_bleu(hyps, refs, tokenize=tokenize)
     exact = sum(h in r for h, r in zip(hyps, refs, strict=True)) / max(len(hyps), 1)
     leak = _code_dependence(outputs, ev.test, hyps, refs, ev.inputs)
+    n = len(ev.test["target"])
+    test_nll, end_nll = outputs.teacher_forced_nll(
+        range(min(ev.inputs or n, n)), DECODE_BATCH, ev.test
+    )
     return {
         "bleu1": scores.bleu1,
         "bleu4": scores.bleu4,
         "chrf": corpus_chrf(hyps, refs),
+        "test_nll": test_nll,
+        "end_nll": end_nll,
         **leak,
         "bleu_signature": scores.signature,
         "bleu_brevity_penalty": scores.brevity_penalty,

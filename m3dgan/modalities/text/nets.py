@@ -39,11 +39,29 @@ class Highway(nn.Module):
         return gate * F.relu(self.h(x)) + (1 - gate) * x
 
 
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of each position of [B, C, L] (affine, ε = 1e-5).
+
+    Unlike BatchNorm it reads nothing from the rest of the batch, so a batch whose sentences
+    all have one length (``train.length_buckets``) cannot tell the net that length through its
+    statistics; it is the same function in training and evaluation."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
 class ConvBN(nn.Module):
-    def __init__(self, cin: int, cout: int, width: int, relu: bool) -> None:
+    """Conv1d (no bias) → normalisation → optional ReLU. ``norm``: ``"batch"`` (BatchNorm,
+    Tacotron's) or ``"layer"`` (:class:`ChannelLayerNorm`; ``model.cbhg_norm``)."""
+
+    def __init__(self, cin: int, cout: int, width: int, relu: bool, norm: str = "batch") -> None:
         super().__init__()
         self.conv = nn.Conv1d(cin, cout, width, padding=width // 2, bias=False)
-        self.bn = nn.BatchNorm1d(cout)
+        self.bn = nn.BatchNorm1d(cout) if norm == "batch" else ChannelLayerNorm(cout)
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,13 +73,26 @@ class CBHG(nn.Module):
     """Conv1D bank + highway network + bidirectional GRU (Tacotron's encoder body).
 
     Padded positions are zeroed before every convolution, and the GRU runs on packed sequences,
-    so a sentence's states do not depend on how much padding its batch has."""
+    so in eval mode a sentence's states do not depend on how much padding its batch has. In
+    training, BatchNorm's batch statistics still see the whole batch (padding and the other
+    sentences' lengths included); ``norm="layer"`` (``model.cbhg_norm``) normalises each
+    position on its own instead."""
 
-    def __init__(self, dim: int, bank: int, channels: int, highway: int, gru_units: int) -> None:
+    def __init__(
+        self,
+        dim: int,
+        bank: int,
+        channels: int,
+        highway: int,
+        gru_units: int,
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
-        self.bank = nn.ModuleList(ConvBN(dim, channels, k, relu=True) for k in range(1, bank + 1))
-        self.proj1 = ConvBN(bank * channels, channels, 3, relu=True)
-        self.proj2 = ConvBN(channels, dim, 3, relu=False)
+        self.bank = nn.ModuleList(
+            ConvBN(dim, channels, k, relu=True, norm=norm) for k in range(1, bank + 1)
+        )
+        self.proj1 = ConvBN(bank * channels, channels, 3, relu=True, norm=norm)
+        self.proj2 = ConvBN(channels, dim, 3, relu=False, norm=norm)
         self.highways = nn.ModuleList(Highway(dim) for _ in range(highway))
         self.gru = nn.GRU(dim, gru_units, batch_first=True, bidirectional=True)
         self.out_dim = 2 * gru_units
@@ -106,7 +137,14 @@ class TextPrenet(nn.Module):
         self.fc = token_prenet(cfg)
         width = cfg.text_prenet[-1] if cfg.text_prenet else cfg.text_embed
         k = bank or cfg.cbhg_bank
-        self.cbhg = CBHG(width, k, cfg.cbhg_channels, cfg.cbhg_highway, cfg.text_gru)
+        self.cbhg = CBHG(
+            width,
+            k,
+            cfg.cbhg_channels,
+            cfg.cbhg_highway,
+            cfg.text_gru,
+            norm=cfg.cbhg_norm,
+        )
 
     def forward(self, x: torch.Tensor) -> SequenceFeatures:
         mask = token_mask(x)
