@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_speech_model import VOCAB, small_config, texts, train_step
 
-from m3dgan.config import config_from_dict
+from m3dgan.config import config_from_dict, layered_config
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
 from m3dgan.errors import ConfigError
@@ -61,3 +61,18 @@ def test_a_text_step_trains_with_layer_norm_and_other_tasks_refuse_it():
     with pytest.raises(ConfigError, match="cbhg_norm"):
         config_from_dict({"task": "en2fr", "model": {"cbhg_norm": "group"}})
     assert config_from_dict({"task": "en2fr"}).model.cbhg_norm == "batch"
+
+
+def test_en2fr_defaults_pair_length_buckets_with_layer_norm():
+    for objective in ("full", "mle"):
+        cfg = layered_config(task="en2fr", objective=objective)
+        assert (cfg.model.cbhg_norm, cfg.train.length_buckets) == ("layer", 128)
+    tts = layered_config(task="tts", objective="full")
+    assert (tts.model.cbhg_norm, tts.train.length_buckets) == ("batch", 0)
+    # the paper's setting stays one override away
+    paper = layered_config(
+        task="en2fr",
+        objective="full",
+        overrides=["model.cbhg_norm=batch", "train.length_buckets=0"],
+    )
+    assert (paper.model.cbhg_norm, paper.train.length_buckets) == ("batch", 0)
