@@ -264,7 +264,7 @@ def test_print_config_shows_the_resolved_config_and_trains_nothing(
     assert main(argv) == 0
     cfg = config_from_dict(load_yaml(capsys.readouterr().out))
     assert (cfg.task, cfg.objective) == ("en2fr", "full")
-    assert (cfg.train.lr, cfg.train.batch_size) == (5e-4, 32)  # the task's defaults
+    assert (cfg.train.lr, cfg.train.batch_size) == (1e-3, 32)  # the task's defaults
     assert (cfg.train.seed, cfg.model.nz) == (7, 4)  # --config
     assert (cfg.train.steps, cfg.train.device, cfg.loss.lambda_kl) == (
         9,
