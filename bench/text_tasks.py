@@ -30,8 +30,8 @@ code it does not get at test time); named acc = emoji-judge top-1 accuracy on ge
 for the caption's emoji (top-5 too); IS = Inception-style score with the emoji judge; missing =
 missing modes; BP = BLEU's brevity penalty of the greedy outputs (below 1: shorter than the
 references); test NLL / end NLL = the teacher-forced cross-entropy in nats per target token and
-per end mark, e = 0 (``m3dgan evaluate``'s ``test_nll`` / ``end_nll``); the ``real`` columns are the same measures on real test artwork; steps/s and
-peak MB from the training run.
+per end mark, e = 0 (``m3dgan evaluate``'s ``test_nll`` / ``end_nll``); the ``real`` columns
+are the same measures on real test artwork; steps/s and peak MB from the training run.
 
 ``--minutes`` trains every run for a wall-clock budget (``train.max_minutes``) instead of a step
 count, so rows compare at equal wall-clock; ``steps`` is then how far each got, and a run cut

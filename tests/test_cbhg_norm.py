@@ -60,19 +60,24 @@ def test_a_text_step_trains_with_layer_norm_and_other_tasks_refuse_it():
         )
     with pytest.raises(ConfigError, match="cbhg_norm"):
         config_from_dict({"task": "en2fr", "model": {"cbhg_norm": "group"}})
-    assert config_from_dict({"task": "en2fr"}).model.cbhg_norm == "batch"
+    assert config_from_dict({}).model.cbhg_norm == "batch"  # built in; en2fr's recipe: below
 
 
 def test_en2fr_defaults_pair_length_buckets_with_layer_norm():
     for objective in ("full", "mle"):
         cfg = layered_config(task="en2fr", objective=objective)
         assert (cfg.model.cbhg_norm, cfg.train.length_buckets) == ("layer", 128)
+        assert (cfg.model.cbhg_bank, cfg.train.lr) == (8, 1e-3)
     tts = layered_config(task="tts", objective="full")
     assert (tts.model.cbhg_norm, tts.train.length_buckets) == ("batch", 0)
     # the paper's setting stays one override away
     paper = layered_config(
         task="en2fr",
         objective="full",
-        overrides=["model.cbhg_norm=batch", "train.length_buckets=0"],
+        overrides=["model.cbhg_norm=batch", "train.length_buckets=0", "model.cbhg_bank=16"],
     )
-    assert (paper.model.cbhg_norm, paper.train.length_buckets) == ("batch", 0)
+    assert (paper.model.cbhg_norm, paper.train.length_buckets, paper.model.cbhg_bank) == (
+        "batch",
+        0,
+        16,
+    )

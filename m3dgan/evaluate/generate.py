@@ -28,7 +28,6 @@ import torch
 
 from m3dgan.data.tensors import batch_to_model
 from m3dgan.infer import Translator
-from m3dgan.modalities.text.vocab import EOS, PAD
 
 CPU = torch.device("cpu")
 
@@ -103,34 +102,6 @@ class Outputs:
             kl = -0.5 * (1 + q.logvar - q.mu.pow(2) - q.logvar.exp()).sum(dim=1)
             out.append(kl.double().cpu())
         return torch.cat(out)
-
-    @torch.no_grad()
-    def teacher_forced_nll(self, rows: Sequence[int], size: int, test: dict) -> tuple[float, float]:
-        """Teacher-forced cross-entropy of a text target, in nats: (mean over every real target
-        token, mean over the end marks alone) of the test split's ``rows`` (source, target
-        pairs), ``size`` at a time, with e = 0 for a model with a domain code. The first is the
-        test loss (OpenNMT-py reports its exponential as validation perplexity); the second
-        says how well the model knows where a sentence ends (a high value with short outputs
-        points at the length decision)."""
-        model = self.model
-        total = ends = 0.0
-        n_tokens = n_ends = 0
-        targets = self.batches(test["target"], size, rows)
-        for source in self.batches(test["source"], size, rows):
-            target = next(targets).long()
-            z = None
-            if model.attention is not None:
-                z = model.embed(torch.zeros(len(source), model.cfg.nz, device=self.device))
-            with self._own_global_rng():
-                out = model.generate(source, z, target)
-            probs = model.target_modality.output_sample(out).float()
-            nll = -probs.gather(-1, target.unsqueeze(-1)).squeeze(-1).clamp_min(1e-12).log()
-            real, end = target != PAD, target == EOS
-            total += float(nll[real].sum())
-            ends += float(nll[end].sum())
-            n_tokens += int(real.sum())
-            n_ends += int(end.sum())
-        return total / max(n_tokens, 1), ends / max(n_ends, 1)
 
     def _rng_states(self) -> list[torch.Tensor]:
         states = [torch.get_rng_state()]

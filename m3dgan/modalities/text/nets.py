@@ -61,6 +61,7 @@ class ConvBN(nn.Module):
     def __init__(self, cin: int, cout: int, width: int, relu: bool, norm: str = "batch") -> None:
         super().__init__()
         self.conv = nn.Conv1d(cin, cout, width, padding=width // 2, bias=False)
+        # named ``bn`` whatever the norm: BatchNorm checkpoints keep their state-dict keys
         self.bn = nn.BatchNorm1d(cout) if norm == "batch" else ChannelLayerNorm(cout)
         self.relu = relu
 
