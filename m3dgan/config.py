@@ -112,6 +112,12 @@ class ModelConfig:
     speech_decoder: str = "attention"
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)
+    # how the shared attention-RNN decoder (text outputs; speech outputs with
+    # speech_attention=content) scores memory positions: "additive" (Bahdanau et al. 2015,
+    # Tacotron's, whose decoder the paper follows; v·tanh(W q + U m) builds a [B, T, M, 256] tensor per teacher-forced
+    # pass) | "general" (Luong et al. 2015, OpenNMT-py's default global_attention: (W q)·(U m),
+    # scaled by 1/sqrt(256), one batched matmul; m3dgan.modalities.sequence_decoder)
+    attention_score: str = "additive"
     # text outputs: share of teacher-forced decoder inputs replaced, in training, by the decoder's
     # own greedy predictions from a first pass (parallel scheduled sampling, Duckworth et al.
     # 2019), so the decoder learns to go on from its own mistakes; 0: plain teacher forcing
@@ -315,6 +321,7 @@ _CHOICES = {
     "model.speech_memory_stride": (4, 2),
     "model.reference_stride": (1, 2),
     "model.cbhg_norm": ("batch", "layer"),
+    "model.attention_score": ("additive", "general"),
     "train.warmup_code": ("encoded", "zero"),
     "loss.normalization": ("tokens", "sentences"),
 }

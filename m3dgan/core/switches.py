@@ -29,6 +29,9 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
       prenet is a sequence net: ``model.reference_cbhg_bank`` makes it cheaper);
     - ``model.reference_cbhg_bank`` other than 0: text targets (the CBHG is text's prenet);
     - ``model.cbhg_norm`` other than ``batch``: tasks with a text side (only text has a CBHG);
+    - ``model.attention_score=general``: text outputs, and speech outputs whose decoder is the
+      shared core (``model.speech_attention=content``; location-sensitive attention is additive,
+      the duration decoder has no attention);
     - ``train.random_share`` below 1: objectives with a random branch;
     - ``train.warmup_code=zero``: objectives with an encoded branch, and only with a warm-up;
     - ``train.length_buckets`` above 0: tasks with a text or speech side (images have one size).
@@ -86,6 +89,25 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
             f"model.cbhg_norm applies to the CBHG of text prenets; this task is "
             f"{source.kind} → {target.kind}, which has no text side"
         )
+    if mc.attention_score != "additive":
+        shared_core = target.kind == "text" or (
+            target.kind == "speech"
+            and mc.speech_attention == "content"
+            and mc.speech_decoder == "attention"
+        )
+        if not shared_core:
+            raise ConfigError(
+                f"model.attention_score={mc.attention_score!r} applies to the attention of text "
+                f"outputs and of speech outputs with model.speech_attention=content (Tacotron 2's "
+                f"location-sensitive attention is additive); this task's output is "
+                f"{target.kind}"
+                + (
+                    f" with model.speech_decoder={mc.speech_decoder!r} and "
+                    f"model.speech_attention={mc.speech_attention!r}"
+                    if target.kind == "speech"
+                    else ""
+                )
+            )
     if cfg.train.warmup_code != "encoded":
         if not get_objective(cfg.objective).encoded_branch:
             raise ConfigError(

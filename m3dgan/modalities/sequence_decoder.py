@@ -2,7 +2,7 @@
 
     source representation ──► memory (sequence of states) ⊕ z replicated over time
     previous token ─ embedding ─ prenet FC ─ attention RNN (2-layer residual GRU 256) ─► query
-    query × memory ─ additive attention ─► context
+    query × memory ─ additive (or general) attention ─► context
     [query, context] ─ decoder RNN (GRU 256) ─ [·, context] ─ linear ─► next-token logits
 
 One token per step. Training uses teacher forcing; because the attention RNN reads only previous
@@ -10,6 +10,14 @@ tokens (no input feeding), a whole teacher-forced sequence runs as one GRU call 
 batched attention, and step-by-step decoding (greedy or beam search) computes exactly the same
 function. z reaches every step through the memory: every memory position carries a copy, so the
 context vector always contains z.
+
+How a query scores a memory position (``model.attention_score``): ``additive`` (Bahdanau et al.
+2015; Tacotron's, whose decoder the paper follows) is v·tanh(W q + U m), which a teacher-forced pass computes as
+a [B, T, M, a] tensor (a = 256): on one CPU thread its tanh, with its gradient, was a quarter of
+an en2fr step. ``general`` (Luong et al. 2015, OpenNMT-py's default ``global_attention``) is
+(W q)·(U m) / sqrt(a), one batched matmul [B, T, a] × [B, a, M]; U's bias adds the same amount
+to every position of a row, so softmax ignores it. Location-sensitive speech attention
+(``modalities/speech/decoder.py``) stays additive.
 
 ``source_attention=False`` reproduces the paper's weak point: the memory is a single global
 embedding of the source (mean of its states), so the output cannot follow the source's order —
@@ -97,7 +105,9 @@ class AttentionRNNDecoder(SourceMemory):
         )
         self.query = nn.Linear(a, a, bias=False)
         self.key = nn.Linear(self.mem_dim, a)
-        self.score = nn.Linear(a, 1, bias=False)
+        self.general = cfg.attention_score == "general"
+        # additive: v of v·tanh(W q + U m) (general attention has no v)
+        self.score = None if self.general else nn.Linear(a, 1, bias=False)
         self.decoder_rnn = nn.GRU(a + self.mem_dim, cfg.decoder_rnn, batch_first=True)
         self.out_dim = cfg.decoder_rnn + self.mem_dim  # what ``_core`` returns per step
 
@@ -108,7 +118,11 @@ class AttentionRNNDecoder(SourceMemory):
         h1, s1 = self.attention_rnn[0](x, s1)
         h2, s2 = self.attention_rnn[1](h1, s2)
         query = h2 + h1  # residual second layer
-        energy = self.score(torch.tanh(self.query(query)[:, :, None] + keys[:, None])).squeeze(-1)
+        if self.general:
+            energy = self.query(query) @ keys.transpose(1, 2) * keys.shape[-1] ** -0.5
+        else:
+            energy = self.score(torch.tanh(self.query(query)[:, :, None] + keys[:, None]))
+            energy = energy.squeeze(-1)
         energy = energy.masked_fill(~mask[:, None, :], float("-inf"))
         weights = F.softmax(energy, dim=-1)  # [B, T, M]
         context = weights @ memory  # [B, T, mem_dim]

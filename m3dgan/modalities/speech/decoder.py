@@ -96,6 +96,11 @@ class SpeechDecoder(AttentionRNNDecoder):
                 f"model.speech_attention must be 'location' or 'content', not {cfg.speech_attention!r}"
             )
         self.location = cfg.speech_attention == "location"
+        if self.location and cfg.attention_score != "additive":
+            raise ValueError(
+                "location-sensitive attention (model.speech_attention=location) is additive; "
+                f"model.attention_score={cfg.attention_score!r} needs speech_attention=content"
+            )
         super().__init__(source, prenet.out_dim, z_dim, cfg, input_feeding=self.location)
         if self.location:
             a = cfg.decoder_attention_rnn
