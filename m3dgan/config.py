@@ -118,6 +118,11 @@ class ModelConfig:
     # pass) | "general" (Luong et al. 2015, OpenNMT-py's default global_attention: (W q)·(U m),
     # scaled by 1/sqrt(256), one batched matmul; m3dgan.modalities.sequence_decoder)
     attention_score: str = "additive"
+    # text outputs: dropout p on the source memory states the decoder attends over and on the
+    # decoder's [state, context] features before the vocabulary layer, in training only
+    # (OpenNMT-py applies its dropout 0.3 to the attentional output and between RNN layers);
+    # 0: none (the paper's decoder; its prenet dropout 0.2 stays either way)
+    decoder_dropout: float = 0.0
     # text outputs: share of teacher-forced decoder inputs replaced, in training, by the decoder's
     # own greedy predictions from a first pass (parallel scheduled sampling, Duckworth et al.
     # 2019), so the decoder learns to go on from its own mistakes; 0: plain teacher forcing
@@ -331,6 +336,7 @@ _UNIT_INTERVAL = {
     "train.ema_decay",
     "train.adversarial_warmup",
     "model.ctc_weight",
+    "model.decoder_dropout",
 }  # [0, 1)
 _PROBABILITY = {
     "train.cross_domain",

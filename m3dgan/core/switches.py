@@ -19,8 +19,8 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     - ``model.attention_guide`` other than ``diagonal``: speech targets only, and not with
       ``model.speech_decoder=duration`` (which has no attention to guide);
     - ``model.speech_decoder`` other than ``attention``: speech targets only;
-    - ``model.decoder_own_inputs``, ``loss.label_smoothing``, ``loss.normalization``: text
-      targets only;
+    - ``model.decoder_own_inputs``, ``model.decoder_dropout``, ``loss.label_smoothing``,
+      ``loss.normalization``: text targets only;
     - ``model.ctc_weight``: speech → text only (CTC aligns text monotonically to speech), and
       only with ``model.speech_memory_stride=2`` (at stride 4 the memory has fewer positions per
       second than espeak speech has characters);
@@ -55,6 +55,7 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     if target.kind != "text":
         for key, value in (
             ("model.decoder_own_inputs", mc.decoder_own_inputs),
+            ("model.decoder_dropout", mc.decoder_dropout),
             ("loss.label_smoothing", cfg.loss.label_smoothing),
             ("loss.normalization", cfg.loss.normalization != "tokens"),
         ):

@@ -38,6 +38,10 @@ class TextDecoderOutput:
 class TextDecoder(AttentionRNNDecoder):
     """One token per step: embedding → prenet FC → shared core → logits over the vocabulary.
 
+    ``cfg.decoder_dropout`` p > 0 drops, in training, source memory states (before z joins them)
+    and the core's [state, context] features before the vocabulary layer (OpenNMT-py drops its
+    attentional output before the generator); evaluation and decoding are unchanged.
+
     ``cfg.ctc_weight`` λ > 0 adds ``ctc``, a linear layer from each source memory state (before
     z is appended: CTC reads the source alone) to V classes, PAD being the blank. It needs a
     speech source (ValueError otherwise): CTC assumes the target's symbols follow the source
@@ -59,6 +63,8 @@ class TextDecoder(AttentionRNNDecoder):
         self.prenet = token_prenet(cfg)
         self.out = nn.Linear(self.out_dim, vocab_size)
         self.own_inputs = cfg.decoder_own_inputs  # parallel scheduled sampling (training only)
+        # model.decoder_dropout: on the memory and before the vocabulary layer (training only)
+        self.dropout = nn.Dropout(cfg.decoder_dropout)
         self.ctc_weight = cfg.ctc_weight
         if self.ctc_weight > 0:
             if source.kind != "speech":
@@ -79,7 +85,7 @@ class TextDecoder(AttentionRNNDecoder):
         h, state, weights = self._core(
             self.prenet(self.embedding(tokens)), memory, keys, mask, state
         )
-        return self.out(h), state, weights
+        return self.out(self.dropout(h)), state, weights
 
     def forward(
         self,
@@ -95,6 +101,8 @@ class TextDecoder(AttentionRNNDecoder):
         CTC/attention decoding (:meth:`_beam`), greedy decoding reads the attention decoder
         only."""
         features = self.source_features(source)
+        if self.training and self.dropout.p > 0:
+            features = SequenceFeatures(self.dropout(features.states), features.mask)
         memory, mask = self.memory(source, z, features)
         keys = self.key(memory)
         if target is not None:
