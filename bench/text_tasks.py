@@ -178,6 +178,15 @@ def main() -> None:
     started = time.time()
     if not args.report_only:
         wanted = set(args.variants.split(",")) if args.variants else None
+        known = {name for task in args.tasks.split(",") for name, _, _ in VARIANTS[task]}
+        known |= {name for name, _, _ in args.variant}
+        if wanted and wanted - known:
+            # a silently skipped lane leaves its side-by-side pair without a baseline
+            p.error(
+                f"--variants {', '.join(sorted(wanted - known))}: no such variant for "
+                f"--tasks {args.tasks}; known: {', '.join(sorted(known))} (names hold spaces: "
+                f"quote them)"
+            )
         for task in args.tasks.split(","):
             for name, objective, overrides in [*VARIANTS[task], *args.variant]:
                 if wanted and name not in wanted:
