@@ -97,17 +97,16 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
             and mc.speech_decoder == "attention"
         )
         if not shared_core:
+            output = target.kind
+            if target.kind == "speech":
+                output += (
+                    f" with model.speech_decoder={mc.speech_decoder!r} and "
+                    f"model.speech_attention={mc.speech_attention!r}"
+                )
             raise ConfigError(
                 f"model.attention_score={mc.attention_score!r} applies to the attention of text "
                 f"outputs and of speech outputs with model.speech_attention=content (Tacotron 2's "
-                f"location-sensitive attention is additive); this task's output is "
-                f"{target.kind}"
-                + (
-                    f" with model.speech_decoder={mc.speech_decoder!r} and "
-                    f"model.speech_attention={mc.speech_attention!r}"
-                    if target.kind == "speech"
-                    else ""
-                )
+                f"location-sensitive attention is additive); this task's output is {output}"
             )
     if cfg.train.warmup_code != "encoded":
         if not get_objective(cfg.objective).encoded_branch:
