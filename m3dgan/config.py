@@ -92,6 +92,11 @@ class ModelConfig:
     # "layer" (LayerNorm over the channels of each position: nothing read from the rest of the
     # batch, so length-bucketed batches cannot leak their length; m3dgan.modalities.text.nets)
     cbhg_norm: str = "batch"
+    # the body of a text prenet after its FC layers: "cbhg" (Tacotron's, the paper's: conv bank,
+    # highways, one bidirectional GRU) | "brnn" (not the paper's: two stacked bidirectional GRU
+    # layers and nothing else, as OpenNMT-py's default ``encoder_type brnn`` with ``layers 2``;
+    # the cbhg_* keys are then unread). m3dgan.modalities.text.nets
+    text_encoder: str = "cbhg"
     text_gru: int = 128  # units per direction of the encoder's bidirectional GRU
     decoder_attention_rnn: int = 256  # attention RNN: 2-layer residual GRU
     decoder_rnn: int = 256  # decoder RNN: GRU
@@ -326,6 +331,7 @@ _CHOICES = {
     "model.speech_memory_stride": (4, 2),
     "model.reference_stride": (1, 2),
     "model.cbhg_norm": ("batch", "layer"),
+    "model.text_encoder": ("cbhg", "brnn"),
     "model.attention_score": ("additive", "general"),
     "train.warmup_code": ("encoded", "zero"),
     "loss.normalization": ("tokens", "sentences"),

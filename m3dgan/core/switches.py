@@ -29,6 +29,7 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
       prenet is a sequence net: ``model.reference_cbhg_bank`` makes it cheaper);
     - ``model.reference_cbhg_bank`` other than 0: text targets (the CBHG is text's prenet);
     - ``model.cbhg_norm`` other than ``batch``: tasks with a text side (only text has a CBHG);
+    - ``model.text_encoder`` other than ``cbhg``: tasks with a text side;
     - ``model.attention_score=general``: text outputs, and speech outputs whose decoder is the
       shared core (``model.speech_attention=content``; location-sensitive attention is additive,
       the duration decoder has no attention);
@@ -88,6 +89,11 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     if mc.cbhg_norm != "batch" and "text" not in (source.kind, target.kind):
         raise ConfigError(
             f"model.cbhg_norm applies to the CBHG of text prenets; this task is "
+            f"{source.kind} → {target.kind}, which has no text side"
+        )
+    if mc.text_encoder != "cbhg" and "text" not in (source.kind, target.kind):
+        raise ConfigError(
+            f"model.text_encoder={mc.text_encoder!r} is the body of text prenets; this task is "
             f"{source.kind} → {target.kind}, which has no text side"
         )
     if mc.attention_score != "additive":

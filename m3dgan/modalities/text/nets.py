@@ -3,7 +3,8 @@
 - prenet M_in: 128-d token embeddings → FC [256, 128] → CBHG (Conv1D bank of widths 1..16 with
   128 units, max-pool, two conv projections, residual, 4 highway layers of 128) → bidirectional
   GRU of 128 per direction. Its output is the sequence of hidden states plus a padding mask
-  (:class:`SequenceFeatures`).
+  (:class:`SequenceFeatures`). ``model.text_encoder=brnn`` replaces the CBHG by two stacked
+  bidirectional GRU layers (:class:`BiRNN`; OpenNMT-py's ``brnn`` encoder; not the paper's).
 - Enc_r for text: the paper's global sentence embedding — the mean of the hidden states over the
   sequence — mapped to the Gaussian posterior of E_att.
 - generator M_out: the sequential decoder shared with speech (``modalities.sequence_decoder``).
@@ -109,11 +110,35 @@ class CBHG(nn.Module):
         y = (y + h).transpose(1, 2)  # residual, [B, L, D]
         for hw in self.highways:
             y = hw(y)
-        lengths = mask.sum(dim=1).clamp_min(1).cpu()
-        packed = pack_padded_sequence(y, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.gru(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
-        return out
+        return _packed(self.gru, y, mask)
+
+
+def _packed(rnn: nn.GRU, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``rnn`` over the real positions of each row of x [B, L, D] (mask [B, L]) → [B, L, H],
+    zeros at padding: a row's states do not depend on how long the rest of its batch is."""
+    lengths = mask.sum(dim=1).clamp_min(1).cpu()
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = rnn(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return out
+
+
+class BiRNN(nn.Module):
+    """Stacked bidirectional GRU layers on packed sequences (``model.text_encoder=brnn``):
+    [B, L, dim] with mask [B, L] → [B, L, 2 · units], zeros at padding.
+
+    OpenNMT-py's default encoder (``encoder_type brnn``, ``layers 2``, LSTM there; GRU here, as
+    every recurrent layer of this model) in place of the CBHG: no conv bank, no highways. Why:
+    on en2fr's short subword sentences the CBHG costs ~5× the multiply-adds per token of a
+    two-layer bidirectional RNN of the same width (docs/benchmarks.md, "Length buckets")."""
+
+    def __init__(self, dim: int, units: int, layers: int = 2) -> None:
+        super().__init__()
+        self.gru = nn.GRU(dim, units, num_layers=layers, batch_first=True, bidirectional=True)
+        self.out_dim = 2 * units
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return _packed(self.gru, x, mask)
 
 
 def token_prenet(cfg: ModelConfig) -> nn.Sequential:
@@ -128,29 +153,35 @@ def token_prenet(cfg: ModelConfig) -> nn.Sequential:
 
 
 class TextPrenet(nn.Module):
-    """M_in for text: ids [B, L] or distributions [B, L, V] → :class:`SequenceFeatures`.
-    ``bank``: K of the CBHG's conv bank (0: ``cfg.cbhg_bank``; a reference prenet under
-    ``model.reference_cbhg_bank`` takes its own)."""
+    """M_in for text: ids [B, L] or distributions [B, L, V] → :class:`SequenceFeatures`
+    (states [B, L, 2 · ``text_gru``]). The body after the FC layers is ``cfg.text_encoder``'s:
+    the CBHG (module ``cbhg``) or :class:`BiRNN` (module ``brnn``). ``bank``: K of the CBHG's
+    conv bank (0: ``cfg.cbhg_bank``; a reference prenet under ``model.reference_cbhg_bank``
+    takes its own; unread by ``brnn``)."""
 
     def __init__(self, vocab_size: int, cfg: ModelConfig, bank: int = 0) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
         self.fc = token_prenet(cfg)
         width = cfg.text_prenet[-1] if cfg.text_prenet else cfg.text_embed
-        k = bank or cfg.cbhg_bank
-        self.cbhg = CBHG(
-            width,
-            k,
-            cfg.cbhg_channels,
-            cfg.cbhg_highway,
-            cfg.text_gru,
-            norm=cfg.cbhg_norm,
-        )
+        # the body's attribute name keeps the state-dict keys of CBHG checkpoints
+        self.body = cfg.text_encoder
+        if self.body == "brnn":
+            self.brnn = BiRNN(width, cfg.text_gru)
+        else:
+            self.cbhg = CBHG(
+                width,
+                bank or cfg.cbhg_bank,
+                cfg.cbhg_channels,
+                cfg.cbhg_highway,
+                cfg.text_gru,
+                norm=cfg.cbhg_norm,
+            )
 
     def forward(self, x: torch.Tensor) -> SequenceFeatures:
         mask = token_mask(x)
         h = self.fc(embed_tokens(x, self.embedding))
-        return SequenceFeatures(self.cbhg(h, mask), mask)
+        return SequenceFeatures(getattr(self, self.body)(h, mask), mask)
 
 
 class TextReferenceEncoder(nn.Module):
