@@ -41,6 +41,7 @@ from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
 from m3dgan.core.state import RunState
 from m3dgan.core.step import NonFiniteLossError, TrainStep
+from m3dgan.core.switches import check_switches
 from m3dgan.data.batching import batch_indices, row_lengths
 from m3dgan.data.build import task_dataset_root
 from m3dgan.data.pairing import TrainingPairs
@@ -193,6 +194,10 @@ def train(
     requested = device or tc.device
     device = resolve_device(requested)
     check_train_config(tc, distributed.world_from_env()[1])
+    # switches read only the sides' kinds, which the task knows: refuse one that does not apply
+    # before a data set is built (minutes) or a run folder is made (build_model checks again)
+    task = get_task(cfg.task)
+    check_switches(cfg, ModalitySpec(task.source, 0, 0), ModalitySpec(task.target, 0, 0))
     with distributed.session(device) as dist, deterministic_mode(tc.deterministic):
         if dist.is_main:
             notes = [f"asked for {requested!r}"] if requested != str(dist.device) else []

@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_speech_model import VOCAB, small_config, texts, train_step
 
+from m3dgan.cli import main
 from m3dgan.config import config_from_dict
 from m3dgan.core.model import M3DGAN
 from m3dgan.core.objectives import get_objective
@@ -66,3 +67,20 @@ def test_tasks_without_a_text_side_refuse_brnn():
     text_image = config_from_dict({"task": "text2emoji", "model": {"text_encoder": "brnn"}})
     model = M3DGAN.from_config(text_image, TEXT, IMAGE)
     assert isinstance(model.source_prenet.brnn, BiRNN)
+
+
+def test_train_refuses_the_switch_before_any_data_or_run_folder(tmp_path, monkeypatch, capsys):
+    import m3dgan.train
+
+    def no_data(task: str):
+        raise AssertionError(f"the data set of {task} was asked for before the switch check")
+
+    monkeypatch.setattr(m3dgan.train, "task_dataset_root", no_data)
+    run = tmp_path / "run"
+    code = main(
+        ["train", "--task", "digits", "--set", "model.text_encoder=brnn", "--out", str(run)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "model.text_encoder='brnn'" in err and "Traceback" not in err
+    assert not run.exists()

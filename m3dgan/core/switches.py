@@ -14,7 +14,9 @@ from m3dgan.modalities import ModalitySpec
 
 
 def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> None:
-    """Raise ConfigError naming the key for a switch that does not apply to source → target:
+    """Raise ConfigError naming the key for a switch that does not apply to source → target.
+    Only the sides' ``kind`` is read, so ``train`` calls this with the task's kinds before its
+    data set is built or read. The rules:
 
     - ``model.attention_guide`` other than ``diagonal``: speech targets only, and not with
       ``model.speech_decoder=duration`` (which has no attention to guide);
