@@ -120,8 +120,9 @@ class ModelConfig:
     # how the shared attention-RNN decoder (text outputs; speech outputs with
     # speech_attention=content) scores memory positions: "additive" (Bahdanau et al. 2015,
     # Tacotron's, whose decoder the paper follows; v·tanh(W q + U m) builds a [B, T, M, 256]
-    # tensor per teacher-forced pass) | "general" (Luong et al. 2015, OpenNMT-py's default global_attention: (W q)·(U m),
-    # scaled by 1/sqrt(256), one batched matmul; m3dgan.modalities.sequence_decoder)
+    # tensor per teacher-forced pass) | "general" (Luong et al. 2015, OpenNMT-py's default
+    # global_attention: (W q)·(U m) scaled by 1/sqrt(256), one batched matmul;
+    # m3dgan.modalities.sequence_decoder)
     attention_score: str = "additive"
     # text outputs: dropout p on the source memory states the decoder attends over and on the
     # decoder's [state, context] features before the vocabulary layer, in training only

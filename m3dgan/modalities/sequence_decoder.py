@@ -13,11 +13,11 @@ context vector always contains z.
 
 How a query scores a memory position (``model.attention_score``): ``additive`` (Bahdanau et al.
 2015; Tacotron's, whose decoder the paper follows) is v·tanh(W q + U m), which a teacher-forced
-pass computes as a [B, T, M, a] tensor (a = 256). ``general`` (Luong et al. 2015, OpenNMT-py's default ``global_attention``) is
-(W q)·(U m) / sqrt(a), one batched matmul [B, T, a] × [B, a, M]; U's bias adds the same amount
-to every position of a row, so softmax ignores it. One step on one quiet CPU thread: 0.95× on
-en2fr (short subword memories), 0.74× on emoji2text (64 image positions; docs/benchmarks.md).
-Location-sensitive speech attention
+pass computes as a [B, T, M, a] tensor (a = 256). ``general`` (Luong et al. 2015, OpenNMT-py's
+default ``global_attention``) is (W q)·(U m) / sqrt(a), one batched matmul [B, T, a] × [B, a, M];
+U's bias adds the same amount to every position of a row, so softmax ignores it. One step on one
+quiet CPU thread: 0.95× on en2fr (short subword memories), 0.74× on emoji2text (64 image
+positions; docs/benchmarks.md). Location-sensitive speech attention
 (``modalities/speech/decoder.py``) stays additive.
 
 ``source_attention=False`` reproduces the paper's weak point: the memory is a single global

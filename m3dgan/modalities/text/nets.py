@@ -135,7 +135,6 @@ class BiRNN(nn.Module):
     def __init__(self, dim: int, units: int, layers: int = 2) -> None:
         super().__init__()
         self.gru = nn.GRU(dim, units, num_layers=layers, batch_first=True, bidirectional=True)
-        self.out_dim = 2 * units
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return _packed(self.gru, x, mask)
