@@ -135,7 +135,7 @@ TASKS: dict[str, Task] = {
             # bidirectional GRU layers (OpenNMT-py's brnn encoder): 30 min, mle, side by side:
             # 1.33x the steps, BLEU-4 / chrF 32.1 / 53.3 against 28.7 / 52.0 (docs/benchmarks.md,
             # "A recurrent text encoder"); the CBHG keys stay for --set model.text_encoder=cbhg.
-            # An EMA of the generator side's weights (0.999, as the image tasks) is what
+            # An EMA of the generator side's weights (0.999, as digits and edges2emoji) is what
             # evaluate and translate decode with: 15 min side by side, the same runs decoded with
             # the average and with the live weights, BLEU-4 27.4 against 25.7 (mle) and 25.7
             # against 24.4 (full; docs/benchmarks.md, "Weight averaging").
