@@ -68,7 +68,10 @@ def test_en2fr_defaults_pair_length_buckets_with_layer_norm():
         cfg = layered_config(task="en2fr", objective=objective)
         assert (cfg.model.cbhg_norm, cfg.train.length_buckets) == ("layer", 128)
         assert (cfg.model.cbhg_bank, cfg.train.lr) == (8, 1e-3)
+    # tts pairs them in its `full` recipe only; its baselines keep the paper's BatchNorm
     tts = layered_config(task="tts", objective="full")
+    assert (tts.model.cbhg_norm, tts.train.length_buckets) == ("layer", 128)
+    tts = layered_config(task="tts", objective="gst")
     assert (tts.model.cbhg_norm, tts.train.length_buckets) == ("batch", 0)
     # the paper's setting stays one override away
     paper = layered_config(

@@ -134,3 +134,30 @@ def test_overrides_beat_the_recipe() -> None:
     )
     assert paper.train.adversarial_warmup == 0 and paper.train.warmup_code == "encoded"
     assert paper.train.domain_reference == 0 and paper.train.random_share == 1
+
+
+def test_tts_full_gets_its_recipe_and_the_baselines_the_paper_decoder() -> None:
+    """tts `full` decodes by durations from phonemes (issue 13's recipe); `gst` and `mle` keep
+    the attention decoder on characters their names promise, and every config passes the
+    switch checks (the recipe's keys are accepted by `full` and refused by no baseline)."""
+    from m3dgan.config import layered_config
+    from m3dgan.tasks import get_task
+
+    recipe = get_task("tts").objective_defaults["full"]
+    full = layered_config("tts", "full")
+    assert (full.model.speech_decoder, full.model.text_frontend) == ("duration", "phonemes")
+    assert full.train.stack_branches and full.train.random_share == recipe["train.random_share"]
+    assert full.train.ema_decay == 0.999
+    text, speech = ModalitySpec("text", 30, 12), ModalitySpec("speech", 80, 40)
+    check_switches(full, text, speech)
+    for objective in ("gst", "mle"):
+        cfg = layered_config("tts", objective)
+        assert (cfg.model.speech_decoder, cfg.model.text_frontend) == ("attention", "characters")
+        assert cfg.train.ema_decay == 0.0 and not cfg.train.stack_branches
+        check_switches(cfg, text, speech)
+    paper = layered_config(
+        "tts",
+        "full",
+        overrides=["model.speech_decoder=attention", "model.text_frontend=characters"],
+    )
+    assert (paper.model.speech_decoder, paper.model.text_frontend) == ("attention", "characters")
