@@ -144,6 +144,13 @@ class ModelConfig:
     # conv keeps the time resolution: 31.25 positions/s, enough for CTC on speech of about
     # 15 characters/s)
     speech_memory_stride: int = 4
+    # stride of the first conv of a speech *source*'s prenet (asr), on time and frequency: 1 (the
+    # paper: the prenet keeps full resolution) | 2 (a quarter of the positions for the prenet's
+    # second conv and the memory's convs, whose strides then make up model.speech_memory_stride)
+    source_stride: int = 1
+    # bidirectional GRU layers of a speech source's memory (SpeechMemory, asr): 1 (as before) |
+    # more (ESPnet's encoders and the judge ASR stack 3 or more)
+    speech_memory_layers: int = 1
     # stride of the first conv of the *reference* prenet (M_in in front of Enc_r), on both axes
     # of an image and on time and frequency of a mel: 1 (the paper: the prenet keeps full
     # resolution) | 2 (a quarter of the positions for the prenet's second conv and all of Enc_r,
@@ -331,6 +338,7 @@ _CHOICES = {
     "model.text_frontend": ("characters", "phonemes"),
     "model.speech_memory_stride": (4, 2),
     "model.reference_stride": (1, 2),
+    "model.source_stride": (1, 2),
     "model.cbhg_norm": ("batch", "layer"),
     "model.text_encoder": ("cbhg", "brnn"),
     "model.attention_score": ("additive", "general"),

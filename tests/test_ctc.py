@@ -241,8 +241,8 @@ def test_prefix_scores_match_brute_force_sums_over_paths():
 # -- joint decoding ------------------------------------------------------------------------------
 def test_joint_beam_search_picks_the_hypothesis_ctc_prefers(monkeypatch):
     """The attention decoder slightly prefers "4" over "5" as the only token; the CTC head
-    strongly prefers "5". Greedy and λ = 0 beam search follow attention; joint decoding with
-    λ = 0.3 follows CTC."""
+    strongly prefers "5". Joint decoding with λ = 0.3 follows CTC, in its greedy form (beam 1)
+    and as a beam search; with λ = 0 both follow attention."""
     model = asr(0.3).eval()
     dec = model.generator
     run = dec._run
@@ -266,10 +266,13 @@ def test_joint_beam_search_picks_the_hypothesis_ctc_prefers(monkeypatch):
     monkeypatch.setattr(dec, "ctc_log_probs", ctc_log_probs)
     speech = mels([30, 26])
     e = torch.zeros(2, model.cfg.nz)
-    assert model.translate(speech, e=e).tolist() == [[4, EOS]] * 2  # greedy: attention only
+    assert model.translate(speech, e=e)[:, :2].tolist() == [[5, EOS]] * 2  # joint greedy
     assert model.translate(speech, e=e, beam_size=3)[:, :2].tolist() == [[5, EOS]] * 2
     dec.ctc_weight = 0.0
+    assert model.translate(speech, e=e)[:, :2].tolist() == [[4, EOS]] * 2
     assert model.translate(speech, e=e, beam_size=3)[:, :2].tolist() == [[4, EOS]] * 2
+    dec.ctc = None  # no CTC head: the attention decoder's own greedy loop
+    assert model.translate(speech, e=e).tolist() == [[4, EOS]] * 2
 
 
 def test_joint_beam_search_on_an_untrained_model_runs_and_pads_after_the_end():

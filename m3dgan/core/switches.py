@@ -26,7 +26,8 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     - ``model.ctc_weight``: speech → text only (CTC aligns text monotonically to speech), and
       only with ``model.speech_memory_stride=2`` (at stride 4 the memory has fewer positions per
       second than espeak speech has characters);
-    - ``model.speech_memory_stride`` other than 4: speech sources only;
+    - ``model.speech_memory_stride`` other than 4, ``model.source_stride`` other than 1,
+      ``model.speech_memory_layers`` other than 1: speech sources only;
     - ``model.reference_stride`` other than 1: image and speech targets (text's reference
       prenet is a sequence net: ``model.reference_cbhg_bank`` makes it cheaper);
     - ``model.reference_cbhg_bank`` other than 0: text targets (the CBHG is text's prenet);
@@ -76,10 +77,14 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
             "second of espeak speech plus their repeats, so CTC could not align most "
             "utterances"
         )
-    if mc.speech_memory_stride != 4 and source.kind != "speech":
-        raise ConfigError(
-            f"model.speech_memory_stride applies to speech sources; this one is {source.kind}"
-        )
+    if source.kind != "speech":
+        for key, value, default in (
+            ("model.speech_memory_stride", mc.speech_memory_stride, 4),
+            ("model.source_stride", mc.source_stride, 1),
+            ("model.speech_memory_layers", mc.speech_memory_layers, 1),
+        ):
+            if value != default:
+                raise ConfigError(f"{key} applies to speech sources; this one is {source.kind}")
     if mc.reference_stride != 1 and target.kind not in ("image", "speech"):
         raise ConfigError(
             f"model.reference_stride applies to image and speech targets; this one is {target.kind}"

@@ -77,7 +77,7 @@ class SpeechModality(Modality):
 
     # -- subnets --------------------------------------------------------------------------------
     def build_prenet(self, cfg: ModelConfig) -> nn.Module:
-        return SpeechPrenet(self.spec.channels, cfg.prenet_channels)
+        return SpeechPrenet(self.spec.channels, cfg.prenet_channels, cfg.source_stride)
 
     def build_reference_prenet(self, cfg: ModelConfig) -> nn.Module:
         return SpeechPrenet(self.spec.channels, cfg.prenet_channels, cfg.reference_stride)
@@ -107,7 +107,12 @@ class SpeechModality(Modality):
 
     def build_memory(self, cfg: ModelConfig) -> nn.Module:
         return SpeechMemory(
-            self.prenet_channels(cfg), self.spec.channels, cfg.decoder_rnn, cfg.speech_memory_stride
+            self.prenet_channels(cfg),
+            self.spec.channels,
+            cfg.decoder_rnn,
+            cfg.speech_memory_stride,
+            prenet_stride=cfg.source_stride,
+            layers=cfg.speech_memory_layers,
         )
 
     def build_summary(self, dim: int) -> nn.Module:

@@ -82,34 +82,60 @@ class SpeechReferenceEncoder(ReferenceEncoder):
 
 class SpeechMemory(nn.Module):
     """Speech as a *source* (speech→text): prenet grid → a ``time_stride``× shorter sequence of
-    ``dim`` states (two conv2d, stride 2 in frequency, a projection, a bidirectional GRU over
-    real frames) for the decoder's attention and, under ``model.ctc_weight``, its CTC head.
+    ``dim`` states (two conv2d, stride 2 in frequency, a projection, ``layers`` bidirectional GRU
+    layers over real frames) for the decoder's attention and, under ``model.ctc_weight``, its
+    CTC head.
 
-    ``time_stride`` (``model.speech_memory_stride``): 4 — both convs halve time (62.5 frames/s
-    → 15.6 positions/s, the default); 2 — the second conv keeps the time resolution
-    (31.25 positions/s). CTC (``model.ctc_weight``) needs at least one position per target
+    ``time_stride`` (``model.speech_memory_stride``): the memory's stride in time relative to
+    the mel frames, prenet included. 4 — 62.5 frames/s → 15.6 positions/s, the default; 2 —
+    31.25 positions/s. CTC (``model.ctc_weight``) needs at least one position per target
     character plus one per pair of equal neighbours: trimmed espeak-ng speech runs at about
     17 characters/s at 165–175 words/min and 21–24 at 210–220 (measured on the test sentences of
     tests/test_ctc.py), so at stride 4 almost no utterance can be aligned, while stride 2 leaves
     1.3–1.8 positions per character (ESPnet's 4× subsampling of 10 ms frames: 25 positions/s).
     The alternative, a CTC head on the first conv's 2× grid, would read features with a
     receptive field of about 0.1 s and no recurrence; here CTC and attention share the whole
-    encoder, as in Watanabe et al. 2017."""
+    encoder, as in Watanabe et al. 2017.
 
-    def __init__(self, channels: int, n_mels: int, dim: int, time_stride: int = 4) -> None:
+    ``prenet_stride`` (``model.source_stride``): the stride the source prenet's first conv
+    already took in time and frequency (1 or 2); the memory's convs stride by 2 in time only
+    while the total is below ``time_stride`` (their stride in frequency is always 2).
+    ``layers`` (``model.speech_memory_layers``): stacked bidirectional GRU layers (ESPnet's
+    and the judge ASR's encoders stack 3 or more).
+
+    Raises:
+        ValueError: ``time_stride`` not 2 or 4, ``prenet_stride`` not 1 or 2, ``layers`` < 1.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        n_mels: int,
+        dim: int,
+        time_stride: int = 4,
+        prenet_stride: int = 1,
+        layers: int = 1,
+    ) -> None:
         super().__init__()
         if time_stride not in (2, 4):
             raise ValueError(f"speech memory time stride must be 2 or 4, got {time_stride}")
-        second = 2 if time_stride == 4 else (2, 1)  # (frequency, time)
+        if prenet_stride not in (1, 2):
+            raise ValueError(f"speech source prenet stride must be 1 or 2, got {prenet_stride}")
+        if layers < 1:
+            raise ValueError(f"speech memory needs at least one GRU layer, got {layers}")
+        remaining = time_stride // prenet_stride  # 1, 2 or 4: the time stride the convs add
+        first = 2 if remaining >= 2 else (2, 1)  # (frequency, time)
+        second = 2 if remaining == 4 else (2, 1)
         self.convs = nn.Sequential(
-            Conv2d(channels, 64, 3, stride=2, padding=1),
+            Conv2d(channels, 64, 3, stride=first, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
             Conv2d(64, 64, 3, stride=second, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
         )
-        freq = strided_lengths(torch.tensor(n_mels), 2).item()
+        freq_in = strided_lengths(torch.tensor(n_mels), 1 if prenet_stride == 2 else 0)
+        freq = strided_lengths(freq_in, 2).item()
         self.proj = nn.Linear(64 * freq, dim)
-        self.gru = nn.GRU(dim, dim // 2, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(dim, dim // 2, num_layers=layers, batch_first=True, bidirectional=True)
         self.out_dim = dim
         self.time_stride = time_stride
 

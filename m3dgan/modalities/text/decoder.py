@@ -97,9 +97,10 @@ class TextDecoder(AttentionRNNDecoder):
     ) -> torch.Tensor | TextDecoderOutput:
         """Teacher forcing when ``target`` ids are given: distributions [B, L, V] (zero rows at
         padding), or with a CTC head a :class:`TextDecoderOutput` carrying them. Otherwise
-        decoding: ids [B, T] (padding after the end mark); beam search with a CTC head is joint
-        CTC/attention decoding (:meth:`_beam`), greedy decoding reads the attention decoder
-        only."""
+        decoding: ids [B, T] (padding after the end mark). With a CTC head every search is
+        joint CTC/attention decoding (:meth:`_beam`; ``beam_size`` 1 is its greedy form: one
+        hypothesis extended by the token of the best joint score), as ESPnet decodes hybrid
+        models; without one, greedy decoding or beam search over the attention decoder."""
         features = self.source_features(source)
         if self.training and self.dropout.p > 0:
             features = SequenceFeatures(self.dropout(features.states), features.mask)
@@ -117,7 +118,7 @@ class TextDecoder(AttentionRNNDecoder):
                 return probs
             return TextDecoderOutput(probs, self.ctc_log_probs(features), features.mask)
         limit = max_len or self.max_len
-        if beam_size > 1:
+        if beam_size > 1 or self.ctc is not None:
             ctc = None
             if self.ctc is not None:
                 ctc = (self.ctc_log_probs(features), features.mask.sum(1))
