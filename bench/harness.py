@@ -238,6 +238,21 @@ def torch_threads() -> int | None:
     return int(value) if value and value.isdigit() else os.cpu_count()
 
 
+def chosen_variants(spec: str | None, known: set[str]) -> set[str] | None:
+    """``--variants`` → the set of names it lists (None: all). The list is comma-separated but
+    some names hold a comma ("full, global source"): consecutive pieces are joined back while
+    that makes a known name (the longest wins). A piece that is no known name stays as it is,
+    for the caller's "no such variant" error."""
+    if not spec:
+        return None
+    pieces, names, i = spec.split(","), set(), 0
+    while i < len(pieces):
+        end = next((j for j in range(len(pieces), i, -1) if ",".join(pieces[i:j]) in known), i + 1)
+        names.add(",".join(pieces[i:end]))
+        i = end
+    return names
+
+
 def add_run_arguments(p: argparse.ArgumentParser, variants: Variants, minutes: str, variant: str):
     """``--minutes`` and ``--variant``, as the task benchmarks take them (``minutes`` and
     ``variant``: examples for the help)."""

@@ -101,7 +101,10 @@ def evaluate_one(run_dir: Path, task: str, args) -> None:
 
 def write_report(out: Path) -> str:
     return harness.write_report(
-        out, harness.with_extra_variants(out, VARIANTS), COLUMNS, "greedy decoding."
+        out,
+        harness.with_extra_variants(out, VARIANTS),
+        COLUMNS,
+        "greedy decoding (joint CTC/attention where the asr model has a CTC head).",
     )
 
 
@@ -134,7 +137,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     if not args.report_only:
-        wanted = set(args.variants.split(",")) if args.variants else None
+        known = {name for task in args.tasks.split(",") for name, _, _ in VARIANTS[task]}
+        wanted = harness.chosen_variants(args.variants, known | {v[0] for v in args.variant})
         jobs = [
             (task, name, objective, overrides)
             for task in args.tasks.split(",")

@@ -42,7 +42,7 @@ import text_tasks  # noqa: E402
 
 BUDGETS = (30, 90)  # en2fr's two budgets (minutes); the other tasks use the first
 PERCENT = {"named_accuracy_top5", "code_dependence"}
-NO_ATTENTION = "mle (CNN-RNN, no attention)"  # bench/text_tasks.py's plain captioner row
+NO_ATTENTION = "mle (CNN-RNN without attention)"  # bench/text_tasks.py's plain captioner row
 
 
 def jobs(out: Path, threads: int) -> dict[str, tuple[list[str], int]]:

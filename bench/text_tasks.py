@@ -64,7 +64,7 @@ VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("mle (CNN-RNN)", "mle", []),
         # the plain CNN-RNN captioner: one image embedding, no attention (the paper's baseline
         # row is "CNN-RNN-coco"; the row above attends over the image's feature map)
-        ("mle (CNN-RNN, no attention)", "mle", ["model.source_attention=false"]),
+        ("mle (CNN-RNN without attention)", "mle", ["model.source_attention=false"]),
     ],
     "text2emoji": [("full", "full", []), ("cvae-gan", "cvae-gan", [])],
     "text2emoji-seen": [("full", "full", []), ("cvae-gan", "cvae-gan", [])],
@@ -184,9 +184,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     if not args.report_only:
-        wanted = set(args.variants.split(",")) if args.variants else None
         known = {name for task in args.tasks.split(",") for name, _, _ in VARIANTS[task]}
         known |= {name for name, _, _ in args.variant}
+        wanted = harness.chosen_variants(args.variants, known)
         if wanted and wanted - known:
             # a silently skipped lane leaves its side-by-side pair without a baseline
             p.error(

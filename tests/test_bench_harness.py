@@ -42,3 +42,23 @@ def test_a_run_folder_present_wins_over_the_committed_row(tmp_path: Path) -> Non
     unfinished = harness.run_dir(tmp_path, "en2fr", "full")
     (unfinished / "metrics.json").unlink()  # a rerun under way: no row until it is scored
     assert harness.collect(tmp_path, VARIANTS) == []
+
+
+def test_variants_option_keeps_names_that_hold_commas() -> None:
+    """``--variants`` is a comma list, and some names hold a comma; the emoji2text plain
+    CNN-RNN job once failed because its name was split in two."""
+    known = {"full", "full, global source", "mle (CNN-RNN)", "mle (CNN-RNN, no attention)"}
+    assert harness.chosen_variants(None, known) is None
+    assert harness.chosen_variants("full", known) == {"full"}
+    assert harness.chosen_variants("full, global source", known) == {"full, global source"}
+    assert harness.chosen_variants("full,full, global source,mle (CNN-RNN)", known) == {
+        "full",
+        "full, global source",
+        "mle (CNN-RNN)",
+    }
+    assert harness.chosen_variants("mle (CNN-RNN, no attention),full", known) == {
+        "mle (CNN-RNN, no attention)",
+        "full",
+    }
+    # an unknown name stays whole where it can, for the caller's error
+    assert harness.chosen_variants("full,nope", known) == {"full", "nope"}
