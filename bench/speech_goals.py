@@ -167,10 +167,16 @@ def goals(out: Path) -> tuple[str, dict]:
         rows = {r["variant"]: r for r in steps if r["task"] == task}
         ratio = (rows.get("full") or {}).get("vs_mle")
         stacked = (rows.get("full, stacked branches") or {}).get("vs_mle")
+        # a default with a warm-up (asr) has two step costs; the goal holds for the dearer one
+        after = (rows.get("full, after the warm-up") or {}).get("vs_mle")
         now = "–" if ratio is None else f"{ratio:.2f}×"
         if stacked is not None:
             now += f" (stacked branches {stacked:.2f}×)"
+        if after is not None:
+            now += f" in the warm-up, {after:.2f}× after it"
         best = min((r for r in (ratio, stacked) if r is not None), default=None)
+        if best is not None and after is not None:
+            best = max(best, after)
         add(task, "time per `full` step / `mle` step (defaults, 2 threads)",
             "≈ 6× (tts: 0.21 vs 1.35 steps/s)" if task == "tts" else "–", now, "≤ 2×",
             None if best is None else best <= 2.0)  # fmt: skip
