@@ -161,3 +161,28 @@ def test_tts_full_gets_its_recipe_and_the_baselines_the_paper_decoder() -> None:
         overrides=["model.speech_decoder=attention", "model.text_frontend=characters"],
     )
     assert (paper.model.speech_decoder, paper.model.text_frontend) == ("attention", "characters")
+
+
+def test_asr_defaults_reach_every_objective_and_full_gets_the_text_recipe() -> None:
+    """asr's hybrid CTC/attention defaults are task defaults (the `mle` baseline gets the same
+    encoder and decoding); text targets' recipe reaches `full` only; both pass the switch
+    checks; the paper's setting stays a few overrides away."""
+    from m3dgan.config import layered_config
+    from m3dgan.tasks.registry import TEXT_TARGET_FULL_RECIPE
+
+    speech, text = ModalitySpec("speech", 80, 40), ModalitySpec("text", 30, 12)
+    for objective in ("full", "mle"):
+        cfg = layered_config("asr", objective)
+        assert (cfg.model.ctc_weight, cfg.model.speech_memory_stride) == (0.3, 2)
+        assert cfg.model.attention_score == "general" and cfg.train.lr == 1e-3
+        assert (cfg.train.length_buckets, cfg.train.ema_decay) == (128, 0.999)
+        check_switches(cfg, speech, text)
+    full, mle = layered_config("asr", "full"), layered_config("asr", "mle")
+    assert full.train.adversarial_warmup == TEXT_TARGET_FULL_RECIPE["train.adversarial_warmup"]
+    assert full.train.warmup_code == "zero" and full.train.domain_reference == 1.0
+    assert mle.train.adversarial_warmup == 0 and mle.train.warmup_code == "encoded"
+    paper = layered_config(
+        "asr", "mle", overrides=["model.ctc_weight=0", "model.speech_memory_stride=4"]
+    )
+    assert paper.model.ctc_weight == 0 and paper.model.speech_memory_stride == 4
+    check_switches(paper, speech, text)

@@ -132,8 +132,8 @@ class SpeechMemory(nn.Module):
             Conv2d(64, 64, 3, stride=second, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
         )
-        freq_in = strided_lengths(torch.tensor(n_mels), 1 if prenet_stride == 2 else 0)
-        freq = strided_lengths(freq_in, 2).item()
+        # frequency: halved by a strided prenet, then by both convs
+        freq = strided_lengths(torch.tensor(n_mels), prenet_stride // 2 + 2).item()
         self.proj = nn.Linear(64 * freq, dim)
         self.gru = nn.GRU(dim, dim // 2, num_layers=layers, batch_first=True, bidirectional=True)
         self.out_dim = dim
