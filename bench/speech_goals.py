@@ -75,10 +75,10 @@ def jobs(out: Path, threads: int) -> dict[str, tuple[list[str], int]]:
 
 def _rows(folder: Path) -> dict[str, dict]:
     """variant → the row of every finished ``speech_tasks`` run in ``folder`` (the report is
-    rebuilt here: jobs of two lanes share the folder)."""
-    if not (folder / "runs").is_dir():
-        return {}
-    speech_tasks.write_report(folder)
+    rebuilt here: jobs of two lanes share the folder). Run folders are not committed: without
+    them (a fresh checkout) the committed ``results.json`` is read as it is."""
+    if (folder / "runs").is_dir():
+        speech_tasks.write_report(folder)
     path = folder / "results.json"
     return {r["variant"]: r for r in json.loads(path.read_text())} if path.is_file() else {}
 

@@ -62,3 +62,16 @@ def test_variants_option_keeps_names_that_hold_commas() -> None:
     }
     # an unknown name stays whole where it can, for the caller's error
     assert harness.chosen_variants("full,nope", known) == {"full", "nope"}
+
+
+def test_speech_goals_reads_committed_rows_without_run_folders(tmp_path: Path) -> None:
+    """A fresh checkout has the goal rows' results.json but no runs/: the table keeps them."""
+    speech_goals = pytest.importorskip("speech_goals")
+    asr = tmp_path / f"asr-{speech_goals.ASR_MINUTES}min"
+    asr.mkdir()
+    (asr / "results.json").write_text(
+        json.dumps([{"task": "asr", "variant": "full", "wer": 0.14, "cer": 0.051}])
+    )
+    md, numbers = speech_goals.goals(tmp_path)
+    assert numbers["asr"]["wer"] == 0.14
+    assert "14.0% / 5.1%" in md
