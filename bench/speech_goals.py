@@ -181,7 +181,23 @@ def goals(out: Path) -> tuple[str, dict]:
             "≈ 6× (tts: 0.21 vs 1.35 steps/s)" if task == "tts" else "–", now, "≤ 2×",
             None if best is None else best <= 2.0)  # fmt: skip
     numbers = {"tts": tts, "asr": asr, "peer": peer, "step_time": steps}
-    return "\n".join(lines), numbers
+    return "\n".join(lines) + "\n\n" + _judges_note(tts, peer), numbers
+
+
+def _judges_note(tts: dict[str, dict], peer: dict) -> str:
+    """Which judge heard each tts row: the judge ASR is retrained on every machine (its cache
+    is not committed) and the thread count changes its floats, so rows measured on different
+    days can have judges a point apart; its WER on the real test audio tells them apart."""
+    heard = [(f"`{v.split()[0]}`", r.get("wer_real")) for v, r in tts.items()]
+    heard.append(("Coqui TTS", peer.get("wer_real")))
+    parts = [f"{name} {_pct(w)}" for name, w in heard if w is not None]
+    if not parts:
+        return ""
+    return (
+        "Each tts row's judge ASR, by its WER on the real test audio (judges are trained on "
+        "the machine that evaluates, and differ by about a point between machines): "
+        + ", ".join(parts) + "."
+    )
 
 
 def main() -> None:

@@ -72,6 +72,13 @@ def test_speech_goals_reads_committed_rows_without_run_folders(tmp_path: Path) -
     (asr / "results.json").write_text(
         json.dumps([{"task": "asr", "variant": "full", "wer": 0.14, "cer": 0.051}])
     )
+    tts = tmp_path / f"tts-{speech_goals.TTS_MINUTES}min"
+    tts.mkdir()
+    (tts / "results.json").write_text(
+        json.dumps([{"task": "tts", "variant": "full", "wer_tts_ref": 0.52, "wer_real": 0.307}])
+    )
     md, numbers = speech_goals.goals(tmp_path)
     assert numbers["asr"]["wer"] == 0.14
     assert "14.0% / 5.1%" in md
+    assert "| 52.0% |" in md
+    assert "real test audio" in md and "`full` 30.7%" in md  # which judge heard the row
