@@ -115,6 +115,12 @@ class ModelConfig:
     # attention over the source) | "duration" (not the paper's: durations from a learned
     # alignment, all frames at once, FastSpeech 2 / RAD-TTS; m3dgan.modalities.speech.duration_decoder)
     speech_decoder: str = "attention"
+    # the duration decoder's frame stack (model.speech_decoder=duration): how many residual
+    # convs of kernel 5 run over the regulated frames, and how their dilation grows: 1 (every
+    # conv dilation 1: 4 convs see 17 frames, 0.27 s) | 2 (conv i has dilation 2^i, as in
+    # WaveNet: 4 convs see 61 frames, 0.98 s, for the same cost)
+    frame_layers: int = 4
+    frame_dilation: int = 1
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)
     # how the shared attention-RNN decoder (text outputs; speech outputs with
@@ -334,6 +340,7 @@ _CHOICES = {
     "model.disc_norm": ("instance", "spectral"),
     "model.attention_guide": ("diagonal", "learned"),
     "model.speech_decoder": ("attention", "duration"),
+    "model.frame_dilation": (1, 2),
     "model.text_cleaners": ("none", "basic", "english"),  # m3dgan.modalities.text.frontend
     "model.text_frontend": ("characters", "phonemes"),
     "model.speech_memory_stride": (4, 2),

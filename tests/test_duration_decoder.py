@@ -55,6 +55,25 @@ def test_the_length_regulator_repeats_each_position_for_its_frames() -> None:
     assert torch.allclose(x[:, -1], inside)
 
 
+@pytest.mark.parametrize(("layers", "dilation", "reach"), [(4, 1, 8), (2, 1, 4), (4, 2, 30)])
+def test_the_frame_stack_sees_as_far_as_its_layers_and_dilation_reach(
+    layers: int, dilation: int, reach: int
+) -> None:
+    """model.frame_layers / model.frame_dilation: a change at one position moves exactly the
+    frames within the stack's reach (2 · Σ dilations, kernel 5), and none beyond it."""
+    model = tts("mle", speech_decoder="duration", frame_layers=layers, frame_dilation=dilation)
+    dec = model.generator.eval()
+    assert [c.dilation[0] for c in dec.frame_convs] == [dilation**i for i in range(layers)]
+    n, at = 80, 40
+    memory = torch.randn(1, n, dec.mem_dim)
+    path, counts, lengths = torch.arange(n)[None], torch.ones(1, n), torch.tensor([n])
+    with torch.no_grad():
+        before = dec._frames(memory, path, counts, lengths)
+        memory[0, at] += 1.0
+        moved = (dec._frames(memory, path, counts, lengths) - before).abs().amax(-1)[0] > 0
+    assert moved.nonzero().squeeze(1).tolist() == list(range(at - reach, at + reach + 1))
+
+
 def test_decoding_follows_the_predicted_durations() -> None:
     model = tts("mle", speech_decoder="duration").eval()
     dec, source = model.generator, texts(2)
@@ -103,6 +122,19 @@ def test_the_switch_applies_to_speech_outputs_without_an_attention_guide() -> No
     text, speech = ModalitySpec("text", 30, 10), ModalitySpec("speech", N_MELS, 40)
     with pytest.raises(ConfigError, match="has no attention"):
         M3DGAN.from_config(cfg, text, speech)
+    cfg = Config()
+    cfg.model.frame_dilation = 2  # the frame stack is the duration decoder's
+    with pytest.raises(ConfigError, match="model.frame_dilation shapes the frame stack"):
+        M3DGAN.from_config(cfg, text, speech)
+    cfg.model.speech_decoder = "duration"
+    M3DGAN.from_config(cfg, text, speech)
+    bad = Config().to_dict()
+    bad["model"]["frame_dilation"] = 3
+    with pytest.raises(ConfigError, match="frame_dilation"):
+        config_from_dict(bad)
+    bad["model"]["frame_dilation"], bad["model"]["frame_layers"] = 1, 0
+    with pytest.raises(ConfigError, match="frame_layers"):
+        config_from_dict(bad)
     bad = Config().to_dict()
     bad["model"]["speech_decoder"] = "nope"
     with pytest.raises(ConfigError, match="speech_decoder"):

@@ -21,6 +21,8 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     - ``model.attention_guide`` other than ``diagonal``: speech targets only, and not with
       ``model.speech_decoder=duration`` (which has no attention to guide);
     - ``model.speech_decoder`` other than ``attention``: speech targets only;
+    - ``model.frame_layers`` other than 4, ``model.frame_dilation`` other than 1: the duration
+      decoder's frame stack (``model.speech_decoder=duration``) only;
     - ``model.decoder_own_inputs``, ``model.decoder_dropout``, ``loss.label_smoothing``,
       ``loss.normalization``: text targets only;
     - ``model.ctc_weight``: speech → text only (CTC aligns text monotonically to speech), and
@@ -51,6 +53,17 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
             f"model.speech_decoder={mc.speech_decoder!r} is a speech output's decoder; this "
             f"task's output is {target.kind}"
         )
+    if mc.speech_decoder != "duration" or target.kind != "speech":
+        for key, value, default in (
+            ("model.frame_layers", mc.frame_layers, 4),
+            ("model.frame_dilation", mc.frame_dilation, 1),
+        ):
+            if value != default:
+                raise ConfigError(
+                    f"{key} shapes the frame stack of model.speech_decoder=duration; this "
+                    f"task's output is {target.kind} with model.speech_decoder="
+                    f"{mc.speech_decoder!r}"
+                )
     if mc.speech_decoder == "duration" and mc.attention_guide != "diagonal":
         raise ConfigError(
             "model.attention_guide guides the attention decoder; model.speech_decoder=duration "

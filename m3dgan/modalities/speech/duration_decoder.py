@@ -13,6 +13,8 @@ any corpus:
                        └─ length regulator: each position's state repeated for its frames,
                           plus the frame's relative place inside its position
                           ─ residual conv stack ─► mel frames (tanh)
+                            (``model.frame_layers`` convs of kernel 5, dilation
+                            ``model.frame_dilation``^i: what a frame sees of its neighbours)
 
 In training both branches use the target's durations (teacher forcing, as the attention decoder
 feeds the target's frames); decoding uses the predicted ones, so an output always ends, and its
@@ -39,8 +41,7 @@ from m3dgan.modalities.speech.frames import frame_lengths, stop_targets
 
 PREDICTOR_CHANNELS = 256  # FastSpeech 2's variance predictors: 2 convs of 256, kernel 3
 PREDICTOR_DROPOUT = 0.5
-FRAME_LAYERS = 4  # residual convs over the regulated frames
-FRAME_KERNEL = 5
+FRAME_KERNEL = 5  # the frame stack's convs (model.frame_layers of them)
 FRAME_DROPOUT = 0.1
 STOP_LOGIT = 20.0  # the certain stop logit: BCE of ±20 against its own target is ~2e-9
 
@@ -79,11 +80,12 @@ class DurationSpeechDecoder(SourceMemory):
         self.durations = DurationPredictor(self.mem_dim)
         width = cfg.decoder_rnn
         self.frame_in = nn.Linear(self.mem_dim + 1, width)
+        dilations = [cfg.frame_dilation**i for i in range(cfg.frame_layers)]
         self.frame_convs = nn.ModuleList(
-            nn.Conv1d(width, width, FRAME_KERNEL, padding=FRAME_KERNEL // 2)
-            for _ in range(FRAME_LAYERS)
+            nn.Conv1d(width, width, FRAME_KERNEL, padding=d * (FRAME_KERNEL // 2), dilation=d)
+            for d in dilations
         )
-        self.frame_norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(FRAME_LAYERS))
+        self.frame_norms = nn.ModuleList(nn.LayerNorm(width) for _ in dilations)
         self.to_frames = nn.Linear(width, n_mels)
 
     def forward(
