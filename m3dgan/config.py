@@ -121,6 +121,11 @@ class ModelConfig:
     # WaveNet: 4 convs see 61 frames, 0.98 s, for the same cost)
     frame_layers: int = 4
     frame_dilation: int = 1
+    # the duration decoder's frame stack: False (each conv's LayerNorm has its own learned gain
+    # and bias; z reaches the frames only through the regulated memory) | True (style-adaptive
+    # LayerNorm, Meta-StyleSpeech's SALN: each LayerNorm's gain and bias are linear in z, so
+    # the style code acts on every layer). Objectives with a code (z) only
+    frame_style_norm: bool = False
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)
     # how the shared attention-RNN decoder (text outputs; speech outputs with

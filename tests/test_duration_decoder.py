@@ -74,6 +74,33 @@ def test_the_frame_stack_sees_as_far_as_its_layers_and_dilation_reach(
     assert moved.nonzero().squeeze(1).tolist() == list(range(at - reach, at + reach + 1))
 
 
+def test_style_adaptive_norm_takes_gain_and_bias_from_z() -> None:
+    """model.frame_style_norm: norm(x) · (1 + γ(z)) + β(z); γ = β = 0 at the start."""
+    from m3dgan.modalities.speech.duration_decoder import StyleAdaptiveNorm
+
+    norm = StyleAdaptiveNorm(6, 3)
+    x, z = torch.randn(2, 5, 6), torch.randn(2, 3)
+    plain = torch.nn.functional.layer_norm(x, (6,))
+    assert torch.allclose(norm(x, z), plain)  # starts as a plain LayerNorm
+    torch.nn.init.normal_(norm.affine.weight)
+    gain, bias = norm.affine(z).chunk(2, dim=-1)
+    assert torch.allclose(norm(x, z), plain * (1 + gain[:, None]) + bias[:, None], atol=1e-6)
+    assert not torch.allclose(norm(x, z), norm(x, z.flip(0)))  # each row by its own code
+
+
+def test_with_style_norm_the_code_reaches_every_frame_layer() -> None:
+    model = tts("full", speech_decoder="duration", frame_style_norm=True)
+    dec = model.generator
+    out = model.generate(texts(3), torch.randn(3, model.z_dim), mels([15, 20, 11]))
+    assert out.frames.shape == (3, 20, N_MELS)
+    # γ and β start at zero, so only their layers' gradients say that z is read there
+    model.target_modality.reconstruction_loss(out, mels([15, 20, 11])).backward()
+    for norm in dec.frame_norms:
+        assert norm.affine.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs a style code"):
+        tts("mle", speech_decoder="duration", frame_style_norm=True)
+
+
 def test_decoding_follows_the_predicted_durations() -> None:
     model = tts("mle", speech_decoder="duration").eval()
     dec, source = model.generator, texts(2)
@@ -105,6 +132,13 @@ def test_a_full_training_step(stack: bool) -> None:
         texts(4), mels([15, 20, 11, 20])
     )
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    # the frame stack's switches train too: dilated, deeper, style-adaptive norms
+    model = tts(
+        "full", speech_decoder="duration", frame_layers=6, frame_dilation=2, frame_style_norm=True
+    )
+    logs = train_step(model, stack)(texts(4), mels([15, 20, 11, 20]))
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert any(n.affine.weight.abs().sum() > 0 for n in model.generator.frame_norms)
 
 
 def test_the_switch_applies_to_speech_outputs_without_an_attention_guide() -> None:
@@ -128,6 +162,14 @@ def test_the_switch_applies_to_speech_outputs_without_an_attention_guide() -> No
         M3DGAN.from_config(cfg, text, speech)
     cfg.model.speech_decoder = "duration"
     M3DGAN.from_config(cfg, text, speech)
+    cfg.model.frame_style_norm = True
+    M3DGAN.from_config(cfg, text, speech)  # full has a code
+    cfg.objective = "mle"
+    with pytest.raises(ConfigError, match="'mle' has no code"):
+        M3DGAN.from_config(cfg, text, speech)
+    cfg.objective, cfg.model.speech_decoder, cfg.model.frame_dilation = "full", "attention", 1
+    with pytest.raises(ConfigError, match="model.frame_style_norm shapes the frame stack"):
+        M3DGAN.from_config(cfg, text, speech)
     bad = Config().to_dict()
     bad["model"]["frame_dilation"] = 3
     with pytest.raises(ConfigError, match="frame_dilation"):

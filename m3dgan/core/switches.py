@@ -21,8 +21,10 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     - ``model.attention_guide`` other than ``diagonal``: speech targets only, and not with
       ``model.speech_decoder=duration`` (which has no attention to guide);
     - ``model.speech_decoder`` other than ``attention``: speech targets only;
-    - ``model.frame_layers`` other than 4, ``model.frame_dilation`` other than 1: the duration
-      decoder's frame stack (``model.speech_decoder=duration``) only;
+    - ``model.frame_layers`` other than 4, ``model.frame_dilation`` other than 1,
+      ``model.frame_style_norm``: the duration decoder's frame stack
+      (``model.speech_decoder=duration``) only; ``model.frame_style_norm`` also needs an
+      objective with a code (not ``mle``);
     - ``model.decoder_own_inputs``, ``model.decoder_dropout``, ``loss.label_smoothing``,
       ``loss.normalization``: text targets only;
     - ``model.ctc_weight``: speech → text only (CTC aligns text monotonically to speech), and
@@ -57,6 +59,7 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
         for key, value, default in (
             ("model.frame_layers", mc.frame_layers, 4),
             ("model.frame_dilation", mc.frame_dilation, 1),
+            ("model.frame_style_norm", mc.frame_style_norm, False),
         ):
             if value != default:
                 raise ConfigError(
@@ -64,6 +67,11 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
                     f"task's output is {target.kind} with model.speech_decoder="
                     f"{mc.speech_decoder!r}"
                 )
+    if mc.frame_style_norm and not get_objective(cfg.objective).uses_z:
+        raise ConfigError(
+            f"model.frame_style_norm takes each LayerNorm's gain and bias from the style code; "
+            f"{cfg.objective!r} has no code"
+        )
     if mc.speech_decoder == "duration" and mc.attention_guide != "diagonal":
         raise ConfigError(
             "model.attention_guide guides the attention decoder; model.speech_decoder=duration "

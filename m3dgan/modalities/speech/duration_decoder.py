@@ -14,7 +14,8 @@ any corpus:
                           plus the frame's relative place inside its position
                           ─ residual conv stack ─► mel frames (tanh)
                             (``model.frame_layers`` convs of kernel 5, dilation
-                            ``model.frame_dilation``^i: what a frame sees of its neighbours)
+                            ``model.frame_dilation``^i: what a frame sees of its neighbours;
+                            ``model.frame_style_norm``: z sets each LayerNorm's gain and bias)
 
 In training both branches use the target's durations (teacher forcing, as the attention decoder
 feeds the target's frames); decoding uses the predicted ones, so an output always ends, and its
@@ -65,6 +66,23 @@ class DurationPredictor(nn.Module):
         return self.out(x).squeeze(-1)
 
 
+class StyleAdaptiveNorm(nn.Module):
+    """LayerNorm over the channels of [B, T, C] whose gain and bias come from the style code
+    z [B, z_dim]: norm(x) · (1 + γ(z)) + β(z) (Meta-StyleSpeech's style-adaptive layer norm,
+    Min et al. 2021). γ and β start at zero, so a new stack starts as a plain LayerNorm."""
+
+    def __init__(self, channels: int, z_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, elementwise_affine=False)
+        self.affine = nn.Linear(z_dim, 2 * channels)
+        nn.init.zeros_(self.affine.weight)
+        nn.init.zeros_(self.affine.bias)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        gain, bias = self.affine(z)[:, None, :].chunk(2, dim=-1)
+        return self.norm(x) * (1 + gain) + bias
+
+
 class DurationSpeechDecoder(SourceMemory):
     """Speech M_out by durations (module docstring). Same calls and outputs as
     :class:`~m3dgan.modalities.speech.decoder.SpeechDecoder`: teacher-forced with ``target``
@@ -85,7 +103,13 @@ class DurationSpeechDecoder(SourceMemory):
             nn.Conv1d(width, width, FRAME_KERNEL, padding=d * (FRAME_KERNEL // 2), dilation=d)
             for d in dilations
         )
-        self.frame_norms = nn.ModuleList(nn.LayerNorm(width) for _ in dilations)
+        if cfg.frame_style_norm and not z_dim:
+            raise ValueError("model.frame_style_norm needs a style code: z_dim is 0")
+        self.style_norm = cfg.frame_style_norm
+        self.frame_norms = nn.ModuleList(
+            StyleAdaptiveNorm(width, z_dim) if self.style_norm else nn.LayerNorm(width)
+            for _ in dilations
+        )
         self.to_frames = nn.Linear(width, n_mels)
 
     def forward(
@@ -136,9 +160,10 @@ class DurationSpeechDecoder(SourceMemory):
         x = self.frame_in(torch.cat([regulated, inside[..., None].to(regulated.dtype)], -1))
         valid = (torch.arange(t, device=path.device)[None] < lengths[:, None])[..., None]
         x = x * valid
+        z = memory[:, 0, -self.z_dim :] if self.style_norm else None  # z sits at every position
         for conv, norm in zip(self.frame_convs, self.frame_norms, strict=True):
-            h = conv(x.transpose(1, 2)).transpose(1, 2)
-            h = F.dropout(norm(F.relu(h)), FRAME_DROPOUT, self.training)
+            h = F.relu(conv(x.transpose(1, 2)).transpose(1, 2))
+            h = F.dropout(norm(h, z) if self.style_norm else norm(h), FRAME_DROPOUT, self.training)
             x = (x + h) * valid  # zeros past the end: a row does not depend on its batch's padding
         frames = torch.tanh(self.to_frames(x))
         return torch.where(valid, frames, torch.full_like(frames, PAD_VALUE))
