@@ -461,18 +461,19 @@ def cmd_translate(args) -> int:
         token_weights=token_weights,
         style_scale=args.style_scale,
     )
+    random_codes = not args.reference and token_weights is None
     if args.text:
         rows = []
         for i, text in enumerate(args.text):
             written = tr.translate_text(text, args.out, name=f"text{i}", **opts)
-            _report(tr, repr(text), written)
+            _report(tr, repr(text), written, random_codes)
             rows.append((text, written))
         _output_page(tr, args, rows)
         return 0
     rows = []
     for path in args.input:
         written = tr.translate_file(path, args.out, **opts)
-        _report(tr, str(path), written)
+        _report(tr, str(path), written, random_codes)
         rows.append((Path(path).name, written))
     _output_page(tr, args, rows)
     return 0
@@ -505,12 +506,12 @@ def _note_earlier_outputs(args) -> None:
 
 
 def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
-    from m3dgan.report.output_page import OutputPage
-
     """An index page in --out where the target modality makes one (images: the input, the
     references and the outputs; speech: a player per output and per reference): the run, its
     step, the seed and the objective at the top, then one row per input, one column per
     reference, token setting or random code."""
+    from m3dgan.report.output_page import OutputPage
+
     if not rows:
         return
     if args.reference:
@@ -555,14 +556,21 @@ def _translate_notes(tr, args) -> dict[str, object]:
     }
 
 
-def _report(tr, source: str, written: list[Path]) -> None:
+def _report(tr, source: str, written: list[Path], random_codes: bool = False) -> None:
     """One line per input; outputs the target modality can show as a line (text) follow, one
-    per line."""
+    per line. With ``random_codes``: a note when every code gave the same line (a model whose
+    outputs ignore the code; ``evaluate`` reports that share as ``code_dependence``)."""
     print(f"{source} -> {', '.join(str(p) for p in written)}")
-    for path in written:
-        line = tr.target.describe_output(path)
+    lines = [tr.target.describe_output(path) for path in written]
+    for line in lines:
         if line is not None:
             print(f"  {line}")
+    if random_codes and len(lines) > 1 and None not in lines and len(set(lines)) == 1:
+        print(
+            f"  note: the {len(lines)} random codes gave the same output: this run's outputs "
+            "do not depend on the code (evaluate reports it as code_dependence); --samples 1 "
+            "gives one"
+        )
 
 
 def cmd_evaluate(args) -> int:

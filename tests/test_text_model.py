@@ -386,3 +386,32 @@ def test_cli_image_text_tasks_train_and_translate(tmp_path, text_source: bool, c
             == 0
         )
         assert "bleu1" in json.loads(metrics.read_text())
+
+
+@pytest.mark.parametrize(
+    ("texts", "random_codes", "noted"),
+    [
+        (["le chat", "le chat", "le chat"], True, True),
+        (["le chat", "un chat", "le chat"], True, False),  # the code changes an output
+        (["le chat", "le chat"], False, False),  # references chose these, not random codes
+        (["le chat"], True, False),  # one sample
+    ],
+)
+def test_translate_says_when_every_random_code_gives_the_same_text(
+    tmp_path, capsys, texts: list[str], random_codes: bool, noted: bool
+) -> None:
+    """A model whose text outputs ignore e (en2fr's `full`: code_dependence 0) writes N equal
+    files for --samples N; translate says so rather than leave the user to diff them."""
+    from types import SimpleNamespace
+
+    from m3dgan.cli import _report
+
+    written = []
+    for k, text in enumerate(texts):
+        (tmp_path / f"text0_z{k}.txt").write_text(text + "\n")
+        written.append(tmp_path / f"text0_z{k}.txt")
+    target = SimpleNamespace(describe_output=lambda p: TextModality.describe_output(None, p))
+    _report(SimpleNamespace(target=target), "'red cat'", written, random_codes)
+    printed = capsys.readouterr().out
+    assert printed.count("le chat") == texts.count("le chat")
+    assert ("random codes gave the same output" in printed) == noted
