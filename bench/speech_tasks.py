@@ -20,7 +20,7 @@ Variants:
 - tts: ``full`` (M3D-GAN), ``gst`` (the GST-like row: reference encoder + token layer trained by
   reconstruction only) and ``mle`` (the Tacotron-like row: no reference, no adversarial loss);
   then one ablation row per switch of ``full``'s frame stack (``model.frame_dilation=2``,
-  ``model.frame_style_norm=true``) and bf16 autocast (``train.amp=true``; AMX makes it fast,
+  ``model.frame_style_norm=true``), a postnet (``model.speech_postnet=256``) and bf16 autocast (``train.amp=true``; AMX makes it fast,
   elsewhere it falls back to fp32), e.g. ``--variants "full,full, bf16"``;
 - asr: ``full`` vs ``mle`` (the attention encoder-decoder trained by cross-entropy only).
 
@@ -52,6 +52,7 @@ VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
         # ablation rows of tts `full`'s switches (built 2026-12-02, not measured yet)
         ("full, dilated frames", "full", ["model.frame_dilation=2"]),
         ("full, style-adaptive norm", "full", ["model.frame_style_norm=true"]),
+        ("full, postnet 256", "full", ["model.speech_postnet=256"]),
         ("full, bf16", "full", ["train.amp=true"]),
     ],
     "asr": [("full", "full", []), ("mle (attention RNN)", "mle", [])],

@@ -126,6 +126,11 @@ class ModelConfig:
     # LayerNorm, Meta-StyleSpeech's SALN: each LayerNorm's gain and bias are linear in z, so
     # the style code acts on every layer). Objectives with a code (z) only
     frame_style_norm: bool = False
+    # the duration decoder's postnet: 0 (none) | C channels: 5 convs of kernel 5 (C wide, the
+    # last back to the mels) predict a residual that refines the frames, trained by L1 before
+    # and after it (Tacotron 2's postnet: C = 512, tanh; LayerNorm here, not BatchNorm, so a
+    # row does not depend on its batch)
+    speech_postnet: int = 0
     source_attention: bool = True  # sequence outputs attend over the source (False: the paper's
     # single global source embedding, kept for the ablation that shows what it loses)
     # how the shared attention-RNN decoder (text outputs; speech outputs with
@@ -332,6 +337,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
 # other ints must be >= 1
 _AT_LEAST_ZERO = {
     "model.cbhg_highway",
+    "model.speech_postnet",
     "model.reference_cbhg_bank",
     "train.keep_checkpoints",
     "train.max_rollbacks",

@@ -68,9 +68,9 @@ def test_the_frame_stack_sees_as_far_as_its_layers_and_dilation_reach(
     memory = torch.randn(1, n, dec.mem_dim)
     path, counts, lengths = torch.arange(n)[None], torch.ones(1, n), torch.tensor([n])
     with torch.no_grad():
-        before = dec._frames(memory, path, counts, lengths)
+        before = dec._frames(memory, path, counts, lengths)[0]
         memory[0, at] += 1.0
-        moved = (dec._frames(memory, path, counts, lengths) - before).abs().amax(-1)[0] > 0
+        moved = (dec._frames(memory, path, counts, lengths)[0] - before).abs().amax(-1)[0] > 0
     assert moved.nonzero().squeeze(1).tolist() == list(range(at - reach, at + reach + 1))
 
 
@@ -101,6 +101,30 @@ def test_with_style_norm_the_code_reaches_every_frame_layer() -> None:
         tts("mle", speech_decoder="duration", frame_style_norm=True)
 
 
+def test_the_postnet_refines_the_frames_and_both_ends_are_trained() -> None:
+    """model.speech_postnet: the sample is the refined mels; the loss is L1 before and after."""
+    model = tts("mle", speech_decoder="duration", speech_postnet=16)
+    dec, target = model.generator, mels([15, 20, 11])
+    out = model.generate(texts(3), None, target)
+    assert out.frames_before_postnet.shape == out.frames.shape == target.shape
+    assert not torch.allclose(out.frames[:, :11], out.frames_before_postnet[:, :11])
+    assert (out.frames[2, 11:] == PAD_VALUE).all()  # silence after the row's end, both ends
+    assert (out.frames_before_postnet[2, 11:] == PAD_VALUE).all()
+    speech = model.target_modality
+    loss = speech.reconstruction_loss(out, target)
+    after = speech.reconstruction_loss(out.frames, target)  # the sample's L1 alone
+    before = speech.reconstruction_loss(out.frames_before_postnet, target)
+    without = type(out)(out.frames, out.stop_logits, out.guide, out.alignment, out.align_loss)
+    assert torch.isclose(loss - speech.reconstruction_loss(without, target), before)
+    assert after > 0 and before > 0
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.postnet.parameters())
+    with torch.no_grad():  # decoding returns the refined mels, as training samples them
+        model.eval()
+        decoded = model.generate(texts(3), None)
+    assert decoded.dim() == 3 and torch.isfinite(decoded).all()
+
+
 def test_decoding_follows_the_predicted_durations() -> None:
     model = tts("mle", speech_decoder="duration").eval()
     dec, source = model.generator, texts(2)
@@ -117,8 +141,9 @@ def test_decoding_follows_the_predicted_durations() -> None:
     assert short.shape[1] == 10  # the frame limit holds
 
 
-def test_a_row_does_not_depend_on_its_batchs_padding() -> None:
-    model = tts("mle", speech_decoder="duration").eval()
+@pytest.mark.parametrize("extra", [{}, {"speech_postnet": 16, "frame_dilation": 2}])
+def test_a_row_does_not_depend_on_its_batchs_padding(extra: dict) -> None:
+    model = tts("mle", speech_decoder="duration", **extra).eval()
     source, target = texts(2), mels([12, 20])
     with torch.no_grad():
         both = model.generate(source, None, target).frames[0, :12]
@@ -134,7 +159,12 @@ def test_a_full_training_step(stack: bool) -> None:
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     # the frame stack's switches train too: dilated, deeper, style-adaptive norms
     model = tts(
-        "full", speech_decoder="duration", frame_layers=6, frame_dilation=2, frame_style_norm=True
+        "full",
+        speech_decoder="duration",
+        frame_layers=6,
+        frame_dilation=2,
+        frame_style_norm=True,
+        speech_postnet=16,
     )
     logs = train_step(model, stack)(texts(4), mels([15, 20, 11, 20]))
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
@@ -162,12 +192,15 @@ def test_the_switch_applies_to_speech_outputs_without_an_attention_guide() -> No
         M3DGAN.from_config(cfg, text, speech)
     cfg.model.speech_decoder = "duration"
     M3DGAN.from_config(cfg, text, speech)
+    cfg.model.speech_postnet = 32
+    M3DGAN.from_config(cfg, text, speech)
     cfg.model.frame_style_norm = True
     M3DGAN.from_config(cfg, text, speech)  # full has a code
     cfg.objective = "mle"
     with pytest.raises(ConfigError, match="'mle' has no code"):
         M3DGAN.from_config(cfg, text, speech)
     cfg.objective, cfg.model.speech_decoder, cfg.model.frame_dilation = "full", "attention", 1
+    cfg.model.speech_postnet = 0
     with pytest.raises(ConfigError, match="model.frame_style_norm shapes the frame stack"):
         M3DGAN.from_config(cfg, text, speech)
     bad = Config().to_dict()

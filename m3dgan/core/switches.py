@@ -22,7 +22,7 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
       ``model.speech_decoder=duration`` (which has no attention to guide);
     - ``model.speech_decoder`` other than ``attention``: speech targets only;
     - ``model.frame_layers`` other than 4, ``model.frame_dilation`` other than 1,
-      ``model.frame_style_norm``: the duration decoder's frame stack
+      ``model.frame_style_norm``, ``model.speech_postnet``: the duration decoder's frame stack
       (``model.speech_decoder=duration``) only; ``model.frame_style_norm`` also needs an
       objective with a code (not ``mle``);
     - ``model.decoder_own_inputs``, ``model.decoder_dropout``, ``loss.label_smoothing``,
@@ -60,6 +60,7 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
             ("model.frame_layers", mc.frame_layers, 4),
             ("model.frame_dilation", mc.frame_dilation, 1),
             ("model.frame_style_norm", mc.frame_style_norm, False),
+            ("model.speech_postnet", mc.speech_postnet, 0),
         ):
             if value != default:
                 raise ConfigError(

@@ -56,7 +56,10 @@ class SpeechDecoderOutput:
     - ``guide``: [B, T], each frame's guided-attention penalty (× ``guided_attention``);
     - ``alignment``: attention weights [B, ceil(T / r), M] over the M source positions;
     - ``align_loss``: with ``model.attention_guide = "learned"``, the aligner's forward-sum
-      loss per row, float32 [B] (nats per text position; ``speech.align``), else None.
+      loss per row, float32 [B] (nats per text position; ``speech.align``), else None;
+    - ``frames_before_postnet``: with a postnet (``model.speech_postnet``), the mels before it
+      [B, T, n_mels], which the reconstruction loss also pulls to the target (Tacotron 2);
+      else None.
 
     ``stop_logits`` and ``guide`` have the frames' dtype (bf16 under autocast)."""
 
@@ -65,6 +68,7 @@ class SpeechDecoderOutput:
     guide: torch.Tensor
     alignment: torch.Tensor
     align_loss: torch.Tensor | None = None
+    frames_before_postnet: torch.Tensor | None = None
 
 
 class FramePrenet(nn.Module):

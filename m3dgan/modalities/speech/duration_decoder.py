@@ -16,6 +16,8 @@ any corpus:
                             (``model.frame_layers`` convs of kernel 5, dilation
                             ``model.frame_dilation``^i: what a frame sees of its neighbours;
                             ``model.frame_style_norm``: z sets each LayerNorm's gain and bias)
+                          ─ postnet (``model.speech_postnet`` > 0: a residual from 5 convs,
+                            Tacotron 2's) ─► refined mel frames (tanh)
 
 In training both branches use the target's durations (teacher forcing, as the attention decoder
 feeds the target's frames); decoding uses the predicted ones, so an output always ends, and its
@@ -44,6 +46,7 @@ PREDICTOR_CHANNELS = 256  # FastSpeech 2's variance predictors: 2 convs of 256, 
 PREDICTOR_DROPOUT = 0.5
 FRAME_KERNEL = 5  # the frame stack's convs (model.frame_layers of them)
 FRAME_DROPOUT = 0.1
+POSTNET_LAYERS, POSTNET_DROPOUT = 5, 0.5  # Tacotron 2's
 STOP_LOGIT = 20.0  # the certain stop logit: BCE of ±20 against its own target is ~2e-9
 
 
@@ -64,6 +67,31 @@ class DurationPredictor(nn.Module):
             x = conv(x.transpose(1, 2)).transpose(1, 2)
             x = F.dropout(norm(F.relu(x)), PREDICTOR_DROPOUT, self.training) * mask[..., None]
         return self.out(x).squeeze(-1)
+
+
+class Postnet(nn.Module):
+    """Mels [B, T, n_mels] → a residual [B, T, n_mels] (pre-tanh): 5 convs of kernel 5, the
+    first four ``channels`` wide with LayerNorm, tanh and dropout 0.5, the last back to the mels
+    (Tacotron 2's postnet, with LayerNorm for its BatchNorm). Frames past each row's end are
+    zeroed before every conv, so a row does not depend on its batch's padding."""
+
+    def __init__(self, n_mels: int, channels: int, layers: int = POSTNET_LAYERS) -> None:
+        super().__init__()
+        dims = [n_mels] + [channels] * (layers - 1) + [n_mels]
+        self.convs = nn.ModuleList(
+            nn.Conv1d(a, b, FRAME_KERNEL, padding=FRAME_KERNEL // 2)
+            for a, b in zip(dims, dims[1:], strict=False)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in range(layers - 1))
+
+    def forward(self, mels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        x = mels * valid
+        for i, conv in enumerate(self.convs):
+            x = conv(x.transpose(1, 2)).transpose(1, 2)
+            if i < len(self.norms):
+                x = F.dropout(torch.tanh(self.norms[i](x)), POSTNET_DROPOUT, self.training)
+            x = x * valid
+        return x
 
 
 class StyleAdaptiveNorm(nn.Module):
@@ -111,6 +139,7 @@ class DurationSpeechDecoder(SourceMemory):
             for _ in dilations
         )
         self.to_frames = nn.Linear(width, n_mels)
+        self.postnet = Postnet(n_mels, cfg.speech_postnet) if cfg.speech_postnet else None
 
     def forward(
         self,
@@ -136,7 +165,7 @@ class DurationSpeechDecoder(SourceMemory):
         )
         duration_loss = ((predicted.float() - torch.log1p(counts)) ** 2 * mask).sum(1)
         duration_loss = duration_loss / positions.clamp_min(1)
-        frames = self._frames(memory, path, counts, lengths)
+        frames, before = self._frames(memory, path, counts, lengths)
         stop = (2 * stop_targets(lengths, t) - 1) * STOP_LOGIT  # the length is known
         return SpeechDecoderOutput(
             frames=frames,
@@ -144,14 +173,16 @@ class DurationSpeechDecoder(SourceMemory):
             guide=frames.new_zeros(frames.shape[:2]),
             alignment=log_p.exp().to(frames.dtype),
             align_loss=forward_sum_loss(log_p, lengths, positions) + duration_loss,
+            frames_before_postnet=before,
         )
 
     def _frames(
         self, memory: torch.Tensor, path: torch.Tensor, counts: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
-        """The length regulator and the frame convs: memory [B, N, D], each frame's position
-        ``path`` [B, T], frames per position ``counts`` [B, N], ``lengths`` [B] → mels
-        [B, T, n_mels], PAD_VALUE after each row's end."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The length regulator, the frame convs and the postnet: memory [B, N, D], each frame's
+        position ``path`` [B, T], frames per position ``counts`` [B, N], ``lengths`` [B] → mels
+        [B, T, n_mels], PAD_VALUE after each row's end, and the mels before the postnet (None
+        without one)."""
         t = path.shape[1]
         regulated = memory.gather(1, path[..., None].expand(-1, -1, memory.shape[-1]))
         starts = torch.cumsum(counts, 1) - counts  # first frame of each position
@@ -165,8 +196,13 @@ class DurationSpeechDecoder(SourceMemory):
             h = F.relu(conv(x.transpose(1, 2)).transpose(1, 2))
             h = F.dropout(norm(h, z) if self.style_norm else norm(h), FRAME_DROPOUT, self.training)
             x = (x + h) * valid  # zeros past the end: a row does not depend on its batch's padding
-        frames = torch.tanh(self.to_frames(x))
-        return torch.where(valid, frames, torch.full_like(frames, PAD_VALUE))
+        logits = self.to_frames(x)
+        silence = torch.full(logits.shape, PAD_VALUE, dtype=logits.dtype, device=logits.device)
+        frames = torch.where(valid, torch.tanh(logits), silence)
+        if self.postnet is None:
+            return frames, None
+        refined = torch.tanh(logits + self.postnet(torch.tanh(logits), valid))
+        return torch.where(valid, refined, silence), frames
 
     def _decode(
         self, memory: torch.Tensor, mask: torch.Tensor, predicted: torch.Tensor, limit: int
@@ -182,4 +218,4 @@ class DurationSpeechDecoder(SourceMemory):
         path = torch.minimum(
             torch.searchsorted(ends.contiguous(), frame.contiguous(), right=True), last
         )
-        return self._frames(memory, path, counts, lengths)
+        return self._frames(memory, path, counts, lengths)[0]

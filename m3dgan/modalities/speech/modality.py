@@ -125,18 +125,24 @@ class SpeechModality(Modality):
     def reconstruction_loss(self, output: Any, real: torch.Tensor) -> torch.Tensor:
         """L1 between frames over each utterance's real frames, plus — when ``output`` is the
         decoder's teacher-forced :class:`SpeechDecoderOutput` — the stop cross-entropy, the
-        mean guided-attention penalty and, with a learned guide, the aligner's forward-sum loss."""
+        mean guided-attention penalty, with a learned guide the aligner's forward-sum loss, and
+        with a postnet the L1 of the frames before it too."""
         n_mels = self.spec.channels
         fake = self.output_sample(output).float()
         real = real[..., :n_mels].float()
         lengths = frame_lengths(real, n_mels)
         t = min(fake.shape[1], real.shape[1])
         valid = (torch.arange(t, device=real.device)[None] < lengths[:, None]).unsqueeze(-1)
-        l1 = ((fake[:, :t, :n_mels] - real[:, :t]).abs() * valid).sum() / (
-            valid.sum().clamp_min(1) * n_mels
-        )
+
+        def l1_to_real(frames: torch.Tensor) -> torch.Tensor:
+            diff = (frames.float()[:, :t, :n_mels] - real[:, :t]).abs() * valid
+            return diff.sum() / (valid.sum().clamp_min(1) * n_mels)
+
+        l1 = l1_to_real(fake)
         if not isinstance(output, SpeechDecoderOutput):
             return l1
+        if output.frames_before_postnet is not None:  # model.speech_postnet: both ends learn
+            l1 = l1 + l1_to_real(output.frames_before_postnet)
         stop = F.binary_cross_entropy_with_logits(
             output.stop_logits[:, :t].float(), stop_targets(lengths, t)
         )
