@@ -58,6 +58,10 @@ VARIANTS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("full", "full", []),
         ("mle", "mle", []),
         ("full, global source", "full", ["model.source_attention=false"]),
+        # Luong's attentional layer before the vocabulary (OpenNMT-py's; built 2026-12-02, not
+        # measured yet): the vocabulary layer reads 256 units instead of [state, context]
+        ("mle, attentional 256", "mle", ["model.attentional_hidden=256"]),
+        ("full, attentional 256", "full", ["model.attentional_hidden=256"]),
     ],
     "emoji2text": [
         ("full", "full", []),

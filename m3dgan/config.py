@@ -145,6 +145,12 @@ class ModelConfig:
     # (OpenNMT-py applies its dropout 0.3 to the attentional output and between RNN layers);
     # 0: none (the paper's decoder; its prenet dropout 0.2 stays either way)
     decoder_dropout: float = 0.0
+    # text outputs: what the vocabulary layer reads. 0: the decoder's [state, context]
+    # (decoder_rnn + memory width, z included; the paper's decoder, as Tacotron's) | H: Luong's
+    # attentional hidden state h̃ = tanh(W_c [state; context]) of H units (Luong et al. 2015,
+    # eq. 5; OpenNMT-py's global attention output, H = its hidden size), a smaller input for the
+    # step's largest matmul (vocabulary × width)
+    attentional_hidden: int = 0
     # text outputs: share of teacher-forced decoder inputs replaced, in training, by the decoder's
     # own greedy predictions from a first pass (parallel scheduled sampling, Duckworth et al.
     # 2019), so the decoder learns to go on from its own mistakes; 0: plain teacher forcing
@@ -337,6 +343,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
 # other ints must be >= 1
 _AT_LEAST_ZERO = {
     "model.cbhg_highway",
+    "model.attentional_hidden",
     "model.speech_postnet",
     "model.reference_cbhg_bank",
     "train.keep_checkpoints",

@@ -25,8 +25,8 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
       ``model.frame_style_norm``, ``model.speech_postnet``: the duration decoder's frame stack
       (``model.speech_decoder=duration``) only; ``model.frame_style_norm`` also needs an
       objective with a code (not ``mle``);
-    - ``model.decoder_own_inputs``, ``model.decoder_dropout``, ``loss.label_smoothing``,
-      ``loss.normalization``: text targets only;
+    - ``model.decoder_own_inputs``, ``model.decoder_dropout``, ``model.attentional_hidden``,
+      ``loss.label_smoothing``, ``loss.normalization``: text targets only;
     - ``model.ctc_weight``: speech → text only (CTC aligns text monotonically to speech), and
       only with ``model.speech_memory_stride=2`` (at stride 4 the memory has fewer positions per
       second than espeak speech has characters);
@@ -82,6 +82,7 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
         for key, value in (
             ("model.decoder_own_inputs", mc.decoder_own_inputs),
             ("model.decoder_dropout", mc.decoder_dropout),
+            ("model.attentional_hidden", mc.attentional_hidden),
             ("loss.label_smoothing", cfg.loss.label_smoothing),
             ("loss.normalization", cfg.loss.normalization != "tokens"),
         ):

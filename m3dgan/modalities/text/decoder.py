@@ -42,6 +42,10 @@ class TextDecoder(AttentionRNNDecoder):
     and the core's [state, context] features before the vocabulary layer (OpenNMT-py drops its
     attentional output before the generator); evaluation and decoding are unchanged.
 
+    ``cfg.attentional_hidden`` H > 0 puts Luong's attentional layer before the vocabulary
+    layer: h̃ = tanh(W_c [state; context]) (H units, no bias, as OpenNMT-py's ``linear_out`` for
+    general attention), then dropout, then the logits from h̃.
+
     ``cfg.ctc_weight`` λ > 0 adds ``ctc``, a linear layer from each source memory state (before
     z is appended: CTC reads the source alone) to V classes, PAD being the blank. It needs a
     speech source (ValueError otherwise): CTC assumes the target's symbols follow the source
@@ -61,7 +65,9 @@ class TextDecoder(AttentionRNNDecoder):
         self.vocab_size, self.max_len = vocab_size, max_len
         self.embedding = nn.Embedding(vocab_size, cfg.text_embed, padding_idx=PAD)
         self.prenet = token_prenet(cfg)
-        self.out = nn.Linear(self.out_dim, vocab_size)
+        hidden = cfg.attentional_hidden
+        self.attentional = nn.Linear(self.out_dim, hidden, bias=False) if hidden else None
+        self.out = nn.Linear(hidden or self.out_dim, vocab_size)
         self.own_inputs = cfg.decoder_own_inputs  # parallel scheduled sampling (training only)
         # model.decoder_dropout: on the memory and before the vocabulary layer (training only)
         self.dropout = nn.Dropout(cfg.decoder_dropout)
@@ -85,6 +91,8 @@ class TextDecoder(AttentionRNNDecoder):
         h, state, weights = self._core(
             self.prenet(self.embedding(tokens)), memory, keys, mask, state
         )
+        if self.attentional is not None:
+            h = torch.tanh(self.attentional(h))
         return self.out(self.dropout(h)), state, weights
 
     def forward(
