@@ -149,6 +149,7 @@ from m3dgan.metrics.transcript import wer_cer
 TOOLKIT, VERSION = "coqui-tts", "0.28.0"
 VENV = peer.ToolkitVenv(TOOLKIT)
 CHECKPOINTS = "*/checkpoint_*.pth"
+DEFAULT_LR_WARMUP = 4000  # coqui's NoamLR warm-up steps (Tacotron2Config, GlowTTSConfig)
 SHIMS = ["torchaudio==2.11.1", "torchcodec==0.17.0", "six==1.17.0"]  # --no-deps; see docstring
 HELPER = Path(__file__).with_name("tts_peer_toolkit.py")
 AUDIO = {  # the recipe's audio settings, at our sample rate and mel settings (docstring)
@@ -212,6 +213,7 @@ COLUMNS = [
     ("steps", "steps", "{}"),
     ("threads", "threads", "{}"),
     ("train_rows", "train utterances", "{}"),
+    ("lr_warmup", "lr warm-up steps", "{}"),
     ("outputs", "outputs", "{}"),
     ("wer", "WER", "{:.1%}"),
     ("cer", "CER", "{:.1%}"),
@@ -323,6 +325,8 @@ def model_config(args, data: Path, run: Path, info: dict) -> dict:
         ],
         save_step=args.save_every,
     )
+    if args.lr_warmup:  # NoamLR's warm-up (coqui's default: 4000 steps), scaled to the budget
+        cfg["lr_scheduler_params"] = {"warmup_steps": args.lr_warmup}
     if args.model == "tacotron2-ddc-gst":  # our decoder's limit: 2 x the longest utterance
         cfg["max_decoder_steps"] = math.ceil(2 * info["longest_train_frames"] / cfg["r"])
     return cfg
@@ -367,6 +371,7 @@ def train(args, data: Path, run: Path, info: dict) -> dict:
         "batch_size": MODELS[args.model]["batch_size"],
         "train_rows": info["train_rows"],
         "torch": VENV.torch_version(),
+        "lr_warmup": args.lr_warmup or DEFAULT_LR_WARMUP,
     }
     stats["steps_per_s"] = stats["steps"] / max(stats["minutes"] * 60, 1e-9)
     stats_path.write_text(json.dumps(stats, indent=1))
@@ -489,6 +494,7 @@ def score(args, run: Path, out: Path, jobs: list[dict], stats: dict) -> dict:
         "threads": stats["threads"],
         "batch_size": stats["batch_size"],
         "train_rows": stats["train_rows"],
+        "lr_warmup": stats.get("lr_warmup", DEFAULT_LR_WARMUP),
         "outputs": len(jobs),
         "sentences": len(set(texts)),
         "wer": rates["wer"],
@@ -517,6 +523,8 @@ def write_report(out: Path) -> str:
     results = [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/scores*.json"))]
     if not results:
         return "no finished runs"
+    for r in results:  # runs from before --lr-warmup had coqui's default
+        r.setdefault("lr_warmup", DEFAULT_LR_WARMUP)
     results.sort(key=lambda r: (r["model"], -r["outputs"]))
     md = harness.markdown_table(results, COLUMNS)
     first = results[0]
@@ -543,6 +551,14 @@ def main() -> None:
     )
     p.add_argument("--model", choices=sorted(MODELS), default="tacotron2-ddc-gst")
     p.add_argument("--train-rows", type=int, default=None, help="train on the first N rows")
+    p.add_argument(
+        "--lr-warmup",
+        type=int,
+        default=None,
+        help=f"NoamLR warm-up steps (coqui's default {DEFAULT_LR_WARMUP}; at ~11 s a step on one "
+        "thread, 120 minutes are ~650 steps, where the default rate is still 1/6 of its peak); "
+        "a run with another warm-up needs its own --out",
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.setup:
