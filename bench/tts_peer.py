@@ -555,8 +555,8 @@ def main() -> None:
         "--lr-warmup",
         type=int,
         default=None,
-        help=f"NoamLR warm-up steps (coqui's default {DEFAULT_LR_WARMUP}; at ~11 s a step on one "
-        "thread, 120 minutes are ~650 steps, where the default rate is still 1/6 of its peak); "
+        help=f"NoamLR warm-up steps (coqui's default {DEFAULT_LR_WARMUP}; at ~13 s a step on one "
+        "thread, 120 minutes are ~500 steps, where the default rate is still 1/8 of its peak); "
         "a run with another warm-up needs its own --out",
     )
     args = p.parse_args()
