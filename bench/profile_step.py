@@ -104,7 +104,7 @@ def profile_run(argv: list[str], warmup: int, steps: int) -> tuple[profile, floa
     if code:
         raise SystemExit(f"m3dgan train exited with {code}")
     timed = marks[warmup:]  # the profiled steps end at these marks; the first starts at warmup
-    seconds = (timed[-1] - marks[warmup - 1]) / len(timed) if warmup else float("nan")
+    seconds = (timed[-1] - marks[warmup - 1]) / len(timed)  # main() asks for warmup >= 1
     return prof, seconds
 
 
@@ -120,7 +120,7 @@ def parts_table(events, steps: int, seconds: float) -> tuple[str, dict]:
         ms = event.cpu_time_total / 1000 / steps
         calls = event.count / steps
         numbers[name] = {"forward_ms_per_step": ms, "calls_per_step": calls}
-        share = ms / (seconds * 1000) if seconds == seconds else float("nan")
+        share = ms / (seconds * 1000)
         rows.append(f"| {name} (forward) | {calls:g} | {ms:.1f} | {share:.0%} |")
     forward = sum(n["forward_ms_per_step"] for n in numbers.values())
     rest = seconds * 1000 - forward

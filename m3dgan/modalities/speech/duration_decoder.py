@@ -198,10 +198,11 @@ class DurationSpeechDecoder(SourceMemory):
             x = (x + h) * valid  # zeros past the end: a row does not depend on its batch's padding
         logits = self.to_frames(x)
         silence = torch.full(logits.shape, PAD_VALUE, dtype=logits.dtype, device=logits.device)
-        frames = torch.where(valid, torch.tanh(logits), silence)
+        decoded = torch.tanh(logits)
+        frames = torch.where(valid, decoded, silence)
         if self.postnet is None:
             return frames, None
-        refined = torch.tanh(logits + self.postnet(torch.tanh(logits), valid))
+        refined = torch.tanh(logits + self.postnet(decoded, valid))
         return torch.where(valid, refined, silence), frames
 
     def _decode(
