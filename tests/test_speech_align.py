@@ -101,6 +101,38 @@ def test_the_aligner_learns_a_synthetic_alignment() -> None:
     assert (path - truth).abs().max() <= 1 and (path == truth).float().mean() >= 0.8
 
 
+def test_the_aligner_scores_positions_by_squared_distance() -> None:
+    """log_p is the log-softmax of −temperature · ‖q − k‖² plus the prior (the module's step 1),
+    values and gradients, though the aligner never builds the [B, dim, T, N] differences."""
+    from torch.nn import functional as F
+
+    from m3dgan.modalities.speech.align import TEMPERATURE
+
+    gen = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    aligner = Aligner(12, 8, dim=16)
+    memory = torch.randn(2, 5, 12, generator=gen) * 20  # large states: distances in the thousands
+    mels = torch.randn(2, 9, 8, generator=gen) * 20
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    frames = torch.tensor([9, 6])
+    got = aligner(memory, mask, mels, frames)
+    q = aligner.queries(mels.transpose(1, 2))
+    k = aligner.keys(memory.transpose(1, 2))
+    distance = (q[:, :, :, None] - k[:, :, None, :]).pow(2).sum(1)
+    logits = (-TEMPERATURE * distance).masked_fill(~mask[:, None, :], float("-inf"))
+    prior = beta_binomial_log_prior(frames, mask.sum(1), 9, 5)
+    want = F.log_softmax(F.log_softmax(logits, -1) + prior, -1)
+    assert torch.equal(torch.isinf(got), torch.isinf(want))
+    real = torch.isfinite(want)
+    assert torch.allclose(got[real], want[real], atol=1e-4)
+    weights = torch.rand(int(real.sum()), generator=gen)
+    grads = [
+        torch.autograd.grad((x[real] * weights).sum(), aligner.keys[0].weight, retain_graph=True)[0]
+        for x in (got, want)
+    ]
+    assert torch.allclose(grads[0], grads[1], atol=1e-3, rtol=1e-3)
+
+
 # --- in the speech decoder (model.attention_guide = "learned") -----------------------------------
 
 

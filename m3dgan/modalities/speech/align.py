@@ -67,7 +67,11 @@ class Aligner(nn.Module):
         each frame's log-probability of each text position (−inf at padded positions)."""
         k = self.keys(memory.float().transpose(1, 2))  # [B, dim, N]
         q = self.queries(mels.float().transpose(1, 2))  # [B, dim, T]
-        distance = (q[:, :, :, None] - k[:, :, None, :]).pow(2).sum(1)  # [B, T, N]
+        # −temperature · ‖q − k‖² over positions. ‖q‖² is the same for every position of a frame
+        # and drops out of the softmax, so −temperature · (‖k‖² − 2 q·k) gives the same log_p
+        # through one batched matmul instead of a [B, dim, T, N] difference tensor (which was
+        # about a tenth of a tts `full` step, forward and backward; bench/profile_step.py).
+        distance = k.pow(2).sum(1)[:, None, :] - 2 * torch.bmm(q.transpose(1, 2), k)  # [B, T, N]
         logits = (-TEMPERATURE * distance).masked_fill(~memory_mask[:, None, :], float("-inf"))
         log_p = F.log_softmax(logits, dim=-1)
         prior = beta_binomial_log_prior(frames, memory_mask.sum(1), mels.shape[1], memory.shape[1])
