@@ -163,6 +163,16 @@ def test_evaluate_tts_writes_metrics_and_a_listening_page(tts_run, corpus, tmp_p
     )
     for key in ("wer_tts_ref", "wer_tts_z", "wer_real", "style_accuracy_tts", "length_ratio"):
         assert metrics[key] is not None and metrics[key] >= 0
+    # per reference style: the outputs' rates, and the same sentences' real audio (the ceiling)
+    for key in ("wer_tts_ref_per_style", "cer_tts_ref_per_style", "wer_vocoded_per_style"):
+        assert sorted(metrics[key]) == sorted(metrics["styles"])
+        assert all(v >= 0 for v in metrics[key].values())
+    # every style says the same sentences (as many words and characters), so the corpus rate is
+    # the mean of the styles' rates
+    styles = len(metrics["styles"])
+    for key in ("wer_tts_ref", "cer_tts_ref"):
+        mean = sum(metrics[f"{key}_per_style"].values()) / styles
+        assert abs(mean - metrics[key]) < 1e-6
     page = Path(metrics["listening_page"]).read_text()
     for name in ("grid_0_low-slow.wav", "reference_0_high-fast.wav"):
         assert name in page and (tmp_path / "audio" / name).is_file()

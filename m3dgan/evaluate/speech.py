@@ -87,7 +87,10 @@ def tts(ev: Evaluation) -> dict:
     codes): word and character error rates of the judge recognizer (trained on real training
     audio only) on the outputs, ≥ 0 (above 1 when it hears more words than were said), next to
     ``wer_real`` on real test audio and ``wer_vocoded`` on real audio through the same round
-    trip (the ceiling for any output). ``style_accuracy_tts`` (also per style): the share of
+    trip (the ceiling for any output). ``wer_tts_ref_per_style`` / ``cer_tts_ref_per_style``:
+    the same rates by the reference's style; ``wer_vocoded_per_style``: the judge on the same
+    sentences' real audio in each style through the round trip (each style's ceiling).
+    ``style_accuracy_tts`` (also per style): the share of
     outputs the style classifier (trained on real audio) names as their reference's style, in
     [0, 1], next to ``style_accuracy_real`` and ``style_accuracy_vocoded``. ``length_ratio``: the
     decoded length over the real utterance's (> 0; 1 = as long); ``seconds_by_reference_style``
@@ -139,11 +142,28 @@ def tts(ev: Evaluation) -> dict:
     want_t = torch.tensor(want)
     real_lengths = frames.lengths[torch.tensor(src_rows)].float()
     real = frames[torch.tensor(src_rows)].float()  # the same sentence in the wanted style
+    # the judge on the same sentences' real audio in each style, through the same round trip:
+    # each style's own ceiling (a fast or quiet style is harder to hear even when real)
+    real_mels = [r[: int(n)] for r, n in zip(real, real_lengths, strict=True)]
+    real_heard = judge.transcribe(*heard(real_mels))
+
+    def by_style(said: list[str], key: str) -> dict[str, float]:
+        return {
+            names[s]: wer_cer(
+                [h for h, w in zip(said, want, strict=True) if w == s],
+                [t for t, w in zip(texts, want, strict=True) if w == s],
+            )[key]
+            for s in styles
+        }
+
     out = {
         "sentences": len(chosen),
         "styles": [names[s] for s in styles],
         "wer_tts_ref": ref_wer["wer"],
         "cer_tts_ref": ref_wer["cer"],
+        "wer_tts_ref_per_style": by_style(heard_texts, "wer"),
+        "cer_tts_ref_per_style": by_style(heard_texts, "cer"),
+        "wer_vocoded_per_style": by_style(real_heard, "wer"),
         "wer_tts_z": z_wer["wer"],
         "cer_tts_z": z_wer["cer"],
         "wer_real": judge.info["test"]["wer"],
