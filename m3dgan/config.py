@@ -246,6 +246,9 @@ class TrainConfig:
     # multiplied by rollback_lr_factor, at most max_rollbacks times per run, then stops the run
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
+    # the same rollback when the reconstruction loss's last ~5 steps average more than
+    # spike_factor × its ~100-step average (a finite spike; m3dgan.guard.SpikeDetector); 0: off
+    spike_factor: float = 0.0
     # wall-clock budget: stop (with a checkpoint) once training has taken this many minutes over
     # all sessions of the run, even before train.steps (0: no budget, train.steps decides)
     max_minutes: float = 0.0

@@ -56,7 +56,7 @@ from m3dgan.data.tensors import (
 from m3dgan.data.views import open_dataset
 from m3dgan.device import deterministic_mode, native_bf16, resolve_device
 from m3dgan.errors import ConfigError, OutputError
-from m3dgan.guard import DivergenceGuard, Rollback, TrainingDiverged
+from m3dgan.guard import DivergenceGuard, LossSpike, Rollback, SpikeDetector, TrainingDiverged
 from m3dgan.modalities import ModalitySpec
 from m3dgan.report.run_outputs import RunOutputs
 from m3dgan.report.samples import fixed_samples
@@ -166,6 +166,8 @@ def check_train_config(tc: TrainConfig, world: int) -> None:
         raise ConfigError(f"train.rollback_lr_factor={tc.rollback_lr_factor} must be in (0, 1]")
     if tc.max_rollbacks < 0:
         raise ConfigError(f"train.max_rollbacks={tc.max_rollbacks} must be >= 0")
+    if tc.spike_factor != 0 and not tc.spike_factor > 1:
+        raise ConfigError(f"train.spike_factor={tc.spike_factor} must be 0 (off) or above 1")
 
 
 def train(
@@ -344,6 +346,7 @@ class _Run:
         n = len(self.train_split["label"])
         last_path = None
         images_seen, t0 = 0, time.perf_counter()
+        spikes = SpikeDetector(tc.spike_factor)
         with _StopRequest() as stop:
             state.model.train()
             stopped = out_of_budget = False
@@ -384,8 +387,12 @@ class _Run:
                     warmup = dist.any_true(warmup)
                 try:
                     logs = step_fn(source, target, reference, domain, warmup=warmup)
-                except NonFiniteLossError as exc:
+                    spiked = spikes.spiked(logs.get("rec", 0.0))
+                    if tc.spike_factor and dist.any_true(spiked):
+                        raise LossSpike(spikes.describe() if spiked else "a loss spike on a peer")
+                except (NonFiniteLossError, LossSpike) as exc:
                     self._roll_back(guard, exc, out, bar)
+                    spikes.reset()
                     continue
                 state.step += 1
                 state.train_seconds = seconds_before + time.perf_counter() - session_start
@@ -444,7 +451,7 @@ class _Run:
         state.model.train()
 
     def _roll_back(
-        self, guard: DivergenceGuard, error: NonFiniteLossError, out: RunOutputs, bar
+        self, guard: DivergenceGuard, error: NonFiniteLossError | LossSpike, out: RunOutputs, bar
     ) -> None:
         """Divergence guard (``m3dgan.guard``): restore, log, and checkpoint the restored state
         so that its lowered learning rate survives a later --resume."""

@@ -27,11 +27,10 @@ LR = 2e-4
 BEFORE_UPDATE = ("loss_D", "rec", "kl", "lat", "dist")
 
 
-
-
 def _guard(meta: dict) -> dict:
     """The divergence guard's part of a sidecar's counters (train_seconds varies run to run)."""
     return {k: meta["guard"][k] for k in ("lr_scale", "rollbacks")}
+
 
 def rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -160,3 +159,77 @@ def test_guard_settings_are_checked() -> None:
         check_train_config(TrainConfig(rollback_lr_factor=0.0), world=1)
     with pytest.raises(ConfigError, match="max_rollbacks"):
         check_train_config(TrainConfig(max_rollbacks=-1), world=1)
+
+
+# --- finite loss spikes (train.spike_factor) ------------------------------------------------------
+
+
+def test_the_spike_detector_fires_on_a_jump_and_not_on_noise() -> None:
+    from m3dgan.guard import SPIKE_WARMUP, SpikeDetector
+
+    gen = torch.Generator().manual_seed(0)
+    noise = (0.5 + torch.rand(2000, generator=gen)).tolist()  # a loss of 1 ± 0.5 every step
+    steady = SpikeDetector(3.0)
+    assert not any(steady.spiked(v) for v in noise)
+    # a jump to 8× fires within 3 steps, and while it fires it stays out of the reference
+    assert any([steady.spiked(8.0) for _ in range(3)])
+    slow = steady.slow
+    assert steady.spiked(8.0) and steady.slow == slow
+    assert "train.spike_factor = 3" in steady.describe()
+    steady.reset()
+    assert steady.fast == steady.slow and not steady.spiked(1.0)
+    # not during the warm-up; never when off; non-finite values are the NaN guard's
+    early = SpikeDetector(3.0)
+    assert not any(early.spiked(v) for v in [1.0] * (SPIKE_WARMUP // 2) + [50.0] * 5)
+    assert not any(SpikeDetector(0.0).spiked(v) for v in [1.0] * 300 + [1e6] * 5)
+    assert not SpikeDetector(3.0).spiked(float("inf"))
+
+
+def test_a_finite_loss_spike_rolls_back_with_a_lower_lr(
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """The generator's output is multiplied by 50 once (step 6's encoded branch): every loss
+    stays finite, the reconstruction loss jumps, and with train.spike_factor the run rolls back
+    to its step-4 checkpoint at half the rate and finishes; without it, nothing happens."""
+    from m3dgan import guard
+
+    monkeypatch.setattr(guard, "SPIKE_WARMUP", 3)
+    build = train_mod.build_model
+
+    def build_with_spike(*args, **kwargs):
+        model = build(*args, **kwargs)
+        calls = {"n": 0}
+
+        def hook(module, inputs, output):
+            calls["n"] += 1
+            return output * 50.0 if calls["n"] == 11 else output
+
+        model.generator.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", build_with_spike)
+    run = tmp_path / "run"
+    extra = ("--set", "train.checkpoint_every=4", "--set", "train.spike_factor=3")
+    assert main(train_args(tiny_data, run, 8, *extra)) == 0
+    err = capsys.readouterr().err
+    assert "warning: step 6: the reconstruction loss jumped to" in err
+    assert "rolled back to step 4" in err and "0.0002 -> 0.0001" in err
+    events = [r for r in rows(run) if "event" in r]
+    assert [(e["event"], e["step"], e["to_step"]) for e in events] == [("rollback", 6, 4)]
+    final = ckpt.load_latest(run)
+    assert final.step == 8 and _guard(final.meta) == {"lr_scale": 0.5, "rollbacks": 1}
+
+    plain = tmp_path / "plain"
+    assert main(train_args(tiny_data, plain, 8, "--set", "train.checkpoint_every=4")) == 0
+    assert not [r for r in rows(plain) if "event" in r]
+    assert "warning: step" not in capsys.readouterr().err
+
+
+def test_spike_factor_is_checked() -> None:
+    with pytest.raises(ConfigError, match="spike_factor"):
+        check_train_config(TrainConfig(spike_factor=0.5), world=1)
+    check_train_config(TrainConfig(spike_factor=0.0), world=1)
+    check_train_config(TrainConfig(spike_factor=3.0), world=1)
