@@ -315,8 +315,8 @@ def cmd_data(args) -> int:
         root = _data_root(args.data) or build.task_dataset_root(args.task)
         done = export_rows(root, args.out, split=args.split, count=args.count, swap=task.swap_sides)
         print(
-            f"wrote {len(done.inputs)} inputs to {args.out / 'inputs'}, their targets to "
-            f"{args.out / 'references'}, and {done.index}"
+            f"wrote {len(done.inputs)} inputs to {args.out / 'inputs'}, a target of each (the "
+            f"same item, each domain in turn) to {args.out / 'references'}, and {done.index}"
         )
         print(
             f"next: m3dgan translate --checkpoint RUN --input {done.inputs[0]} --reference "

@@ -82,6 +82,20 @@ def test_rows_skip_repeated_content() -> None:
     assert pick_rows(texts, 10) == [0, 1, 3]
 
 
+def test_references_take_each_domain_in_turn() -> None:
+    """Sentence 7 in domains 0..2 (rows 0-2), sentence 8 in 0..2 (rows 3-5), an unlabelled row."""
+    from m3dgan.data.export import reference_rows
+
+    split = {
+        "label": torch.tensor([7, 7, 7, 8, 8, 8, -1]),
+        "domain": torch.tensor([0, 1, 2, 0, 1, 2, 1]),
+    }
+    assert reference_rows(split, [0, 3, 6]) == [0, 4, 6]  # domain 0, then 1; -1 keeps its own
+    assert reference_rows(split, [0, 3, 0, 3]) == [0, 4, 2, 3]
+    one_domain = {"label": split["label"], "domain": torch.zeros(7, dtype=torch.long)}
+    assert reference_rows(one_domain, [0, 3]) == [0, 3]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

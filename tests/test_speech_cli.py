@@ -241,6 +241,10 @@ def test_data_export_writes_wavs_translate_reads(corpus, tts_run, tmp_path, caps
     assert main(["data", "export", "tts", "--data", str(corpus), "--out", str(out), "--count", "2"]) == 0
     texts, wavs = sorted((out / "inputs").glob("*.txt")), sorted((out / "references").glob("*.wav"))
     assert len(texts) == len(wavs) == 2
+    # the references take the styles in turn (the first sentence's first style, the second's
+    # second), so an export shows what each style sounds like
+    styles = {w.stem.split("_", 1)[1] for w in wavs}
+    assert len(styles) == 2, wavs
     rate, frames = wav_info(wavs[0])
     assert rate == 16000 and frames > 1600
     args = ["translate", "--checkpoint", str(tts_run), "--input", str(texts[0])]

@@ -16,6 +16,10 @@ WAV sounds like the vocoder ceiling of ``docs/tasks.md``, not like the original 
 
 Rows: one per content label first (where rows carry labels), so the files show different items;
 then the split's other rows in order, up to ``--count``; a text source is never written twice.
+Where the split has several domains and content labels, the k-th reference is the same
+content's row in the k-th domain in turn (``reference_rows``): a tts export gives recordings in
+every style (neutral, cheerful, sad, soft, neutral, ...), not only the first style of each
+sentence; a row without that domain keeps its own target.
 """
 
 from __future__ import annotations
@@ -65,6 +69,28 @@ def pick_rows(split: dict, count: int) -> list[int]:
     return sorted(rows)
 
 
+def reference_rows(split: dict, rows: list[int]) -> list[int]:
+    """The row whose target is written as the reference of each of ``rows``: for the k-th row,
+    the row of the same content label in the k-th of the split's domains in turn, or the next
+    domain whose row is not a reference yet (no file is written twice); the row itself where its
+    label is -1, where no such row is left, or where the split has one domain."""
+    labels, domains = split["label"].tolist(), split["domain"].tolist()
+    order = sorted({d for d in domains if d >= 0})
+    if len(order) < 2:
+        return list(rows)
+    where: dict[tuple[int, int], int] = {}
+    for i, key in enumerate(zip(labels, domains, strict=True)):
+        where.setdefault(key, i)
+    out: list[int] = []
+    for k, i in enumerate(rows):
+        turns = [order[(k + j) % len(order)] for j in range(len(order))]
+        found = [where.get((labels[i], d)) for d in turns] if labels[i] >= 0 else []
+        same = [r for r, label in enumerate(labels) if label == labels[i] >= 0]
+        free = (r for r in [*found, i, *same] if r is not None and r not in out)
+        out.append(next(free, i))
+    return out
+
+
 def export_rows(
     root: Path, out: Path, *, split: str = "test", count: int = 8, swap: bool = False
 ) -> Exported:
@@ -83,9 +109,10 @@ def export_rows(
     domains = manifest.domains or []
     lines = ["file\tside\trow\tdomain\tlabel\ttext"]
     written: dict[str, list[Path]] = {"inputs": [], "references": []}
+    chosen = {"inputs": rows, "references": reference_rows(data, rows)}
     for folder, side in (("inputs", "source"), ("references", "target")):
         kind = manifest.source_kind if side == "source" else manifest.target_kind
-        for i in rows:
+        for i in chosen[folder]:
             d = int(data["domain"][i])
             domain = domains[d] if 0 <= d < len(domains) else "none"
             path = out / folder / f"{i:05d}_{_safe(domain)}{SUFFIX[kind]}"
