@@ -462,6 +462,14 @@ def cmd_translate(args) -> int:
         style_scale=args.style_scale,
     )
     random_codes = not args.reference and token_weights is None
+    # every input is read once before anything is written: a bad one (an empty sentence, a
+    # corrupt file) stops the command with nothing half done, and the error names it
+    if args.text:
+        for i, text in enumerate(args.text):
+            _read_input(f"--text #{i + 1} (text{i}, {text!r})", lambda t=text: tr.encode_text(t))
+    else:
+        for path in args.input:
+            _read_input(str(path), lambda p=path: tr.read_source(p))
     if args.text:
         rows = []
         for i, text in enumerate(args.text):
@@ -477,6 +485,19 @@ def cmd_translate(args) -> int:
         rows.append((Path(path).name, written))
     _output_page(tr, args, rows)
     return 0
+
+
+def _read_input(name: str, read) -> None:
+    """Run ``read`` (one input's reader); an InputError that does not name the input gets
+    ``name`` in front."""
+    from m3dgan.errors import InputError
+
+    try:
+        read()
+    except InputError as exc:
+        if name in str(exc):
+            raise
+        raise InputError(f"{name}: {exc}") from exc
 
 
 # what ``Translator.weights`` means, for the line translate prints

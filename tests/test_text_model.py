@@ -323,6 +323,15 @@ def test_cli_text_input_errors_exit_2(tmp_path, capsys) -> None:
     base = ["translate", "--checkpoint", str(run), "--out", str(tmp_path / "o")]
     assert main(base + ["--text", "  "]) == 2
     assert "empty text" in capsys.readouterr().err
+    # a bad second sentence: named, and nothing written for the first either
+    assert main(base + ["--text", "red cat", ""]) == 2
+    assert "--text #2 (text1, '')" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n", encoding="utf-8")
+    assert main(base + ["--input", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert f"{empty}: empty text" in err and "Traceback" not in err
     assert main(base + ["--text", "red cat " * 20]) == 2
     assert "too long" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="unknown"):
