@@ -623,6 +623,10 @@ def cmd_evaluate(args) -> int:
     )
     write_text(args.out, json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
+    print(f"metrics: {args.out}")
+    page = metrics.get("listening_page") or metrics.get("page")
+    if page:
+        print(f"page: {page}  (open it in a browser)")
     return 0
 
 

@@ -92,7 +92,7 @@ def _two_class_data(root: Path) -> Path:
     return write_dataset(root, manifest, splits)
 
 
-def test_pix2pix_has_no_diversity_and_cli_writes_json(tmp_path: Path) -> None:
+def test_pix2pix_has_no_diversity_and_cli_writes_json(tmp_path: Path, capsys) -> None:
     data = _two_class_data(tmp_path / "two_class")
     run = _train(tmp_path, data, "digits", "pix2pix")
     out = tmp_path / "metrics.json"
@@ -118,6 +118,8 @@ def test_pix2pix_has_no_diversity_and_cli_writes_json(tmp_path: Path) -> None:
     assert 0.0 <= metrics["realism"] <= 1.0 and 0.0 <= metrics["realism_real"] <= 1.0
     # no code: one output column on the page beside the metrics JSON
     assert metrics["page"] == str(tmp_path / "metrics_page" / "index.html")
+    said = capsys.readouterr().out.splitlines()  # where to look, as the last lines
+    assert said[-2:] == [f"metrics: {out}", f"page: {metrics['page']}  (open it in a browser)"]
     assert sorted(p.name for p in (tmp_path / "metrics_page").glob("input0_*")) == ["input0_out.png"]
 
 

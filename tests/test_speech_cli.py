@@ -131,6 +131,21 @@ def test_translate_with_reference_tokens_scale_and_samples(tts_run, odd_referenc
         (lambda p: p.write_bytes(b""), "not a readable audio file|empty"),
         (lambda p: p.write_bytes(b"RIFF1234WAVEfmt garbage"), "not a readable audio file"),
         (lambda p: sf.write(str(p), np.zeros(16000, np.float32), 16000), "silent"),
+        # 10 ms of a tone in a second of silence: too short, said in milliseconds
+        (
+            lambda p: sf.write(
+                str(p),
+                np.concatenate(
+                    [
+                        np.zeros(8000),
+                        0.5 * np.sin(np.arange(160) * 0.3),
+                        np.zeros(8000),
+                    ]
+                ).astype(np.float32),
+                16000,
+            ),
+            r"only \d+ ms of sound after trimming silence \(\d+ frames\); need at least 128 ms",
+        ),
     ],
 )
 def test_bad_reference_audio_is_a_clean_error(tts_run, tmp_path, capsys, make, message):

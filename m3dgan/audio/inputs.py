@@ -41,8 +41,10 @@ def read_mels(
     first ``max_frames`` frames and a warning."""
     mel = wave_to_mel(trim_silence(load_audio(path, cfg.sample_rate), cfg), cfg)
     if len(mel) < MIN_FRAMES:
+        ms = 1000 / cfg.frames_per_second
         raise AudioError(
-            f"{path}: only {len(mel)} frames of sound after trimming silence; need {MIN_FRAMES}"
+            f"{path}: only {len(mel) * ms:.0f} ms of sound after trimming silence "
+            f"({len(mel)} frames); need at least {MIN_FRAMES * ms:.0f} ms ({MIN_FRAMES} frames)"
         )
     if max_frames is not None and len(mel) > max_frames:
         seconds = max_frames / cfg.frames_per_second
