@@ -162,6 +162,16 @@ def test_bad_reference_audio_is_a_clean_error(tts_run, tmp_path, capsys, make, m
     assert re.search(message, err)
 
 
+def test_a_wav_as_tts_input_says_the_input_is_text(tts_run, tmp_path, capsys):
+    wav = tmp_path / "speech.wav"
+    sf.write(str(wav), (0.3 * np.sin(np.arange(16000) * 0.05)).astype(np.float32), 16000)
+    args = ["translate", "--checkpoint", str(tts_run), "--input", str(wav)]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{wav}: cannot read text" in err and "give a UTF-8 .txt file or --text" in err
+    assert "Traceback" not in err
+
+
 def test_bad_token_weights_are_a_clean_error(tts_run, tmp_path, capsys):
     code = main(
         ["translate", "--checkpoint", str(tts_run), "--text", "Hi.", "--tokens", "9:1"]

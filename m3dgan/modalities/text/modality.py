@@ -31,11 +31,19 @@ if TYPE_CHECKING:
     from m3dgan.run_record import RunRecord
 
 
+AUDIO_OR_IMAGE_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".png", ".jpg", ".jpeg"}
+
+
 def read_text_file(path: Path) -> str:
     """A UTF-8 text file's content; InputError naming the file if it cannot be read."""
     try:
         return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        hint = ""
+        if Path(path).suffix.lower() in AUDIO_OR_IMAGE_SUFFIXES:
+            hint = f"; this side of the task is text: give a UTF-8 .txt file or --text, not a {Path(path).suffix} file"
+        raise InputError(f"{path}: cannot read text ({exc}){hint}") from exc
+    except OSError as exc:
         raise InputError(f"{path}: cannot read text ({exc})") from exc
 
 
