@@ -171,11 +171,14 @@ def test_emoji_catalogue_and_determinism(emoji_root: Path, tmp_path: Path) -> No
 
 
 @needs_npm
-def test_cached_build_is_reused_and_params_change_rebuilds(emoji_root: Path) -> None:
+def test_cached_build_is_reused_and_params_change_rebuilds(emoji_root: Path, capsys) -> None:
     manifest_path = emoji_root / store.MANIFEST
     stamp = manifest_path.stat().st_mtime_ns
     assert build.build_dataset("edges2emoji", limit=30, progress=False) == emoji_root
     assert manifest_path.stat().st_mtime_ns == stamp  # cached: not rebuilt
+    assert capsys.readouterr().err == ""  # quiet for library callers
+    assert build.build_dataset("edges2emoji", limit=30) == emoji_root  # as the CLI calls it
+    assert "reusing the 'edges2emoji' data set built earlier" in capsys.readouterr().err
     build.build_dataset("edges2emoji", limit=10, progress=False)  # other params: rebuilt
     assert store.verify(emoji_root).splits == {"train": 18, "test": 2}
     build.build_dataset("edges2emoji", limit=30, progress=False)  # restore for other tests

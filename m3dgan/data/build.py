@@ -9,6 +9,7 @@ call rebuilds. That keeps ``ensure_dataset`` cheap for the trainer while making 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -153,6 +154,11 @@ def build_dataset(
     root = Path(root) if root is not None else paths.dataset_dir(name)
     params = _build_params(limit, seed)
     if not force and _cached(root, name, params):
+        if progress:  # a command-line build: say why it took no time
+            print(
+                f"note: reusing the {name!r} data set built earlier (--force rebuilds it)",
+                file=sys.stderr,
+            )
         return root
     packages = locate_npm_packages(builder.npm_packages)
     started = time.perf_counter()
