@@ -541,6 +541,8 @@ def _output_page(tr, args, rows: list[tuple[str, list[Path]]]) -> None:
         columns = [f"tokens {args.tokens}"]
     else:
         columns = [f"z{k}" for k in range(max(len(w) for _, w in rows))]
+    if args.style_scale != 1.0:
+        columns = [f"{c}, style scale {args.style_scale:g}" for c in columns]
     sources = headers = None
     if tr.target.page_shows_samples:  # read again as the model saw them, to show beside outputs
         if args.input:

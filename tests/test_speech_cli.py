@@ -121,6 +121,7 @@ def test_translate_with_reference_tokens_scale_and_samples(tts_run, odd_referenc
     assert "text0_ref0.wav" in (out / "index.html").read_text()  # a page to listen to them
     assert main([*base, "--tokens", "1:0.7,3:0.3", "--style-scale", "1.5", "--out", str(out)]) == 0
     assert (out / "text0_tok0.wav").is_file()
+    assert "tokens 1:0.7,3:0.3, style scale 1.5" in (out / "index.html").read_text()
     assert main([*base, "--samples", "2", "--out", str(out)]) == 0
     assert (out / "text0_z1.wav").is_file()
 
