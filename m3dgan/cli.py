@@ -468,8 +468,7 @@ def cmd_translate(args) -> int:
         for i, text in enumerate(args.text):
             _read_input(f"--text #{i + 1} (text{i}, {text!r})", lambda t=text: tr.encode_text(t))
     else:
-        for path in args.input:
-            _read_input(str(path), lambda p=path: tr.read_source(p))
+        sources = [_read_input(str(p), lambda p=p: tr.read_source(p)) for p in args.input]
     if args.text:
         rows = []
         for i, text in enumerate(args.text):
@@ -479,21 +478,21 @@ def cmd_translate(args) -> int:
         _output_page(tr, args, rows)
         return 0
     rows = []
-    for path in args.input:
-        written = tr.translate_file(path, args.out, **opts)
+    for path, source in zip(args.input, sources, strict=True):
+        written = tr.translate_file(path, args.out, source=source, **opts)
         _report(tr, str(path), written, random_codes)
         rows.append((Path(path).name, written))
     _output_page(tr, args, rows)
     return 0
 
 
-def _read_input(name: str, read) -> None:
-    """Run ``read`` (one input's reader); an InputError that does not name the input gets
-    ``name`` in front."""
+def _read_input(name: str, read):
+    """``read()`` (one input's reader) and its result; an InputError that does not name the
+    input gets ``name`` in front."""
     from m3dgan.errors import InputError
 
     try:
-        read()
+        return read()
     except InputError as exc:
         if name in str(exc):
             raise

@@ -261,13 +261,15 @@ class Translator:
         beam_size: int = 1,
         token_weights: torch.Tensor | None = None,
         style_scale: float = 1.0,
+        source: torch.Tensor | None = None,
     ) -> list[Path]:
         """Translate one input file (an image, a UTF-8 text file, or audio for a speech source);
         write ``<stem>_ref<k>``, ``<stem>_tok<k>`` or ``<stem>_z<k>`` + the target modality's
         ``file_suffix`` (``.png``, ``.txt``, ``.wav``) into ``out_dir`` (``<stem>``: :func:`output_stem`; check a batch of inputs with
-        :func:`check_output_names` first)."""
+        :func:`check_output_names` first). ``source``: the file as :meth:`read_source` already
+        read it (the file is then not read again)."""
         return self._write(
-            self.read_source(input_path),
+            self.read_source(input_path) if source is None else source,
             output_stem(input_path),
             out_dir,
             references,
