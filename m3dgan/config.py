@@ -95,8 +95,16 @@ class ModelConfig:
     # the body of a text prenet after its FC layers: "cbhg" (Tacotron's, the paper's: conv bank,
     # highways, one bidirectional GRU) | "brnn" (not the paper's: two stacked bidirectional GRU
     # layers and nothing else, as OpenNMT-py's default ``encoder_type brnn`` with ``layers 2``;
-    # the cbhg_* keys are then unread). m3dgan.modalities.text.nets
+    # the cbhg_* keys are then unread) | "bag" (not the paper's: one position-wise linear layer,
+    # so the pooled sentence vector is a bag of token embeddings, fastText's; for captions).
+    # m3dgan.modalities.text.nets
     text_encoder: str = "cbhg"
+    # the units of a text side whose data set reads it as characters: 0 (characters, the
+    # paper's) | N > 256 (a sentencepiece unigram model of about N pieces, a soft limit, trained
+    # on that side's training text when the run starts and saved in its checkpoint; OpenNMT-py
+    # and fairseq learn theirs from the training data the same way). A data set with its own
+    # subword model (en2fr) refuses it. m3dgan.data.tensors.build_vocabularies
+    subwords: int = 0
     text_gru: int = 128  # units per direction of the encoder's bidirectional GRU
     decoder_attention_rnn: int = 256  # attention RNN: 2-layer residual GRU
     decoder_rnn: int = 256  # decoder RNN: GRU
@@ -350,6 +358,7 @@ _AT_LEAST_ZERO = {
     "model.attentional_hidden",
     "model.speech_postnet",
     "model.reference_cbhg_bank",
+    "model.subwords",
     "train.keep_checkpoints",
     "train.max_rollbacks",
     "train.length_buckets",
@@ -369,7 +378,7 @@ _CHOICES = {
     "model.reference_stride": (1, 2),
     "model.source_stride": (1, 2),
     "model.cbhg_norm": ("batch", "layer"),
-    "model.text_encoder": ("cbhg", "brnn"),
+    "model.text_encoder": ("cbhg", "brnn", "bag"),
     "model.attention_score": ("additive", "general"),
     "train.warmup_code": ("encoded", "zero"),
     "loss.normalization": ("tokens", "sentences"),
@@ -428,6 +437,11 @@ def _check_ranges(cfg: Config) -> None:
                 f"text → speech task; task {cfg.task!r} is {task.source} → {task.target}, so "
                 f"leave them at 'none' / 'characters'"
             )
+    if 0 < cfg.model.subwords <= 256:
+        raise ConfigError(
+            f"config.model.subwords: expected 0 (characters) or more than 256 pieces (the 256 "
+            f"byte pieces of unseen characters come first), got {cfg.model.subwords}"
+        )
     if not 0 <= cfg.train.seed < 2**32:
         raise ConfigError(f"config.train.seed must be in [0, 2**32), got {cfg.train.seed}")
     device = cfg.train.device

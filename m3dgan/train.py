@@ -247,7 +247,9 @@ class _Run:
         self.precision = "fp32"  # "bf16" once run() finds train.amp usable on this device
         self.manifest, splits = open_dataset(root, swap=get_task(cfg.task).swap_sides)
         train_split, test_split = splits["train"], splits["test"]
-        vocabs = build_vocabularies(root, self.manifest, train_split, text_frontends(cfg))
+        vocabs = build_vocabularies(
+            root, self.manifest, train_split, text_frontends(cfg), cfg.model.subwords
+        )
         self.train_split = encode_split(train_split, vocabs)
         self.test_split = encode_split(test_split, vocabs)
         self.state = build_state(cfg, self.manifest, dist.device, vocabs, self.train_split)

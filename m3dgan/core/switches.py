@@ -36,7 +36,8 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
       prenet is a sequence net: ``model.reference_cbhg_bank`` makes it cheaper);
     - ``model.reference_cbhg_bank`` other than 0: text targets (the CBHG is text's prenet);
     - ``model.cbhg_norm`` other than ``batch``: tasks with a text side (only text has a CBHG);
-    - ``model.text_encoder`` other than ``cbhg``: tasks with a text side;
+    - ``model.text_encoder`` other than ``cbhg``, ``model.subwords`` above 0: tasks with a
+      text side;
     - ``model.attention_score=general``: text outputs, and speech outputs whose decoder is the
       shared core (``model.speech_attention=content``; location-sensitive attention is additive,
       the duration decoder has no attention);
@@ -124,6 +125,11 @@ def check_switches(cfg: Config, source: ModalitySpec, target: ModalitySpec) -> N
     if mc.text_encoder != "cbhg" and "text" not in (source.kind, target.kind):
         raise ConfigError(
             f"model.text_encoder={mc.text_encoder!r} is the body of text prenets; this task is "
+            f"{source.kind} → {target.kind}, which has no text side"
+        )
+    if mc.subwords and "text" not in (source.kind, target.kind):
+        raise ConfigError(
+            f"model.subwords={mc.subwords} is the vocabulary of text sides; this task is "
             f"{source.kind} → {target.kind}, which has no text side"
         )
     if mc.attention_score != "additive":

@@ -5,8 +5,9 @@ Speech sides stay ragged float16 mels (:class:`~m3dgan.data.frames.SpeechFrames`
 is padded with the silence floor and becomes float32 on the device.
 Text sides are encoded once, at load time, into padded int64 ids [N, L] with the run's
 vocabulary, so drawing a batch is an index, as for images. The vocabulary is a characters list
-built from the training texts of that side (the paper's character model) or the data set's
-sentencepiece model (``manifest.tokenizer``); it is saved in every checkpoint's sidecar. The
+built from the training texts of that side (the paper's character model), the data set's
+sentencepiece model (``manifest.tokenizer``), or one trained on that side's training text when
+the run starts (``model.subwords``); it is saved in every checkpoint's sidecar. The
 text source of a text → speech task may go through a TTS front end first (cleaners, phonemes:
 :func:`text_frontends`), which the vocabulary carries, so the saved vocabulary is the one the
 run trains on and ``translate`` reads typed text the same way.
@@ -20,6 +21,7 @@ import torch
 
 from m3dgan.config import Config
 from m3dgan.data.store import Manifest, SplitData, to_float, tokenizer_path
+from m3dgan.data.subwords import train_unigram
 from m3dgan.errors import ConfigError
 from m3dgan.modalities import ModalitySpec
 from m3dgan.modalities.text.frontend import TextFrontend
@@ -50,16 +52,40 @@ def build_vocabularies(
     manifest: Manifest,
     train: SplitData,
     frontends: dict[str, TextFrontend] | None = None,
+    subwords: int = 0,
 ) -> dict[str, Vocabulary]:
     """One vocabulary per text side: the data set's subword model, or training characters —
     with ``frontends[side]`` (:func:`text_frontends`) applied first, the characters of what it
-    makes of the training text. A front end on a subword side is a ConfigError."""
+    makes of the training text — or, with ``subwords`` (``model.subwords``) > 0, a
+    sentencepiece unigram model of about that many pieces trained on the side's distinct
+    training texts (sorted, so equal data gives an equal model on every rank and on resume).
+    A front end on a subword side, or ``subwords`` on a data set with its own subword model, is
+    a ConfigError."""
     vocabs: dict[str, Vocabulary] = {}
     spm = tokenizer_path(root, manifest)
     frontends = frontends or {}
+    if subwords and spm is not None:
+        raise ConfigError(
+            f"model.subwords={subwords}: data set {manifest.name!r} has its own subword model "
+            f"({spm.name}); model.subwords applies to data sets whose text is read as characters"
+        )
     for side in manifest.text_sides():
         frontend = frontends.get(side)
-        if spm is not None:
+        if subwords:
+            if frontend is not None and not frontend.plain:
+                raise ConfigError(
+                    "model.subwords and the TTS text front end (model.text_cleaners / "
+                    "model.text_frontend) do not go together: the front end needs characters"
+                )
+            texts = sorted(set(train[side]))
+            try:
+                proto = train_unigram(texts, subwords, f"model.subwords={subwords}")
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{exc} in the {side} side of data set {manifest.name!r}"
+                ) from exc
+            vocabs[side] = SubwordVocabulary(proto)
+        elif spm is not None:
             if frontend is not None and not frontend.plain:
                 raise ConfigError(
                     f"data set {manifest.name!r} reads its text as sentencepiece subwords; the "

@@ -32,7 +32,6 @@ round-trips and nothing a user types becomes "unknown".
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -44,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from m3dgan.data.store import TEXT, Manifest
+from m3dgan.data.subwords import train_unigram
 from m3dgan.data.textnorm import normalise_text
 from m3dgan.errors import DataError
 from m3dgan.extras import require
@@ -270,29 +270,8 @@ def split_pairs(
 
 def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE) -> bytes:
     """A serialised sentencepiece unigram model of ``texts`` (deterministic for equal input)."""
-    spm = _require("sentencepiece")
-    model = io.BytesIO()
-    try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
-            model_writer=model,
-            model_type="unigram",
-            vocab_size=vocab_size,
-            hard_vocab_limit=False,  # small (limited) builds get the vocabulary their text has
-            character_coverage=1.0,
-            byte_fallback=True,  # a character unseen in training becomes UTF-8 byte pieces
-            num_threads=1,
-            shuffle_input_sentence=False,
-            input_sentence_size=0,
-            unk_id=0,
-            bos_id=-1,
-            eos_id=-1,
-            pad_id=-1,
-            minloglevel=2,
-        )
-    except RuntimeError as exc:
-        raise DataError(f"sentencepiece could not train on {len(texts)} strings ({exc})") from exc
-    return model.getvalue()
+    _require("sentencepiece")  # names this builder when the text extra is missing
+    return train_unigram(texts, vocab_size, f"the {NAME} builder")
 
 
 def _make_split(

@@ -140,6 +140,25 @@ class BiRNN(nn.Module):
         return _packed(self.gru, x, mask)
 
 
+class TokenBag(nn.Module):
+    """A position-wise layer and nothing else (``model.text_encoder=bag``): [B, L, dim] with
+    mask [B, L] → [B, L, 2 · units], zeros at padding. No context crosses positions, so the
+    prenet's pooled mean (``SequenceFeatures.pooled``) is a bag of token embeddings: the deep
+    averaging network of Iyyer et al. (2015), fastText's sentence vector (Joulin et al., 2017).
+
+    Not the paper's. Why: a caption names its emoji by its words, not their order, and the
+    bag's sentence vectors differ between captions from the first step, where the CBHG's
+    averaged GRU states start nearly alike and a text → image generator learns the mean
+    picture first (docs/benchmarks.md, "text2emoji: what the caption encoder costs")."""
+
+    def __init__(self, dim: int, units: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, 2 * units)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) * mask.unsqueeze(-1).to(x.dtype)
+
+
 def token_prenet(cfg: ModelConfig) -> nn.Sequential:
     """The FC layers over embedded tokens (``text_prenet``, ReLU, dropout 0.2; Tacotron's
     prenet), shared by the text prenet M_in and the text decoder's input."""
@@ -154,9 +173,9 @@ def token_prenet(cfg: ModelConfig) -> nn.Sequential:
 class TextPrenet(nn.Module):
     """M_in for text: ids [B, L] or distributions [B, L, V] → :class:`SequenceFeatures`
     (states [B, L, 2 · ``text_gru``]). The body after the FC layers is ``cfg.text_encoder``'s:
-    the CBHG (module ``cbhg``) or :class:`BiRNN` (module ``brnn``). ``bank``: K of the CBHG's
-    conv bank (0: ``cfg.cbhg_bank``; a reference prenet under ``model.reference_cbhg_bank``
-    takes its own; unread by ``brnn``)."""
+    the CBHG (module ``cbhg``), :class:`BiRNN` (module ``brnn``) or :class:`TokenBag` (module
+    ``bag``). ``bank``: K of the CBHG's conv bank (0: ``cfg.cbhg_bank``; a reference prenet
+    under ``model.reference_cbhg_bank`` takes its own; unread by the others)."""
 
     def __init__(self, vocab_size: int, cfg: ModelConfig, bank: int = 0) -> None:
         super().__init__()
@@ -167,6 +186,8 @@ class TextPrenet(nn.Module):
         self.body = cfg.text_encoder
         if self.body == "brnn":
             self.brnn = BiRNN(width, cfg.text_gru)
+        elif self.body == "bag":
+            self.bag = TokenBag(width, cfg.text_gru)
         else:
             self.cbhg = CBHG(
                 width,
