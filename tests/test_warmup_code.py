@@ -186,3 +186,31 @@ def test_asr_defaults_reach_every_objective_and_full_gets_the_text_recipe() -> N
     )
     assert paper.model.ctc_weight == 0 and paper.model.speech_memory_stride == 4
     check_switches(paper, speech, text)
+
+
+@pytest.mark.parametrize("task", ["text2emoji", "text2emoji-seen"])
+def test_text2emoji_reads_captions_as_a_bag_of_pieces_and_full_gets_its_recipe(task: str) -> None:
+    """text2emoji's caption encoder (a bag of 2,000 sentencepiece pieces, Adam at 1e-3) reaches
+    every objective; the `full` recipe (a reference of the domain, the warm-up from e = 0, the
+    stacked branches) reaches `full` only, without the text-target-only reference bank; every
+    config passes the switch checks; the paper's setting is a few overrides away."""
+    from m3dgan.config import layered_config
+
+    text, image = ModalitySpec("text", 30, 12), ModalitySpec("image", 3, 64)
+    for objective in ("full", "cvae-gan", "mle", "bicycle", "pix2pix"):
+        cfg = layered_config(task, objective)
+        assert (cfg.model.text_encoder, cfg.model.subwords, cfg.train.lr) == ("bag", 2000, 1e-3)
+        check_switches(cfg, text, image)
+    full = layered_config(task, "full")
+    assert full.train.domain_reference == 1.0 and full.train.warmup_code == "zero"
+    assert full.train.adversarial_warmup == 0.9 and full.train.stack_branches
+    assert full.model.reference_cbhg_bank == 0  # text targets only: refused for images
+    cvae = layered_config(task, "cvae-gan")
+    assert cvae.train.domain_reference == 0.0 and cvae.train.adversarial_warmup == 0.0
+    paper = layered_config(
+        task,
+        "full",
+        overrides=["model.text_encoder=cbhg", "model.subwords=0", "train.domain_reference=0"],
+    )
+    assert (paper.model.text_encoder, paper.model.subwords) == ("cbhg", 0)
+    check_switches(paper, text, image)
