@@ -435,6 +435,7 @@ def cmd_translate(args) -> int:
         raise M3DGANError(f"{args.out}: --out must be a folder for the outputs, and this is a file")
     if args.input:
         check_output_names(args.input)  # before anything is read or written
+    _check_inputs_before_loading(args)
     _note_earlier_outputs(args)
     tr = Translator.from_checkpoint(args.checkpoint, device=args.device, use_ema=not args.no_ema)
     print(f"weights: {tr.weights} ({_WEIGHTS[tr.weights]}), step {tr.step}")
@@ -484,6 +485,27 @@ def cmd_translate(args) -> int:
         rows.append((Path(path).name, written))
     _output_page(tr, args, rows)
     return 0
+
+
+def _check_inputs_before_loading(args) -> None:
+    """What can be told wrong about the inputs without the model, told before it loads (a
+    large checkpoint takes seconds): a missing file or a folder, an empty (0-byte) file, an
+    empty --text. InputError naming it; the reading after the load checks the rest."""
+    from m3dgan.errors import InputError
+
+    for flag, paths in (("--input", args.input or []), ("--reference", args.reference or [])):
+        for path in map(Path, paths):
+            if path.is_dir():
+                raise InputError(f"{path}: is a directory, not a file ({flag} takes files)")
+            if not path.is_file():
+                raise InputError(f"{path}: no such file ({flag})")
+            if path.stat().st_size == 0:
+                raise InputError(f"{path}: the file is empty (0 bytes)")
+    for i, text in enumerate(args.text or []):
+        if not text.strip():
+            raise InputError(
+                f"--text #{i + 1} (text{i}, {text!r}): empty text: nothing to translate"
+            )
 
 
 def _read_input(name: str, read):

@@ -47,6 +47,7 @@ def files(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     (root / "notes.txt").write_text("hello")
     (root / "folder").mkdir()
+    (root / "empty.png").write_bytes(b"")
     (root / "empty.yaml").write_text("")
     (root / "comments.yaml").write_text("# nothing but a comment\n")
     (root / "list.yaml").write_text("- a\n- b\n")
@@ -108,7 +109,15 @@ CASES = [
     ("data fetch no-such-set", "unknown data set"),
     ("data build digits --limit -1", "limit"),
     # translate: inputs, outputs, checkpoints
-    (f"{TRANSLATE} --input {{root}}/missing.png", "no such image file"),
+    (f"{TRANSLATE} --input {{root}}/missing.png", "missing.png: no such file (--input)"),
+    (f"{TRANSLATE} --input {{root}}/empty.png", "empty.png: the file is empty (0 bytes)"),
+    (
+        f"{TRANSLATE} --input {{root}}/ok.png --reference {{root}}/gone.png",
+        "gone.png: no such file",
+    ),
+    # told before the model loads: a missing checkpoint is not reached
+    ("translate --checkpoint {root}/missing --input {root}/gone.png --out {root}/o", "gone.png"),
+    ("translate --checkpoint {root}/missing --text ' ' --out {root}/o", "empty text"),
     (f"{TRANSLATE} --input {{root}}/folder", "is a directory"),
     (f"{TRANSLATE} --input {{root}}/corrupt.png", "not a readable image"),
     (f"{TRANSLATE} --input {{root}}/notes.txt", "not a readable image"),
@@ -118,7 +127,10 @@ CASES = [
     (f"{TRANSLATE} --input {{root}}/ok.png --beam 3", "beam search applies to text outputs"),
     ("translate --checkpoint {run} --text hello --out {root}/o", "cannot be given as text"),
     ("translate --checkpoint {run} --input {root}/ok.png --out {root}/ok.png", "this is a file"),
-    (f"{TRANSLATE.replace('{root}/outputs', '{root}/ok.png/sub')} --input {{root}}/ok.png", "ok.png is a file"),
+    (
+        f"{TRANSLATE.replace('{root}/outputs', '{root}/ok.png/sub')} --input {{root}}/ok.png",
+        "ok.png is a file",
+    ),
     ("train --task digits --data {data} --out {root}/ok.png/run --steps 1", "ok.png is a file"),
     ("evaluate --checkpoint {run} --data {data} --out {root}/ok.png/m.json", "ok.png is a file"),
     (
