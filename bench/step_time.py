@@ -52,8 +52,8 @@ COLUMNS = [
 
 def time_steps(task: str, objective: str, sets: list[str], steps: int, warmup: int) -> dict:
     """Seconds per step over ``steps`` steps after ``warmup`` untimed ones, in one trainer
-    process: from its log, whose ``images_per_s`` at step k is k·batch over the loop's time so
-    far, so the time at step k is k·batch / images_per_s."""
+    process: from its log, whose ``samples_per_s`` at step k is k·batch over the loop's time so
+    far, so the time at step k is k·batch / samples_per_s."""
     with tempfile.TemporaryDirectory(prefix="m3dgan-step-time-") as tmp:
         run = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "m3dgan", "train", "--no-progress", "--task", task]
@@ -64,7 +64,9 @@ def time_steps(task: str, objective: str, sets: list[str], steps: int, warmup: i
         logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
         stats = json.loads((run / "train_stats.json").read_text())
     batch = stats["images"] // (warmup + steps)
-    at = {r["step"]: r["step"] * batch / r["images_per_s"] for r in logged if "images_per_s" in r}
+    # the key was images_per_s before 2026-12-02 (logs of older runs still have it)
+    rate = {r["step"]: r.get("samples_per_s", r.get("images_per_s")) for r in logged}
+    at = {step: step * batch / v for step, v in rate.items() if v}
     return {
         "seconds_per_step": (at[warmup + steps] - at[warmup]) / steps,
         "steps": steps,

@@ -402,7 +402,8 @@ class _Run:
                 bar.update(1)
                 if state.step % tc.log_every == 0 or state.step == tc.steps:
                     logs = dist.mean(logs)
-                    logs["images_per_s"] = images_seen / (time.perf_counter() - t0)
+                    # training samples (images, sentences, utterances) a second, global batch
+                    logs["samples_per_s"] = images_seen / (time.perf_counter() - t0)
                     shown = ("loss_D", "loss_G", "rec", "lat")
                     bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in shown})
                     out.scalars(state.step, logs)
@@ -485,14 +486,18 @@ def _write_stats(
     ended: str = "steps",
 ) -> None:
     """Throughput and peak memory of this session of the run (benchmarks read this file);
-    images are global-batch images (all processes), memory is rank 0's. ``ended``: why the
+    ``samples`` are global-batch training samples (all processes: images, sentences or
+    utterances; ``images`` / ``images_per_s`` repeat them under their first names, which older
+    benchmark readers use), memory is rank 0's. ``ended``: why the
     session ended: ``"steps"`` (train.steps reached), ``"budget"`` (train.max_minutes) or
     ``"stopped"`` (a signal: the run is not finished, ``--resume`` goes on)."""
     stats = {
         "step": step,
         "ended": ended,
-        "images": images,
+        "samples": images,
         "seconds": round(seconds, 2),
+        "samples_per_s": images / seconds if seconds > 0 else None,
+        "images": images,
         "images_per_s": images / seconds if seconds > 0 else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),

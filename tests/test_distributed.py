@@ -115,7 +115,7 @@ def test_two_processes_give_the_losses_of_one(two_and_one: tuple[Path, Path]) ->
     rows_two, rows_one = log_rows(two), log_rows(one)
     assert [r["step"] for r in rows_two] == list(range(1, STEPS + 1))  # one writer, no duplicates
     for a, b in zip(rows_two, rows_one, strict=True):
-        a.pop("images_per_s"), b.pop("images_per_s")
+        a.pop("samples_per_s"), b.pop("samples_per_s")
         assert a.keys() == b.keys()
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), (a["step"], key)
