@@ -358,7 +358,7 @@ def cmd_data(args) -> int:
 
 def cmd_train(args) -> int:
     from m3dgan.config import config_from_dict, layered_config, load_config
-    from m3dgan.train import train
+    from m3dgan.train import check_run_config, train
 
     if args.out is None and (args.resume or not args.print_config):
         raise M3DGANError(
@@ -394,7 +394,9 @@ def cmd_train(args) -> int:
         }
         cfg = layered_config(args.task, args.objective, args.config, flags, args.overrides)
     if args.print_config:
-        print(_config_yaml(cfg or load_config(args.out / "config.yaml"), args), end="")
+        shown = cfg or load_config(args.out / "config.yaml")
+        check_run_config(shown)  # what a run would refuse is refused here too
+        print(_config_yaml(shown, args), end="")
         return 0
     last = train(
         cfg,

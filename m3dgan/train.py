@@ -55,7 +55,7 @@ from m3dgan.data.tensors import (
 )
 from m3dgan.data.views import open_dataset
 from m3dgan.device import deterministic_mode, native_bf16, resolve_device
-from m3dgan.errors import ConfigError, OutputError
+from m3dgan.errors import ConfigError, M3DGANError, OutputError
 from m3dgan.guard import DivergenceGuard, LossSpike, Rollback, SpikeDetector, TrainingDiverged
 from m3dgan.modalities import ModalitySpec
 from m3dgan.report.run_outputs import RunOutputs
@@ -170,6 +170,23 @@ def check_train_config(tc: TrainConfig, world: int) -> None:
         raise ConfigError(f"train.spike_factor={tc.spike_factor} must be 0 (off) or above 1")
 
 
+def check_run_config(cfg: Config, world_size: int = 1) -> None:
+    """Refuse a config that cannot train, from the config and the task alone: an unknown
+    objective, training settings that do not fit ``world_size`` processes, or a switch that does
+    not apply to the task's modalities. It runs before a data set is built (minutes) or a run
+    folder is made, and for ``train --print-config``; what needs the data (a subword model too
+    small for its characters, say) is refused when the run reads it.
+
+    Raises:
+        ConfigError: naming the setting and why it cannot apply.
+    """
+    get_objective(cfg.objective)
+    check_train_config(cfg.train, world_size)
+    # switches read only the sides' kinds, which the task knows (build_model checks again)
+    task = get_task(cfg.task)
+    check_switches(cfg, ModalitySpec(task.source, 0, 0), ModalitySpec(task.target, 0, 0))
+
+
 def train(
     cfg: Config | None,
     run_dir: Path,
@@ -191,21 +208,17 @@ def train(
     join one process group for the run and leave it on return."""
     run_dir = Path(run_dir)
     cfg, config_changed = read_run_config(run_dir, cfg, resume)
-    get_objective(cfg.objective)
     tc = cfg.train
     requested = device or tc.device
     device = resolve_device(requested)
-    check_train_config(tc, distributed.world_from_env()[1])
-    # switches read only the sides' kinds, which the task knows: refuse one that does not apply
-    # before a data set is built (minutes) or a run folder is made (build_model checks again)
-    task = get_task(cfg.task)
-    check_switches(cfg, ModalitySpec(task.source, 0, 0), ModalitySpec(task.target, 0, 0))
+    check_run_config(cfg, distributed.world_from_env()[1])
     with distributed.session(device) as dist, deterministic_mode(tc.deterministic):
         if dist.is_main:
             notes = [f"asked for {requested!r}"] if requested != str(dist.device) else []
             if requested != tc.device:
                 notes.append(f"this session only: config.yaml keeps train.device={tc.device!r}")
             print(f"device: {dist.device}" + (f" ({'; '.join(notes)})" if notes else ""))
+            folder_existed = run_dir.is_dir()
             make_folder(run_dir)
             if config_changed:
                 cfg.save(run_dir / "config.yaml")
@@ -213,7 +226,23 @@ def train(
         dist.barrier()
         if not dist.is_main:
             root = data_root or task_dataset_root(cfg.task)
-        return _Run(cfg, run_dir, dist, root, progress).run(resume)
+        try:
+            session = _Run(cfg, run_dir, dist, root, progress)
+        except M3DGANError:
+            # refused before the first step (a switch the data set cannot take, say): a new run
+            # leaves no config.yaml behind, so a fixed command starts it again in the same folder
+            if dist.is_main and not resume:
+                _forget_refused_start(run_dir, folder_existed)
+            raise
+        return session.run(resume)
+
+
+def _forget_refused_start(run_dir: Path, folder_existed: bool) -> None:
+    """Undo what a new run wrote before it was refused: its config.yaml, and its folder when
+    this run made it and nothing else is in it."""
+    (run_dir / "config.yaml").unlink(missing_ok=True)
+    if not folder_existed and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def build_state(

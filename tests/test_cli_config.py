@@ -283,6 +283,9 @@ def test_print_config_needs_no_run_folder_and_training_does(
     assert main(["train", "--task", "emoji2text", "--print-config"]) == 0
     cfg = config_from_dict(load_yaml(capsys.readouterr().out))
     assert cfg.task == "emoji2text" and cfg.train.warmup_code == "zero"  # the task's recipe
+    # a switch the task cannot take is refused here as a run would refuse it
+    assert main(["train", "--task", "digits", "--set", "model.subwords=500", "--print-config"]) == 2
+    assert "model.subwords=500" in capsys.readouterr().err
     for argv in (["train", "--task", "emoji2text"], ["train", "--resume", "--print-config"]):
         assert main(argv) == 2
         assert "needs --out" in capsys.readouterr().err

@@ -39,6 +39,10 @@ def test_subwords_replace_characters_and_are_deterministic(tmp_path):
     text = train["source"][0]
     assert len(vocab.pieces(text)) < len(chars.pieces(text))  # pieces, not characters
     assert vocab.decode(vocab.encode(text)) == text
+    # a character the training text lacks becomes byte pieces: named, so translate warns
+    assert vocab.unknown(text) == []
+    assert vocab.unknown(text + " \u2603") == ["\u2603"]
+    assert vocab.decode(vocab.encode("\u2603")) == "\u2603"
 
 
 def test_subwords_refused_where_they_cannot_apply(tmp_path):
@@ -81,3 +85,19 @@ def test_cli_trains_with_subwords_and_translate_reads_typed_text_with_them(tmp_p
     err = capsys.readouterr().err
     assert "model.subwords=500" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_refused_when_its_data_is_read_leaves_no_config_behind(tmp_path, capsys):
+    data = write_image_text(tmp_path / "data", text_source=True)
+    run = tmp_path / "runs" / "t2e"
+    args = ["train", "--task", "text2emoji", "--data", str(data), "--out", str(run), "--no-progress"]
+    args += [*ARGS, "--set", "train.steps=1", "--set", "model.text_encoder=bag"]
+    # too few pieces for this data set's characters: known only once its texts are read
+    assert main([*args, "--set", "model.subwords=260"]) == 2
+    assert "needs at least" in capsys.readouterr().err
+    assert not run.exists()  # no config.yaml that a --resume would trip over again
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    assert main([*args, "--set", "model.subwords=260"]) == 2
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # a user's folder stays
+    assert main([*args, "--set", "model.subwords=300"]) == 0  # the fixed command starts there

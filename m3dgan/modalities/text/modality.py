@@ -165,7 +165,8 @@ class TextModality(Modality):
         ids = self.codec.encode_batch([text], max_len=2 * self.spec.size)
         if unknown:
             warnings.warn(
-                f"characters unknown to the model's vocabulary become <unk>: {''.join(unknown)!r}",
+                f"characters unknown to the model's vocabulary become "
+                f"{self.codec.unknown_becomes}: {''.join(unknown)!r}",
                 stacklevel=3,
             )
         return ids

@@ -41,6 +41,8 @@ def normalize(text: str) -> str:
 
 class Vocabulary:
     kind = ""
+    # what a character :meth:`unknown` names becomes (for the caller's warning)
+    unknown_becomes = "<unk>"
     frontend = TextFrontend()  # what the text becomes before its ids (default: unchanged)
 
     @property
@@ -157,6 +159,7 @@ class SubwordVocabulary(Vocabulary):
     """A sentencepiece model; its piece i has id i + 4 here (its own unknown maps to <unk>)."""
 
     kind = "sentencepiece"
+    unknown_becomes = "UTF-8 byte pieces (or <unk>) that training never showed the model"
 
     def __init__(self, model_proto: bytes) -> None:
         # the text extra, imported when used (m3dgan.extras)
@@ -183,14 +186,14 @@ class SubwordVocabulary(Vocabulary):
         return [UNK if i == unk else i + len(SPECIALS) for i in self.sp.EncodeAsIds(text)]
 
     def unknown(self, text: str) -> list[str]:
+        """Characters absent from the model's training text: with byte fallback (our models,
+        :func:`m3dgan.data.subwords.train_unigram`) they become UTF-8 byte pieces the model
+        never saw in training; without it, <unk>."""
+        unk = self.sp.unk_id()
         return sorted(
-            {
-                c
-                for c in normalize(text)
-                if c != " "
-                and self.sp.PieceToId(c) == self.sp.unk_id()
-                and self.sp.EncodeAsIds(c) == [self.sp.unk_id()]
-            }
+            c
+            for c in set(normalize(text)) - {" "}
+            if any(i == unk or self.sp.IsByte(i) for i in self.sp.EncodeAsIds(c))
         )
 
     def decode(self, ids: Iterable[int]) -> str:
