@@ -443,11 +443,12 @@ def cmd_translate(args) -> int:
     print(f"weights: {tr.weights} ({_WEIGHTS[tr.weights]}), step {tr.step}")
     samples = args.samples if args.samples is not None else DEFAULT_SAMPLES
     if not tr.has_code:
-        print(
-            f"note: objective {tr.cfg.objective!r} has no latent code; references and samples do not "
-            "apply, writing one output per input",
-            file=sys.stderr,
-        )
+        if args.samples is not None or args.reference:  # said only to who asked for them
+            print(
+                f"note: objective {tr.cfg.objective!r} has no latent code; --reference and "
+                "--samples do not apply, writing one output per input",
+                file=sys.stderr,
+            )
         samples, args.reference = 1, None
     if samples < 1:
         raise M3DGANError("--samples must be at least 1")

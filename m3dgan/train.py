@@ -58,6 +58,7 @@ from m3dgan.device import deterministic_mode, native_bf16, resolve_device
 from m3dgan.errors import ConfigError, M3DGANError, OutputError
 from m3dgan.guard import DivergenceGuard, LossSpike, Rollback, SpikeDetector, TrainingDiverged
 from m3dgan.modalities import ModalitySpec
+from m3dgan.modalities.text.vocab import SPECIALS
 from m3dgan.report.run_outputs import RunOutputs
 from m3dgan.report.samples import fixed_samples
 from m3dgan.run_record import RunRecord
@@ -279,6 +280,14 @@ class _Run:
         vocabs = build_vocabularies(
             root, self.manifest, train_split, text_frontends(cfg), cfg.model.subwords
         )
+        if cfg.model.subwords and dist.is_main:
+            for side in self.manifest.text_sides():
+                print(
+                    f"model.subwords={cfg.model.subwords}: the {side} text reads as "
+                    f"{vocabs[side].size - len(SPECIALS)} sentencepiece pieces (a unigram model "
+                    f"of its {len(set(train_split[side])):,} distinct training texts, trained "
+                    "now and saved in every checkpoint)"
+                )
         self.train_split = encode_split(train_split, vocabs)
         self.test_split = encode_split(test_split, vocabs)
         self.state = build_state(cfg, self.manifest, dist.device, vocabs, self.train_split)
@@ -378,6 +387,7 @@ class _Run:
         last_path = None
         images_seen, t0 = 0, time.perf_counter()
         spikes = SpikeDetector(tc.spike_factor)
+        was_warming_up = warming_up(tc, state.step, state.train_seconds)  # says when it ends
         with _StopRequest() as stop:
             state.model.train()
             stopped = out_of_budget = False
@@ -416,6 +426,13 @@ class _Run:
                 warmup = warming_up(tc, state.step, state.train_seconds)
                 if warmup and tc.max_minutes:
                     warmup = dist.any_true(warmup)
+                if was_warming_up and not warmup and dist.is_main:
+                    bar.write(
+                        f"step {state.step}: the adversarial warm-up "
+                        f"(train.adversarial_warmup={tc.adversarial_warmup:g}) is over; "
+                        "the whole objective trains from here"
+                    )
+                was_warming_up = warmup
                 try:
                     logs = step_fn(source, target, reference, domain, warmup=warmup)
                     spiked = spikes.spiked(logs.get("rec", 0.0))

@@ -48,7 +48,9 @@ def test_a_warm_up_step_leaves_d_alone_and_skips_the_random_branch() -> None:
     assert {"loss_D", "G_gan_rand", "lat", "dist"} <= set(logs)
 
 
-def test_a_run_warms_up_then_trains_adversarially(tmp_path: Path, tiny_data: Path) -> None:
+def test_a_run_warms_up_then_trains_adversarially(
+    tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture
+) -> None:
     run = tmp_path / "run"
     args = ["train", "--task", "edges2emoji", "--data", str(tiny_data), "--out", str(run)]
     args += ["--steps", "4", "--no-progress", *set_args(TINY_OVERRIDES)]
@@ -57,4 +59,5 @@ def test_a_run_warms_up_then_trains_adversarially(tmp_path: Path, tiny_data: Pat
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     has_d = {r["step"]: "loss_D" in r for r in rows if "loss_G" in r}
     assert has_d == {1: False, 2: False, 3: True, 4: True}
+    assert "step 2: the adversarial warm-up" in capsys.readouterr().out  # said once, when over
     assert main([*args[:-4], "--set", "train.adversarial_warmup=1.0"]) == 2  # in [0, 1)

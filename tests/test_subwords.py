@@ -67,6 +67,7 @@ def test_cli_trains_with_subwords_and_translate_reads_typed_text_with_them(tmp_p
     args = ["train", "--task", "text2emoji", "--data", str(data), "--out", str(run)]
     extra = ["--set", "model.subwords=300", "--set", "model.text_encoder=bag"]
     assert main(args + ARGS + extra + ["--set", "train.steps=2", "--no-progress"]) == 0
+    assert "the source text reads as" in capsys.readouterr().out  # the run says what it built
     from m3dgan.infer import Translator
 
     tr = Translator.from_checkpoint(run)

@@ -240,8 +240,12 @@ def test_cli_text_to_text_train_translate_evaluate(tmp_path, capsys) -> None:
     assert (
         main(["translate", "--checkpoint", str(run), "--text", "red cat", "--out", str(out)]) == 0
     )
-    printed = capsys.readouterr().out
-    assert "red cat" in printed and (out / "text0_z0.txt").is_file()
+    printed = capsys.readouterr()
+    assert "red cat" in printed.out and (out / "text0_z0.txt").is_file()
+    assert "no latent code" not in printed.err  # nothing asked for samples: nothing to say
+    cmd = ["translate", "--checkpoint", str(run), "--text", "red cat", "--out", str(out)]
+    assert main([*cmd, "--samples", "3"]) == 0
+    assert "--samples do not apply" in capsys.readouterr().err
     # the tiny model learned to swap the words of its training phrases (greedy and beam)
     from m3dgan.infer import Translator
 
