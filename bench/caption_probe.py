@@ -9,6 +9,8 @@ identity judge on the held-out captions (named top-1 / top-5 accuracy, as ``m3dg
 - ``words``: a bag of word embeddings (mean), words from the training captions;
 - ``pieces-bag``: a bag of sentencepiece pieces (``--pieces``), as ``model.text_encoder=bag``
   with ``model.subwords``;
+- ``ngrams-bag``: a bag of words and their character trigrams (``<sm``, ``smi``, …, ``le>``),
+  fastText's subword features, the vocabulary of the training captions;
 - ``pieces-cbhg`` / ``chars-cbhg``: the paper's CBHG text prenet (``TextPrenet``) over pieces or
   characters, its states' mean as the sentence vector.
 
@@ -41,7 +43,7 @@ from m3dgan.modalities.image.from_text import UpBlock
 from m3dgan.modalities.text.nets import TextPrenet
 from m3dgan.modalities.text.vocab import CharVocabulary, SubwordVocabulary
 
-ENCODERS = ("oracle", "words", "pieces-bag", "pieces-cbhg", "chars-cbhg")
+ENCODERS = ("oracle", "words", "ngrams-bag", "pieces-bag", "pieces-cbhg", "chars-cbhg")
 COND = 192  # sentence-vector width (the generator's 128 + the 64 of a domain embedding)
 WIDTHS = [128, 128, 128, 64, 32]  # 4×4 → 64×64, the text2emoji generator's widths
 
@@ -83,6 +85,16 @@ def tokenizer(encoder: str, train_texts: list[str], pieces: int):
         return (lambda t: [index.get(w, 1) for w in re.findall(r"[a-z0-9]+", t)] or [1]), len(
             words
         ) + 2
+    if encoder == "ngrams-bag":
+
+        def features(text: str) -> list[str]:
+            words = re.findall(r"[a-z0-9]+", text.lower())
+            grams = [f"<{w}>"[i : i + 3] for w in words for i in range(len(w))]
+            return words + grams
+
+        names = sorted({f for t in train_texts for f in features(t)})
+        index = {f: i + 2 for i, f in enumerate(names)}  # 1: unknown feature
+        return (lambda t: [index.get(f, 1) for f in features(t)] or [1]), len(names) + 2
     if encoder.startswith("pieces"):
         vocab = SubwordVocabulary(train_unigram(sorted(set(train_texts)), pieces))
     else:
@@ -143,7 +155,10 @@ def main() -> None:
         "lr": args.lr,
         "threads": torch.get_num_threads(),
         "captions": len(rows),
-    } | {k: scores[k] for k in ("named_accuracy", "named_accuracy_top5", "inception_score")}
+    } | {
+        k: scores.get(k)
+        for k in ("named_accuracy", "named_accuracy_top5", "inception_score", "missing_modes")
+    }
     print(json.dumps(row))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as handle:

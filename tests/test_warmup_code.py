@@ -199,7 +199,8 @@ def test_text2emoji_reads_captions_as_a_bag_of_pieces_and_full_gets_its_recipe(t
     text, image = ModalitySpec("text", 30, 12), ModalitySpec("image", 3, 64)
     for objective in ("full", "cvae-gan", "mle", "bicycle", "pix2pix"):
         cfg = layered_config(task, objective)
-        assert (cfg.model.text_encoder, cfg.model.subwords, cfg.train.lr) == ("bag", 2000, 1e-3)
+        lr = 2e-4 if objective == "cvae-gan" else 1e-3  # cvae-gan collapsed at 1e-3
+        assert (cfg.model.text_encoder, cfg.model.subwords, cfg.train.lr) == ("bag", 2000, lr)
         check_switches(cfg, text, image)
     full = layered_config(task, "full")
     assert full.train.domain_reference == 1.0 and full.train.warmup_code == "zero"
