@@ -156,7 +156,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "captions": len(rows),
     } | {
-        k: scores.get(k)
+        k: scores[k]
         for k in ("named_accuracy", "named_accuracy_top5", "inception_score", "missing_modes")
     }
     print(json.dumps(row))

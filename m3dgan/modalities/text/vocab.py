@@ -159,7 +159,7 @@ class SubwordVocabulary(Vocabulary):
     """A sentencepiece model; its piece i has id i + 4 here (its own unknown maps to <unk>)."""
 
     kind = "sentencepiece"
-    unknown_becomes = "UTF-8 byte pieces (or <unk>) that training never showed the model"
+    unknown_becomes = "UTF-8 byte pieces (or <unk>): the subword model has no piece for them"
 
     def __init__(self, model_proto: bytes) -> None:
         # the text extra, imported when used (m3dgan.extras)
@@ -186,9 +186,9 @@ class SubwordVocabulary(Vocabulary):
         return [UNK if i == unk else i + len(SPECIALS) for i in self.sp.EncodeAsIds(text)]
 
     def unknown(self, text: str) -> list[str]:
-        """Characters absent from the model's training text: with byte fallback (our models,
-        :func:`m3dgan.data.subwords.train_unigram`) they become UTF-8 byte pieces the model
-        never saw in training; without it, <unk>."""
+        """Characters the subword model has no piece for (with ``character_coverage=1``, as
+        :func:`m3dgan.data.subwords.train_unigram` trains: those absent from its training text).
+        With byte fallback (ours) they become UTF-8 byte pieces; without it, <unk>."""
         unk = self.sp.unk_id()
         return sorted(
             c
